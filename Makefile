@@ -1,0 +1,38 @@
+# canary — common tasks. `make test` is what CI runs (through .ci/run).
+CARGO ?= cargo
+VENV  := .venv
+PY    := $(VENV)/bin/python
+
+.PHONY: build test lint schema bench tools clean
+
+build:
+	$(CARGO) build
+
+# Everything the tests need, then every test. The tests find the independent
+# validators in .venv (see tools/requirements.txt).
+test: tools
+	CANARY_TOOLS=$(CURDIR)/$(VENV)/bin $(CARGO) test --all-features
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Regenerate the committed JSON Schema from the manifest types.
+schema:
+	$(CARGO) run --quiet -- schema > schemas/canaryrollout.schema.json
+
+# Benchmarks run release builds and print medians; see README "Benchmarks".
+bench: tools
+	$(CARGO) build --release
+	CANARY_TOOLS=$(CURDIR)/$(VENV)/bin $(CARGO) run --release --quiet --bin canary-bench
+
+tools: $(VENV)/.installed
+
+$(VENV)/.installed: tools/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	touch $@
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

@@ -1,0 +1,172 @@
+//! The command line: clap types, dispatch, and rendering results and errors.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diagnostic::{self, Colour, Diagnostic};
+use crate::error::{Error, Exit};
+use crate::manifest::{self, schema};
+
+/// canary rolls new container images out to Google Cloud Run in traffic stages,
+/// judges each stage against SLOs from Cloud Monitoring, and advances, holds or rolls
+/// back on its own.
+#[derive(Debug, Parser)]
+#[command(name = "canary", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check manifests: YAML, schema and meaning; every error as file:line:col.
+    Validate {
+        /// Manifest files or folders (searched recursively for *.yaml / *.yml).
+        #[arg(default_value = "manifests/")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Print the manifest JSON Schema, or check that the committed copy is current.
+    Schema {
+        /// Fail if the committed schema differs from this build's.
+        #[arg(long)]
+        check: bool,
+        /// The committed schema file, for --check.
+        #[arg(long, default_value = schema::SCHEMA_PATH)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Runs canary with `args` (the program name first) and returns the exit code.
+pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Exit::Invalid.code() } else { Exit::Ok.code() };
+        }
+    };
+    let outcome = match cli.command {
+        Command::Validate { paths, output } => Ok(validate(&paths, output)),
+        Command::Schema { check, file } => schema_command(check, &file),
+    };
+    match outcome {
+        Ok(exit) => exit.code(),
+        Err(e) => {
+            report(&e);
+            e.exit().code()
+        }
+    }
+}
+
+/// Prints an error the one way canary prints errors.
+fn report(e: &Error) {
+    let colour = Colour::for_stderr();
+    let mut text = format!("{} {e}", paint(colour, "1;31", "error:"));
+    if let Some(cause) = e.cause() {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    if let Some(hint) = e.hint() {
+        text.push_str(&format!("\n  = hint: {hint}"));
+    }
+    eprintln!("{text}");
+}
+
+fn paint(colour: Colour, code: &str, text: &str) -> String {
+    match colour {
+        Colour::Always => format!("\x1b[{code}m{text}\x1b[0m"),
+        Colour::Never => text.to_owned(),
+    }
+}
+
+fn validate(paths: &[PathBuf], output: Format) -> Exit {
+    let set = manifest::load(paths);
+    let mut exit = Exit::Ok;
+    for unreadable in &set.unreadable {
+        report(&Error::Unreadable(unreadable.clone()));
+        exit = exit.and(Exit::Runtime);
+    }
+    if !set.diagnostics.is_empty() {
+        exit = exit.and(Exit::Invalid);
+    }
+    match output {
+        Format::Json => {
+            let mut all: Vec<Diagnostic> = set.diagnostics.clone();
+            all.extend(set.unreadable.iter().map(|u| Diagnostic {
+                file: u.path.clone(),
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: format!("cannot read: {}", u.reason),
+                label: None,
+                hint: None,
+            }));
+            println!("{}", diagnostic::to_json(&all));
+        }
+        Format::Text => {
+            let colour = Colour::for_stderr();
+            let mut stderr = std::io::stderr().lock();
+            for d in &set.diagnostics {
+                let source = set.sources.get(&d.file).map(String::as_str);
+                let _ = writeln!(stderr, "{}", diagnostic::render(d, source, colour));
+            }
+            let total = set.manifests.len();
+            if !set.diagnostics.is_empty() {
+                let errors = set.diagnostics.len();
+                let mut bad_files: Vec<&str> = set.diagnostics.iter().map(|d| d.file.as_str()).collect();
+                bad_files.dedup();
+                let _ = writeln!(
+                    stderr,
+                    "{} {errors} {} found in {} of {} {}",
+                    paint(colour, "1;31", "error:"),
+                    plural(errors, "problem"),
+                    bad_files.len(),
+                    set.files,
+                    plural(set.files, "file"),
+                );
+            } else if set.unreadable.is_empty() {
+                if total == 0 {
+                    let _ = writeln!(stderr, "warning: no manifests found in {}", list(paths));
+                }
+                println!("ok: {total} {} valid ({} {})", plural(total, "manifest"), set.files, plural(set.files, "file"));
+            }
+        }
+    }
+    exit
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 { word.to_owned() } else { format!("{word}s") }
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn schema_command(check: bool, file: &PathBuf) -> Result<Exit, Error> {
+    let current = schema::schema_text();
+    if !check {
+        print!("{current}");
+        return Ok(Exit::Ok);
+    }
+    let committed = std::fs::read_to_string(file).map_err(|e| {
+        Error::Unreadable(manifest::source::Unreadable { path: file.display().to_string(), reason: e.to_string() })
+    })?;
+    if committed == current {
+        println!("ok: {} is up to date", file.display());
+        Ok(Exit::Ok)
+    } else {
+        Err(Error::StaleSchema { path: file.display().to_string() })
+    }
+}

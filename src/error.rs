@@ -1,0 +1,69 @@
+//! Errors as data. Each says what went wrong, what to do about it, and which exit code
+//! it means; `cli` renders them in one place.
+
+use crate::manifest::source::Unreadable;
+
+/// canary's exit codes (see DESIGN.md, "Command line").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    Ok = 0,
+    /// A runtime problem: API, auth, I/O.
+    Runtime = 1,
+    /// Invalid input: a manifest, a flag.
+    Invalid = 2,
+    /// A rollout rolled back or failed in this pass.
+    RolledBack = 3,
+}
+
+impl Exit {
+    /// When several apply, the most telling wins: 3, then 2, then 1.
+    #[must_use]
+    pub fn and(self, other: Exit) -> Exit {
+        self.max(other)
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}", .0.path)]
+    Unreadable(Unreadable),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is out of date with this build's manifest types")]
+    StaleSchema { path: String },
+}
+
+impl Error {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Unreadable(_) | Error::Write { .. } | Error::StaleSchema { .. } => Exit::Runtime,
+        }
+    }
+
+    /// The underlying cause, in a person's words.
+    pub fn cause(&self) -> Option<String> {
+        match self {
+            Error::Unreadable(u) => Some(u.reason.clone()),
+            Error::Write { source, .. } => Some(source.to_string()),
+            Error::StaleSchema { .. } => None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Unreadable(u) if u.reason.contains("no such file") => {
+                Some("name the files or folders that hold your manifests, like `canary validate deploy/manifests/`".to_owned())
+            }
+            Error::Unreadable(_) | Error::Write { .. } => None,
+            Error::StaleSchema { .. } => Some("run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result".to_owned()),
+        }
+    }
+}

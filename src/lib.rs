@@ -1,0 +1,10 @@
+//! canary: safe, declarative canary rollouts of container images to Google Cloud Run.
+//!
+//! `main.rs` only calls [`run`]; everything else lives here so tests can drive it.
+
+pub mod cli;
+pub mod diagnostic;
+pub mod error;
+pub mod manifest;
+
+pub use cli::run;

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(canary::run(std::env::args_os()));
+}

@@ -1,0 +1,16 @@
+//! The `CanaryRollout` manifest: its types, loading with source locations, its JSON
+//! Schema, and validation in layers (YAML, schema, meaning, the set as a whole).
+
+pub mod document;
+pub mod finding;
+pub mod image;
+pub mod load;
+pub mod quantity;
+pub mod rules;
+pub mod schema;
+pub mod schema_check;
+pub mod source;
+pub mod types;
+
+pub use load::{Manifest, ManifestSet, load};
+pub use types::CanaryRollout;

@@ -1,0 +1,8 @@
+//! End-to-end tests of the real `canary` binary. One test binary for all of them, so
+//! the crate is linked once.
+
+mod hostile;
+mod independent;
+mod schema;
+mod support;
+mod validate;
