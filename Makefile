@@ -23,8 +23,7 @@ schema:
 
 # Benchmarks run release builds and print medians; see README "Benchmarks".
 bench: tools
-	$(CARGO) build --release
-	CANARY_TOOLS=$(CURDIR)/$(VENV)/bin $(CARGO) run --release --quiet --bin canary-bench
+	CANARY_TOOLS=$(CURDIR)/$(VENV)/bin $(CARGO) bench
 
 tools: $(VENV)/.installed
 

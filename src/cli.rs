@@ -139,7 +139,12 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
                 if total == 0 {
                     let _ = writeln!(stderr, "warning: no manifests found in {}", list(paths));
                 }
-                println!("ok: {total} {} valid ({} {})", plural(total, "manifest"), set.files, plural(set.files, "file"));
+                println!(
+                    "ok: {total} {} valid ({} {})",
+                    plural(total, "manifest"),
+                    set.files,
+                    plural(set.files, "file")
+                );
             }
         }
     }

@@ -58,7 +58,13 @@ impl Colour {
 pub fn render(d: &Diagnostic, source: Option<&str>, colour: Colour) -> String {
     let mut out = String::new();
     let location = format!("{}:{}:{}:", d.file, d.line, d.column);
-    let _ = writeln!(out, "{} {} {}", colour.paint("1", &location), colour.paint("1;31", "error:"), colour.paint("1", &d.message));
+    let _ = writeln!(
+        out,
+        "{} {} {}",
+        colour.paint("1", &location),
+        colour.paint("1;31", "error:"),
+        colour.paint("1", &d.message)
+    );
     let line_text = source.and_then(|s| s.lines().nth(d.line.saturating_sub(1)));
     if let Some(text) = line_text {
         let number = d.line.to_string();
@@ -164,7 +170,11 @@ mod tests {
     #[test]
     fn renders_rustc_style_with_snippet_label_and_hint() {
         let src = "spec:\n  stagse:\n    - weight: 5\n";
-        let text = render(&diag(2, 3, Some("did you mean `stages`?"), Some("see the manifest reference")), Some(src), Colour::Never);
+        let text = render(
+            &diag(2, 3, Some("did you mean `stages`?"), Some("see the manifest reference")),
+            Some(src),
+            Colour::Never,
+        );
         let expected = "m.yaml:2:3: error: unknown field `stagse` in `spec`\n  |\n2 |   stagse:\n  |   ^^^^^^ did you mean `stages`?\n  = hint: see the manifest reference\n";
         assert_eq!(text, expected);
     }

@@ -59,11 +59,15 @@ impl Error {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Unreadable(u) if u.reason.contains("no such file") => {
-                Some("name the files or folders that hold your manifests, like `canary validate deploy/manifests/`".to_owned())
-            }
+            Error::Unreadable(u) if u.reason.contains("no such file") => Some(
+                "name the files or folders that hold your manifests, like `canary validate deploy/manifests/`"
+                    .to_owned(),
+            ),
             Error::Unreadable(_) | Error::Write { .. } => None,
-            Error::StaleSchema { .. } => Some("run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result".to_owned()),
+            Error::StaleSchema { .. } => Some(
+                "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"
+                    .to_owned(),
+            ),
         }
     }
 }

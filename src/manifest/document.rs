@@ -120,7 +120,12 @@ pub fn parse(text: &str) -> Result<Vec<Document>, SyntaxError> {
 /// renders, and a hint where canary knows better than the parser what to do.
 fn syntax_message(e: &serde_saphyr::Error) -> (String, Option<String>) {
     use serde_saphyr::budget::BudgetBreach;
-    let too_big = |what: &str| (format!("the YAML {what} to be a manifest"), Some("a manifest is a small document; is this file really one?".to_owned()));
+    let too_big = |what: &str| {
+        (
+            format!("the YAML {what} to be a manifest"),
+            Some("a manifest is a small document; is this file really one?".to_owned()),
+        )
+    };
     match e.without_snippet() {
         serde_saphyr::Error::AliasError { error, .. } => syntax_message(error),
         serde_saphyr::Error::DuplicateMappingKey { key, .. } => (

@@ -8,7 +8,8 @@ pub struct ImageError {
     pub hint: &'static str,
 }
 
-const SYNTAX_HINT: &str = "write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, like `us-central1-docker.pkg.dev/PROJECT/REPO/IMAGE:v2`";
+const SYNTAX_HINT: &str =
+    "write REGISTRY/PATH:TAG or REGISTRY/PATH@sha256:DIGEST, like `us-central1-docker.pkg.dev/PROJECT/REPO/IMAGE:v2`";
 
 /// Checks an image reference. Rollouts need a pinned image: a reference without a tag
 /// or with the moving tag `latest` names no particular release, so a new push could
@@ -50,7 +51,8 @@ pub fn check(reference: &str) -> Result<(), ImageError> {
     let has_registry = path.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     if has_registry {
         let (host, port) = first.split_once(':').unwrap_or((first, ""));
-        let host_ok = !host.is_empty() && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        let host_ok = !host.is_empty()
+            && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         if !host_ok || (!port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit())) {
             return Err(bad(format!("has registry `{first}`, which is not a host name")));
         }
@@ -60,7 +62,9 @@ pub fn check(reference: &str) -> Result<(), ImageError> {
     for component in components {
         any = true;
         let valid = !component.is_empty()
-            && component.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+            && component
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
             && component.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && component.bytes().last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !valid {

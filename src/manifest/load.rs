@@ -155,8 +155,11 @@ fn check_set(documents: &[(String, Document)], set: &mut ManifestSet) {
         if let Some((first_file, at)) = names.get(name) {
             duplicates.push((
                 i,
-                Finding::at_value("/metadata/name", format!("rollout name `{name}` is already used at {first_file}:{}:{}", at.line, at.column))
-                    .hint("names are unique across the manifest set; rename one of them"),
+                Finding::at_value(
+                    "/metadata/name",
+                    format!("rollout name `{name}` is already used at {first_file}:{}:{}", at.line, at.column),
+                )
+                .hint("names are unique across the manifest set; rename one of them"),
             ));
         } else {
             names.insert(name, (file, doc.index.value("/metadata/name")));
@@ -165,8 +168,14 @@ fn check_set(documents: &[(String, Document)], set: &mut ManifestSet) {
             if let Some((first_file, at, owner)) = services.get(&(p, r, s)) {
                 duplicates.push((
                     i,
-                    Finding::at_value("/spec/service", format!("service {p}/{r}/{s} is already rolled out by `{owner}` ({first_file}:{}:{})", at.line, at.column))
-                        .hint("one manifest owns a service; merge the two or point this one at another service"),
+                    Finding::at_value(
+                        "/spec/service",
+                        format!(
+                            "service {p}/{r}/{s} is already rolled out by `{owner}` ({first_file}:{}:{})",
+                            at.line, at.column
+                        ),
+                    )
+                    .hint("one manifest owns a service; merge the two or point this one at another service"),
                 ));
             } else {
                 services.insert((p, r, s), (file, doc.index.value("/spec/service"), name));
@@ -200,18 +209,36 @@ mod tests {
         let weights = proptest::collection::btree_set(1u8..100, 0..5);
         let env = proptest::collection::btree_map("[A-Z_][A-Z0-9_]{0,8}", "[ -~]{0,12}", 0..4);
         let triggers = proptest::collection::vec((0u8..3, 1u32..1000, 0u64..4), 0..4);
-        let gates = (proptest::option::of(0u32..500), proptest::option::of(1u32..50), proptest::option::of(0u64..100_000));
-        (name, weights, env, triggers, gates, 1u64..4, 0u64..3, any::<bool>(), any::<bool>(), "[a-z0-9]{1,8}")
-            .prop_map(|(name, weights, env, triggers, gates, interval, warmup, adopt, paused, tag)| {
-                let mut stages: Vec<Stage> = weights.into_iter().map(|weight| Stage { weight, hold: Some(minutes(u64::from(weight) + 10)) }).collect();
+        let gates =
+            (proptest::option::of(0u32..500), proptest::option::of(1u32..50), proptest::option::of(0u64..100_000));
+        (name, weights, env, triggers, gates, 1u64..4, 0u64..3, any::<bool>(), any::<bool>(), "[a-z0-9]{1,8}").prop_map(
+            |(name, weights, env, triggers, gates, interval, warmup, adopt, paused, tag)| {
+                let mut stages: Vec<Stage> = weights
+                    .into_iter()
+                    .map(|weight| Stage { weight, hold: Some(minutes(u64::from(weight) + 10)) })
+                    .collect();
                 stages.push(Stage { weight: 100, hold: None });
                 let rollback = triggers
                     .into_iter()
                     .map(|(kind, value, windows)| {
                         let (metric, above, below) = match kind {
-                            0 => (Metric::ErrorRate, Some(Threshold::Percent(Percent::from_points(f64::from(value % 100) / 10.0))), None),
-                            1 => (Metric::Availability, None, Some(Threshold::Percent(Percent::from_points(f64::from(value % 100))))),
-                            _ => (Metric::P95Latency, Some(Threshold::Latency(Duration::from_std(std::time::Duration::from_millis(u64::from(value))))), None),
+                            0 => (
+                                Metric::ErrorRate,
+                                Some(Threshold::Percent(Percent::from_points(f64::from(value % 100) / 10.0))),
+                                None,
+                            ),
+                            1 => (
+                                Metric::Availability,
+                                None,
+                                Some(Threshold::Percent(Percent::from_points(f64::from(value % 100)))),
+                            ),
+                            _ => (
+                                Metric::P95Latency,
+                                Some(Threshold::Latency(Duration::from_std(std::time::Duration::from_millis(
+                                    u64::from(value),
+                                )))),
+                                None,
+                            ),
                         };
                         RollbackTrigger { metric, above, below, window: minutes(interval * windows) }
                     })
@@ -251,13 +278,18 @@ mod tests {
                                 min_requests: gates.2,
                             },
                             rollback,
-                            on_gate_failure: if paused { GateFailurePolicy::Pause } else { GateFailurePolicy::Rollback },
+                            on_gate_failure: if paused {
+                                GateFailurePolicy::Pause
+                            } else {
+                                GateFailurePolicy::Rollback
+                            },
                         },
                         notify: vec![Notify::Slack(WebhookTarget { url_from_env: "SLACK_URL".to_owned() })],
                         paused,
                     },
                 }
-            })
+            },
+        )
     }
 
     proptest! {

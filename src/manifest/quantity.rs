@@ -93,11 +93,8 @@ impl FromStr for Duration {
         if !duration_regex_matches(text) {
             return Err(err());
         }
-        let value = if text == "0" {
-            std::time::Duration::ZERO
-        } else {
-            humantime::parse_duration(text).map_err(|_| err())?
-        };
+        let value =
+            if text == "0" { std::time::Duration::ZERO } else { humantime::parse_duration(text).map_err(|_| err())? };
         Ok(Duration { value, text: text.to_owned() })
     }
 }
@@ -140,11 +137,7 @@ fn duration_regex_matches(text: &str) -> bool {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.text.is_empty() {
-            f.write_str("0s")
-        } else {
-            f.write_str(&self.text)
-        }
+        if self.text.is_empty() { f.write_str("0s") } else { f.write_str(&self.text) }
     }
 }
 
@@ -350,7 +343,8 @@ mod tests {
 
     #[test]
     fn durations_parse_as_humantime_does() {
-        let cases = [("90s", 90), ("5m", 300), ("1h 30m", 5400), ("1h30m", 5400), ("24h", 86_400), ("0", 0), ("2d", 172_800)];
+        let cases =
+            [("90s", 90), ("5m", 300), ("1h 30m", 5400), ("1h30m", 5400), ("24h", 86_400), ("0", 0), ("2d", 172_800)];
         for (text, secs) in cases {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.as_secs(), secs, "{text}");

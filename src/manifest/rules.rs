@@ -28,7 +28,13 @@ fn stages(rollout: &CanaryRollout, out: &mut Vec<Finding>) {
             out.push(
                 Finding::at_value(
                     format!("/spec/stages/{}/weight", i + 1),
-                    format!("stage {} sends {}% of traffic, which is not more than stage {}'s {}%", i + 2, after.weight, i + 1, before.weight),
+                    format!(
+                        "stage {} sends {}% of traffic, which is not more than stage {}'s {}%",
+                        i + 2,
+                        after.weight,
+                        i + 1,
+                        before.weight
+                    ),
                 )
                 .hint("stage weights must strictly increase"),
             );
@@ -38,15 +44,21 @@ fn stages(rollout: &CanaryRollout, out: &mut Vec<Finding>) {
         && last.weight != 100
     {
         out.push(
-            Finding::at_value(format!("/spec/stages/{}/weight", stages.len() - 1), format!("the last stage sends {}% of traffic, not 100%", last.weight))
-                .hint("end with a stage at 100% (`- {weight: 100}`), after which the canary becomes stable"),
+            Finding::at_value(
+                format!("/spec/stages/{}/weight", stages.len() - 1),
+                format!("the last stage sends {}% of traffic, not 100%", last.weight),
+            )
+            .hint("end with a stage at 100% (`- {weight: 100}`), after which the canary becomes stable"),
         );
     }
     for (i, stage) in stages.iter().enumerate().take(stages.len().saturating_sub(1)) {
         if stage.hold.is_none() {
             out.push(
-                Finding::at_key(format!("/spec/stages/{i}"), format!("stage {} ({}%) has no `hold`", i + 1, stage.weight))
-                    .hint(format!("say how long to stay at {}% before judging it, like `hold: 1h`", stage.weight)),
+                Finding::at_key(
+                    format!("/spec/stages/{i}"),
+                    format!("stage {} ({}%) has no `hold`", i + 1, stage.weight),
+                )
+                .hint(format!("say how long to stay at {}% before judging it, like `hold: 1h`", stage.weight)),
             );
         }
     }
@@ -58,8 +70,11 @@ fn analysis(rollout: &CanaryRollout, out: &mut Vec<Finding>) {
     let interval_ok = interval >= MIN_INTERVAL_SECS && analysis.interval.as_std().subsec_nanos() == 0;
     if !interval_ok {
         out.push(
-            Finding::at_value("/spec/analysis/interval", format!("`analysis.interval` is {}, shorter than 1m or not whole seconds", analysis.interval))
-                .hint("Cloud Monitoring publishes one point a minute; use `1m` or longer"),
+            Finding::at_value(
+                "/spec/analysis/interval",
+                format!("`analysis.interval` is {}, shorter than 1m or not whole seconds", analysis.interval),
+            )
+            .hint("Cloud Monitoring publishes one point a minute; use `1m` or longer"),
         );
     }
     // Only holds that have to contain judged data: every stage but the last, and the
@@ -72,7 +87,11 @@ fn analysis(rollout: &CanaryRollout, out: &mut Vec<Finding>) {
                 out.push(
                     Finding::at_value(
                         format!("/spec/stages/{i}/hold"),
-                        format!("stage {} holds for {hold}, not longer than `analysis.warmup` ({})", i + 1, analysis.warmup),
+                        format!(
+                            "stage {} holds for {hold}, not longer than `analysis.warmup` ({})",
+                            i + 1,
+                            analysis.warmup
+                        ),
                     )
                     .hint("warm-up is left out of judgement, so a hold must be longer than it"),
                 );
@@ -86,7 +105,10 @@ fn analysis(rollout: &CanaryRollout, out: &mut Vec<Finding>) {
     if let Some(p) = &promotion.max_error_rate_increase
         && p.points() > 100.0
     {
-        out.push(Finding::at_value("/spec/analysis/promotion/maxErrorRateIncrease", format!("`maxErrorRateIncrease` is {p}, more than 100%")));
+        out.push(Finding::at_value(
+            "/spec/analysis/promotion/maxErrorRateIncrease",
+            format!("`maxErrorRateIncrease` is {p}, more than 100%"),
+        ));
     }
 }
 
@@ -107,7 +129,10 @@ fn rollback_trigger(i: usize, trigger: &RollbackTrigger, interval: Option<&Durat
             return;
         }
         (None, None) => {
-            out.push(Finding::at_key(at.clone(), format!("`{metric}` trigger has no bound")).hint(format!("add `{expected_bound}`, like `{example}`")));
+            out.push(
+                Finding::at_key(at.clone(), format!("`{metric}` trigger has no bound"))
+                    .hint(format!("add `{expected_bound}`, like `{example}`")),
+            );
             return;
         }
         (Some(b), None) => ("above", b),
@@ -125,12 +150,18 @@ fn rollback_trigger(i: usize, trigger: &RollbackTrigger, interval: Option<&Durat
             out.push(Finding::at_value(bound_at, format!("`{metric}` bound {p} is more than 100%")));
         }
         (Threshold::Latency(_), true) => out.push(
-            Finding::at_value(bound_at, format!("`{metric}` is a rate: its bound is a percentage, not the duration `{bound}`"))
-                .hint(format!("write it like `{example}`")),
+            Finding::at_value(
+                bound_at,
+                format!("`{metric}` is a rate: its bound is a percentage, not the duration `{bound}`"),
+            )
+            .hint(format!("write it like `{example}`")),
         ),
         (Threshold::Percent(_), false) => out.push(
-            Finding::at_value(bound_at, format!("`{metric}` is a latency: its bound is a duration, not the percentage `{bound}`"))
-                .hint(format!("write it like `{example}`")),
+            Finding::at_value(
+                bound_at,
+                format!("`{metric}` is a latency: its bound is a duration, not the percentage `{bound}`"),
+            )
+            .hint(format!("write it like `{example}`")),
         ),
         (Threshold::Latency(d), false) if d.is_zero() => {
             out.push(Finding::at_value(bound_at, format!("`{metric}` bound is 0, which every request exceeds")));
@@ -139,10 +170,13 @@ fn rollback_trigger(i: usize, trigger: &RollbackTrigger, interval: Option<&Durat
     }
     if let Some(interval) = interval {
         let window = &trigger.window;
-        if !window.is_zero() && (window.as_std().subsec_nanos() != 0 || window.as_secs() % interval.as_secs() != 0) {
+        if !window.is_zero() && (window.as_std().subsec_nanos() != 0 || !window.as_secs().is_multiple_of(interval.as_secs())) {
             out.push(
-                Finding::at_value(format!("{at}/for"), format!("`for: {window}` is not a multiple of `analysis.interval` ({interval})"))
-                    .hint("windows are made of whole judgement intervals; use 0 or a multiple of the interval"),
+                Finding::at_value(
+                    format!("{at}/for"),
+                    format!("`for: {window}` is not a multiple of `analysis.interval` ({interval})"),
+                )
+                .hint("windows are made of whole judgement intervals; use 0 or a multiple of the interval"),
             );
         }
     }
@@ -158,12 +192,18 @@ fn smoke_tests(rollout: &CanaryRollout, out: &mut Vec<Finding>) {
     for (i, test) in rollout.spec.smoke_tests.iter().enumerate() {
         if test.json.is_some() && matches!(test.method, Method::Get | Method::Head) {
             out.push(
-                Finding::at_key(format!("/spec/smokeTests/{i}/json"), format!("smoke test {} sends a JSON body with {}", i + 1, test.method.as_str()))
-                    .hint("a body needs a method that takes one: add `method: POST`"),
+                Finding::at_key(
+                    format!("/spec/smokeTests/{i}/json"),
+                    format!("smoke test {} sends a JSON body with {}", i + 1, test.method.as_str()),
+                )
+                .hint("a body needs a method that takes one: add `method: POST`"),
             );
         }
         if test.timeout.is_zero() {
-            out.push(Finding::at_value(format!("/spec/smokeTests/{i}/timeout"), "a smoke test's `timeout` must be more than 0"));
+            out.push(Finding::at_value(
+                format!("/spec/smokeTests/{i}/timeout"),
+                "a smoke test's `timeout` must be more than 0",
+            ));
         }
     }
 }

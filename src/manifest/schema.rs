@@ -191,7 +191,11 @@ mod tests {
             if let Some(props) = node.get("properties").and_then(Value::as_object) {
                 for (name, prop) in props {
                     let described = prop.get("description").is_some()
-                        || prop.get("$ref").and_then(Value::as_str).and_then(|r| schema().pointer(&r[1..])).is_some_and(|d| d.get("description").is_some());
+                        || prop
+                            .get("$ref")
+                            .and_then(Value::as_str)
+                            .and_then(|r| schema().pointer(&r[1..]))
+                            .is_some_and(|d| d.get("description").is_some());
                     if !described {
                         missing.push(format!("{at}.{name}"));
                     }

@@ -1,8 +1,8 @@
 //! Layer 2 of validation: a document checked against the JSON Schema, each error
 //! re-phrased for the person who wrote the manifest.
 
-use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::ValidationError;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 
 use super::finding::{Finding, did_you_mean, dotted, join};
@@ -14,14 +14,14 @@ use super::types::{API_VERSION, KIND};
 pub fn check(doc: &Value) -> Vec<Finding> {
     let mut findings = Vec::new();
     for err in validator().iter_errors(doc) {
-        translate(&err, doc, &mut findings);
+        translate(&err, &mut findings);
     }
     drop_missing_fields_explained_by_typos(&mut findings);
     findings.dedup();
     findings
 }
 
-fn translate(err: &ValidationError<'_>, doc: &Value, out: &mut Vec<Finding>) {
+fn translate(err: &ValidationError<'_>, out: &mut Vec<Finding>) {
     let pointer = err.instance_path().as_str().to_owned();
     let instance = err.instance();
     let field = field_name(&pointer);
@@ -29,7 +29,8 @@ fn translate(err: &ValidationError<'_>, doc: &Value, out: &mut Vec<Finding>) {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let known = known_fields(&pointer);
             for name in unexpected {
-                let mut finding = Finding::at_key(join(&pointer, name), format!("unknown field `{name}`{}", within(&pointer)));
+                let mut finding =
+                    Finding::at_key(join(&pointer, name), format!("unknown field `{name}`{}", within(&pointer)));
                 finding = match did_you_mean(name, known.iter().copied()) {
                     Some(guess) => finding.label(format!("did you mean `{guess}`?")),
                     None if known.is_empty() => finding,
@@ -52,16 +53,26 @@ fn translate(err: &ValidationError<'_>, doc: &Value, out: &mut Vec<Finding>) {
                 TypeKind::Multiple(set) => set.iter().map(|t| article(&t.to_string())).collect::<Vec<_>>().join(" or "),
             };
             out.push(
-                Finding::at_value(pointer.clone(), format!("`{}` must be {expected}, not {}", dotted(&pointer), describe(instance)))
-                    .maybe_hint(type_hint(&pointer, instance)),
+                Finding::at_value(
+                    pointer.clone(),
+                    format!("`{}` must be {expected}, not {}", dotted(&pointer), describe(instance)),
+                )
+                .maybe_hint(type_hint(&pointer, instance)),
             );
         }
         ValidationErrorKind::Constant { expected_value } => {
             let expected = expected_value.as_str().unwrap_or_default();
-            let finding = Finding::at_value(pointer.clone(), format!("`{}` must be `{expected}`, not {}", dotted(&pointer), describe(instance)));
+            let finding = Finding::at_value(
+                pointer.clone(),
+                format!("`{}` must be `{expected}`, not {}", dotted(&pointer), describe(instance)),
+            );
             out.push(match (field, expected) {
-                ("kind", KIND) => finding.hint("canary reads only CanaryRollout manifests; keep other YAML files out of the manifest folders"),
-                ("apiVersion", API_VERSION) => finding.hint(format!("this version of canary understands `apiVersion: {API_VERSION}`")),
+                ("kind", KIND) => finding.hint(
+                    "canary reads only CanaryRollout manifests; keep other YAML files out of the manifest folders",
+                ),
+                ("apiVersion", API_VERSION) => {
+                    finding.hint(format!("this version of canary understands `apiVersion: {API_VERSION}`"))
+                }
                 _ => finding,
             });
         }
@@ -70,23 +81,36 @@ fn translate(err: &ValidationError<'_>, doc: &Value, out: &mut Vec<Finding>) {
             out.push(not_one_of(&pointer, instance, &names));
         }
         ValidationErrorKind::Pattern { .. } => out.push(pattern_finding(&pointer, instance)),
-        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => out.push(Finding::at_value(
-            pointer.clone(),
-            format!("`{}` must be at least {}, not {instance}", dotted(&pointer), bound(err.kind(), limit)),
-        )),
-        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => out.push(Finding::at_value(
-            pointer.clone(),
-            format!("`{}` must be at most {}, not {instance}", dotted(&pointer), bound(err.kind(), limit)),
-        )),
+        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            out.push(Finding::at_value(
+                pointer.clone(),
+                format!("`{}` must be at least {}, not {instance}", dotted(&pointer), bound(err.kind(), limit)),
+            ))
+        }
+        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            out.push(Finding::at_value(
+                pointer.clone(),
+                format!("`{}` must be at most {}, not {instance}", dotted(&pointer), bound(err.kind(), limit)),
+            ))
+        }
         ValidationErrorKind::MinItems { limit } => out.push(
-            Finding::at_value(pointer.clone(), format!("`{}` needs at least {limit} {}", dotted(&pointer), plural(field, *limit)))
-                .maybe_hint(schema_at(&pointer).and_then(first_sentence)),
+            Finding::at_value(
+                pointer.clone(),
+                format!("`{}` needs at least {limit} {}", dotted(&pointer), plural(field, *limit)),
+            )
+            .maybe_hint(schema_at(&pointer).and_then(first_sentence)),
         ),
         ValidationErrorKind::MaxItems { limit } => {
-            out.push(Finding::at_value(pointer.clone(), format!("`{}` may have at most {limit} {}", dotted(&pointer), plural(field, *limit))));
+            out.push(Finding::at_value(
+                pointer.clone(),
+                format!("`{}` may have at most {limit} {}", dotted(&pointer), plural(field, *limit)),
+            ));
         }
         ValidationErrorKind::MinLength { limit } => {
-            out.push(Finding::at_value(pointer.clone(), format!("`{}` must be at least {limit} characters long", dotted(&pointer))));
+            out.push(Finding::at_value(
+                pointer.clone(),
+                format!("`{}` must be at least {limit} characters long", dotted(&pointer)),
+            ));
         }
         ValidationErrorKind::MaxLength { limit } => {
             let length = instance.as_str().map_or(0, |s| s.chars().count());
@@ -116,7 +140,8 @@ fn translate(err: &ValidationError<'_>, doc: &Value, out: &mut Vec<Finding>) {
             {
                 // An externally tagged enum (`notify: [{slack: …}]`) with a misspelt tag.
                 for key in object.keys().filter(|k| !variants.contains(&k.as_str())) {
-                    let finding = Finding::at_key(join(&pointer, key), format!("unknown field `{key}`{}", within(&pointer)));
+                    let finding =
+                        Finding::at_key(join(&pointer, key), format!("unknown field `{key}`{}", within(&pointer)));
                     out.push(match did_you_mean(key, variants.iter().copied()) {
                         Some(guess) => finding.label(format!("did you mean `{guess}`?")),
                         None => finding.hint(format!("write one of {}", quoted_list(&variants))),
@@ -125,7 +150,7 @@ fn translate(err: &ValidationError<'_>, doc: &Value, out: &mut Vec<Finding>) {
                 return;
             }
             match closest_branch(context, &pointer) {
-                Some(branch) => branch.iter().for_each(|e| translate(e, doc, out)),
+                Some(branch) => branch.iter().for_each(|e| translate(e, out)),
                 None => out.push(
                     Finding::at_value(pointer.clone(), format!("`{}` does not have an allowed form", dotted(&pointer)))
                         .maybe_hint(schema_at(&pointer).and_then(first_sentence)),
@@ -139,14 +164,23 @@ fn translate(err: &ValidationError<'_>, doc: &Value, out: &mut Vec<Finding>) {
 /// In a failed `oneOf` / `anyOf`, the branch the author evidently meant: the one whose
 /// errors lie deepest in the document (it matched the most before failing), if only one
 /// does.
-fn closest_branch<'e>(context: &'e [Vec<ValidationError<'static>>], pointer: &str) -> Option<&'e [ValidationError<'static>]> {
+fn closest_branch<'e>(
+    context: &'e [Vec<ValidationError<'static>>],
+    pointer: &str,
+) -> Option<&'e [ValidationError<'static>]> {
     let depth = |errors: &[ValidationError<'_>]| {
         errors
             .iter()
             .map(|e| {
                 let p = e.instance_path().as_str();
                 // A branch that only failed `type` at this very node did not match at all.
-                if p == pointer && matches!(e.kind(), ValidationErrorKind::Type { .. } | ValidationErrorKind::Required { .. }) { 0 } else { p.len() + 1 }
+                if p == pointer
+                    && matches!(e.kind(), ValidationErrorKind::Type { .. } | ValidationErrorKind::Required { .. })
+                {
+                    0
+                } else {
+                    p.len() + 1
+                }
             })
             .max()
             .unwrap_or(0)
@@ -170,7 +204,10 @@ fn closest_branch<'e>(context: &'e [Vec<ValidationError<'static>>], pointer: &st
 }
 
 fn not_one_of(pointer: &str, instance: &Value, names: &[&str]) -> Finding {
-    let finding = Finding::at_value(pointer, format!("`{}` must be one of {}, not {}", dotted(pointer), quoted_list(names), describe(instance)));
+    let finding = Finding::at_value(
+        pointer,
+        format!("`{}` must be one of {}, not {}", dotted(pointer), quoted_list(names), describe(instance)),
+    );
     match instance.as_str().and_then(|s| did_you_mean(s, names.iter().copied())) {
         Some(guess) => finding.label(format!("did you mean `{guess}`?")),
         None => finding,
@@ -181,7 +218,8 @@ fn not_one_of(pointer: &str, instance: &Value, names: &[&str]) -> Finding {
 fn constants_at(pointer: &str) -> Vec<&'static str> {
     let Some(node) = schema_at(pointer) else { return Vec::new() };
     let branches = node.get("oneOf").or_else(|| node.get("anyOf")).and_then(Value::as_array);
-    let consts: Option<Vec<&str>> = branches.map(|bs| bs.iter().map(|b| b.get("const").and_then(Value::as_str)).collect()).unwrap_or_default();
+    let consts: Option<Vec<&str>> =
+        branches.map(|bs| bs.iter().map(|b| b.get("const").and_then(Value::as_str)).collect()).unwrap_or_default();
     consts.unwrap_or_default()
 }
 
@@ -210,18 +248,34 @@ fn pattern_finding(pointer: &str, instance: &Value) -> Finding {
     let (what, hint) = match (quantity_at(pointer), field_name(pointer)) {
         ("Duration", _) => ("a duration", "write a whole number and a unit, like `90s`, `5m` or `1h 30m`".to_owned()),
         ("Percent", _) => ("a percentage", "write a number followed by `%`, like `0.5%` or `10%`".to_owned()),
-        ("Threshold", _) => ("a threshold", "write a percentage for errorRate and availability (`5%`), a duration for p95Latency (`2s`)".to_owned()),
+        ("Threshold", _) => (
+            "a threshold",
+            "write a percentage for errorRate and availability (`5%`), a duration for p95Latency (`2s`)".to_owned(),
+        ),
         (_, "name" | "service") => (
             "a valid name",
-            "use lowercase letters, digits and `-`, starting with a letter and not ending with `-` (a DNS-1123 label)".to_owned(),
+            "use lowercase letters, digits and `-`, starting with a letter and not ending with `-` (a DNS-1123 label)"
+                .to_owned(),
         ),
-        (_, "project") => ("a project ID", "use the project's ID (like `my-project-123`), not its display name or number".to_owned()),
+        (_, "project") => {
+            ("a project ID", "use the project's ID (like `my-project-123`), not its display name or number".to_owned())
+        }
         (_, "region") => ("a Cloud Run region", "regions look like `us-central1` or `europe-west4`".to_owned()),
-        (_, "serviceAccount") => ("a service account email", "service accounts look like `NAME@PROJECT.iam.gserviceaccount.com`".to_owned()),
-        (_, "cpu") => ("a CPU limit", "write a number of vCPUs as a string (`\"1\"`, `\"2\"`) or millicores (`\"500m\"`)".to_owned()),
+        (_, "serviceAccount") => {
+            ("a service account email", "service accounts look like `NAME@PROJECT.iam.gserviceaccount.com`".to_owned())
+        }
+        (_, "cpu") => (
+            "a CPU limit",
+            "write a number of vCPUs as a string (`\"1\"`, `\"2\"`) or millicores (`\"500m\"`)".to_owned(),
+        ),
         (_, "memory") => ("a memory limit", "write a size with a binary unit, like `512Mi` or `2Gi`".to_owned()),
-        (_, "path") => ("a request path", "start with `/`, without spaces, like `/health` or `/api/v1/ping?deep=true`".to_owned()),
-        (_, "urlFromEnv") => ("an environment variable name", "name the variable that holds the URL, like `SLACK_WEBHOOK_URL`".to_owned()),
+        (_, "path") => {
+            ("a request path", "start with `/`, without spaces, like `/health` or `/api/v1/ping?deep=true`".to_owned())
+        }
+        (_, "urlFromEnv") => (
+            "an environment variable name",
+            "name the variable that holds the URL, like `SLACK_WEBHOOK_URL`".to_owned(),
+        ),
         _ => ("valid", String::new()),
     };
     let finding = Finding::at_value(pointer, format!("`{path}`: `{text}` is not {what}"));
@@ -259,7 +313,10 @@ fn type_hint(pointer: &str, instance: &Value) -> Option<String> {
             _ => "write a percentage like `5%` or a duration like `2s`".to_owned(),
         });
     }
-    if matches!(node.get("type").and_then(Value::as_str), Some("string")) && !instance.is_object() && !instance.is_array() {
+    if matches!(node.get("type").and_then(Value::as_str), Some("string"))
+        && !instance.is_object()
+        && !instance.is_array()
+    {
         return Some(format!("quote the value: `\"{}\"`", scalar_text(instance)));
     }
     None

@@ -64,10 +64,7 @@ pub fn read_all(paths: &[PathBuf]) -> Sources {
                 }
             }
             Ok(_) => found.push(path.clone()),
-            Err(e) => sources.unreadable.push(Unreadable {
-                path: path.display().to_string(),
-                reason: io_reason(&e),
-            }),
+            Err(e) => sources.unreadable.push(Unreadable { path: path.display().to_string(), reason: io_reason(&e) }),
         }
     }
     let mut seen = BTreeSet::new();

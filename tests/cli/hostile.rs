@@ -17,7 +17,12 @@ fn refused(file: &str, bytes: &[u8]) -> String {
 fn a_20_mb_file_is_refused_by_size() {
     let big = "a: b\n".repeat(4 * 1024 * 1024);
     let text = refused("big.yaml", big.as_bytes());
-    assert!(text.starts_with("big.yaml:1:1: error: file is 20971520 bytes; a manifest file may be at most 1048576 bytes (1 MiB)"), "{text}");
+    assert!(
+        text.starts_with(
+            "big.yaml:1:1: error: file is 20971520 bytes; a manifest file may be at most 1048576 bytes (1 MiB)"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -27,7 +32,10 @@ fn an_alias_bomb_is_refused() {
         bomb.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
     }
     let text = refused("bomb.yaml", bomb.as_bytes());
-    assert!(text.contains("error: invalid YAML: the YAML expands to too many nodes (an alias bomb?) to be a manifest"), "{text}");
+    assert!(
+        text.contains("error: invalid YAML: the YAML expands to too many nodes (an alias bomb?) to be a manifest"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -76,7 +84,11 @@ fn truncated_and_mangled_manifests_never_panic() {
         std::fs::write(dir.path().join(&name), &good[..cut]).unwrap();
         files.push(name);
     }
-    let mangled: String = good.chars().enumerate().map(|(i, c)| if i % 89 == 0 { ['[', ':', '-', '{', '&', '*'][i % 6] } else { c }).collect();
+    let mangled: String = good
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i % 89 == 0 { ['[', ':', '-', '{', '&', '*'][i % 6] } else { c })
+        .collect();
     std::fs::write(dir.path().join("mangled.yaml"), mangled).unwrap();
     let out = canary(dir.path(), &["validate", "."]);
     let text = stderr(&out);

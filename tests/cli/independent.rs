@@ -42,6 +42,11 @@ fn refuses_schema_level_mistakes() {
     ] {
         let file = fixtures().join("invalid").join(format!("{name}.yaml"));
         let out = check_jsonschema(&[file]);
-        assert_eq!(out.status.code(), Some(1), "check-jsonschema should refuse {name}: {}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "check-jsonschema should refuse {name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }

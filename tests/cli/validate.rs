@@ -100,7 +100,9 @@ fn names_and_services_are_unique_across_the_set() {
     assert_eq!(code(&out), 2);
     let text = stderr(&out);
     assert!(
-        text.contains("set-conflicts/b.yaml:4:9: error: rollout name `shop` is already used at set-conflicts/a.yaml:4:9"),
+        text.contains(
+            "set-conflicts/b.yaml:4:9: error: rollout name `shop` is already used at set-conflicts/a.yaml:4:9"
+        ),
         "{text}"
     );
     assert!(
@@ -126,13 +128,19 @@ fn unreadable_path_exits_1_but_invalid_input_wins() {
 fn several_documents_per_file_are_each_checked() {
     let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read_to_string(repo().join("manifests/minimal.yaml")).unwrap();
-    let bad = good.replace("name: hello", "name: hello-two").replace("service: hello", "service: hello-two").replace("weight: 10", "weight: 0");
+    let bad = good
+        .replace("name: hello", "name: hello-two")
+        .replace("service: hello", "service: hello-two")
+        .replace("weight: 10", "weight: 0");
     std::fs::write(dir.path().join("two.yml"), format!("{good}---\n{bad}")).unwrap();
     let out = canary(dir.path(), &["validate", "."]);
     assert_eq!(code(&out), 2);
     let text = stderr(&out);
     let line = good.lines().count() + 1 + good.lines().position(|l| l.contains("weight: 10")).unwrap() + 1;
-    assert!(text.starts_with(&format!("./two.yml:{line}:16: error: `spec.stages[0].weight` must be at least 1, not 0")), "{text}");
+    assert!(
+        text.starts_with(&format!("./two.yml:{line}:16: error: `spec.stages[0].weight` must be at least 1, not 0")),
+        "{text}"
+    );
 }
 
 #[test]
