@@ -170,7 +170,9 @@ fn rollback_trigger(i: usize, trigger: &RollbackTrigger, interval: Option<&Durat
     }
     if let Some(interval) = interval {
         let window = &trigger.window;
-        if !window.is_zero() && (window.as_std().subsec_nanos() != 0 || !window.as_secs().is_multiple_of(interval.as_secs())) {
+        if !window.is_zero()
+            && (window.as_std().subsec_nanos() != 0 || !window.as_secs().is_multiple_of(interval.as_secs()))
+        {
             out.push(
                 Finding::at_value(
                     format!("{at}/for"),
