@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic::{self, Colour, Diagnostic};
+use crate::emulator;
 use crate::error::{Error, Exit};
 use crate::manifest::{self, schema};
 
@@ -30,6 +31,28 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         output: Format,
+    },
+    /// Run the local Cloud Run emulator (Admin API v2, a virtual clock, faults on demand).
+    Emulator {
+        /// Address to listen on; loopback only unless --allow-remote. Port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8085")]
+        listen: String,
+        /// Simulated seconds per real second: 1 real time, 3600 an hour a second, 0 stepped
+        /// (moves only on POST /emulator/v1/clock:advance). Default 1, or the scenario's.
+        #[arg(long)]
+        time_scale: Option<f64>,
+        /// YAML that pre-loads services, profiles and faults (see README, "The emulator").
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Seed for every id and random draw; the same seed replays the same run.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Simulated seconds a write takes to settle (default 10).
+        #[arg(long)]
+        settle_seconds: Option<f64>,
+        /// Allow a non-loopback listen address. The emulator has no authentication.
+        #[arg(long)]
+        allow_remote: bool,
     },
     /// Print the manifest JSON Schema, or check that the committed copy is current.
     Schema {
@@ -60,6 +83,9 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
     let outcome = match cli.command {
         Command::Validate { paths, output } => Ok(validate(&paths, output)),
         Command::Schema { check, file } => schema_command(check, &file),
+        Command::Emulator { listen, time_scale, scenario, seed, settle_seconds, allow_remote } => {
+            run_emulator(emulator::ServeOptions { listen, allow_remote, time_scale, seed, settle_seconds, scenario })
+        }
     };
     match outcome {
         Ok(exit) => exit.code(),
@@ -157,6 +183,15 @@ fn plural(n: usize, word: &str) -> String {
 
 fn list(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn run_emulator(options: emulator::ServeOptions) -> Result<Exit, Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(emulator::serve(options)).map_err(Error::Emulator)?;
+    Ok(Exit::Ok)
 }
 
 fn schema_command(check: bool, file: &PathBuf) -> Result<Exit, Error> {

@@ -39,12 +39,23 @@ pub enum Error {
     },
     #[error("{path} is out of date with this build's manifest types")]
     StaleSchema { path: String },
+    #[error("{0}")]
+    Emulator(#[from] crate::emulator::ServeError),
+    #[error("{0}")]
+    Runtime(String),
 }
 
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Unreadable(_) | Error::Write { .. } | Error::StaleSchema { .. } => Exit::Runtime,
+            Error::Emulator(
+                crate::emulator::ServeError::NotLoopback { .. } | crate::emulator::ServeError::Scenario(_),
+            ) => Exit::Invalid,
+            Error::Unreadable(_)
+            | Error::Write { .. }
+            | Error::StaleSchema { .. }
+            | Error::Emulator(_)
+            | Error::Runtime(_) => Exit::Runtime,
         }
     }
 
@@ -53,7 +64,7 @@ impl Error {
         match self {
             Error::Unreadable(u) => Some(u.reason.clone()),
             Error::Write { source, .. } => Some(source.to_string()),
-            Error::StaleSchema { .. } => None,
+            Error::StaleSchema { .. } | Error::Emulator(_) | Error::Runtime(_) => None,
         }
     }
 
@@ -63,7 +74,10 @@ impl Error {
                 "name the files or folders that hold your manifests, like `canary validate deploy/manifests/`"
                     .to_owned(),
             ),
-            Error::Unreadable(_) | Error::Write { .. } => None,
+            Error::Emulator(crate::emulator::ServeError::NotLoopback { .. }) => Some(
+                "the emulator has no authentication; listen on 127.0.0.1, or pass --allow-remote if you really mean to expose it".to_owned(),
+            ),
+            Error::Unreadable(_) | Error::Write { .. } | Error::Emulator(_) | Error::Runtime(_) => None,
             Error::StaleSchema { .. } => Some(
                 "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"
                     .to_owned(),

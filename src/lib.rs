@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod emulator;
 pub mod error;
 pub mod manifest;
 

@@ -43,3 +43,43 @@ pub fn tool(name: &str) -> PathBuf {
     assert!(path.exists(), "{} is missing: run `make tools` (or `make test`, which does)", path.display());
     path
 }
+
+/// A `canary emulator` process on an ephemeral loopback port, stopped when dropped.
+pub struct EmulatorProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl EmulatorProcess {
+    pub fn start(args: &[&str]) -> EmulatorProcess {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the emulator starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("the emulator prints its address");
+        let base = line.trim().strip_prefix("canary emulator listening on ").unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("unexpected first line from the emulator: {line:?}")
+        });
+        EmulatorProcess { base: base.to_owned(), child }
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::blocking::get(format!("{}{path}", self.base))
+            .and_then(|r| r.json())
+            .expect("the emulator answers JSON")
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,88 @@
+//! The emulator's virtual clock: real time (`scale` 1), accelerated (`3600`: an hour a
+//! second), or stepped (`0`: moves only when told). Everything in the emulator reads
+//! time from here, so a test can replay a day in milliseconds.
+
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug, Clone)]
+pub struct Clock {
+    start_virtual: SystemTime,
+    start_real: Instant,
+    scale: f64,
+    advanced: Duration,
+}
+
+impl Clock {
+    /// A clock that reads `start` now and runs `scale` times faster than real time.
+    pub fn new(start: SystemTime, scale: f64) -> Clock {
+        let scale = if scale.is_finite() && scale > 0.0 { scale } else { 0.0 };
+        Clock { start_virtual: start, start_real: Instant::now(), scale, advanced: Duration::ZERO }
+    }
+
+    pub fn now(&self) -> SystemTime {
+        let real = self.start_real.elapsed().as_secs_f64() * self.scale;
+        let scaled = Duration::try_from_secs_f64(real).unwrap_or(Duration::MAX / 4);
+        self.start_virtual + scaled + self.advanced
+    }
+
+    /// Moves the clock forward, whatever its scale.
+    pub fn advance(&mut self, by: Duration) -> SystemTime {
+        self.advanced = self.advanced.saturating_add(by);
+        self.now()
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// How long in real time `virtual_span` takes on this clock; `None` when stepped.
+    pub fn real_duration(&self, virtual_span: Duration) -> Option<Duration> {
+        (self.scale > 0.0)
+            .then(|| Duration::try_from_secs_f64(virtual_span.as_secs_f64() / self.scale).unwrap_or(Duration::MAX))
+    }
+}
+
+/// RFC 3339 with microseconds, as Google's APIs write timestamps.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// Parses an RFC 3339 timestamp (fractional seconds optional).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text.trim_end_matches('Z').replace('T', " ").as_str())
+        .ok()
+        .or_else(|| humantime::parse_rfc3339(text).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stepped_clock_moves_only_when_advanced() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut clock = Clock::new(start, 0.0);
+        assert_eq!(clock.now(), start);
+        assert_eq!(clock.advance(Duration::from_secs(60)), start + Duration::from_secs(60));
+        assert_eq!(clock.real_duration(Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn accelerated_clock_scales_real_time() {
+        let clock = Clock::new(SystemTime::UNIX_EPOCH, 3600.0);
+        assert_eq!(clock.real_duration(Duration::from_secs(3600)), Some(Duration::from_secs(1)));
+        assert!(clock.now() >= SystemTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_214_405_123_456);
+        let text = rfc3339(t);
+        assert_eq!(text, "2025-11-27T03:33:25.123456Z");
+        assert_eq!(parse_rfc3339(&text), Some(t));
+        assert_eq!(
+            parse_rfc3339("2025-11-27T03:33:25Z"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_214_405))
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! A local, wire-compatible stand-in for the parts of Cloud Run Admin API v2 that
+//! canary uses, so canary can be run, demonstrated and tested end to end over real
+//! HTTP with no cloud account.
+//!
+//! The core — [`world::World`] (services, revisions, operations), [`clock::Clock`] and
+//! [`faults::FaultPlan`] — is a library that tests drive in-process and
+//! deterministically from a seed; [`http`] is a thin axum layer on top; [`serve`] runs
+//! it as `canary emulator`.
+
+pub mod api_error;
+pub mod clock;
+pub mod faults;
+pub mod http;
+pub mod ids;
+pub mod profile;
+pub mod proto;
+pub mod scenario;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+
+use self::clock::Clock;
+use self::faults::{Fault, FaultPlan};
+use self::world::{World, WorldConfig};
+
+/// The emulator's shared state: the world, its clock, the fault plan and the request log.
+#[derive(Debug)]
+pub struct Emulator {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    world: World,
+    clock: Clock,
+    faults: FaultPlan,
+    log: Vec<Value>,
+}
+
+impl Emulator {
+    pub fn new(config: WorldConfig, clock: Clock) -> Emulator {
+        Emulator {
+            state: Mutex::new(State {
+                world: World::new(config),
+                clock,
+                faults: FaultPlan::default(),
+                log: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; the state itself stays usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the world at the current virtual time.
+    pub fn with_world<T, E>(&self, f: impl FnOnce(&mut World, SystemTime) -> Result<T, E>) -> Result<T, E> {
+        let mut state = self.lock();
+        let now = state.clock.now();
+        f(&mut state.world, now)
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.lock().clock.now()
+    }
+
+    pub fn advance(&self, by: Duration) -> SystemTime {
+        self.lock().clock.advance(by)
+    }
+
+    pub fn real_duration(&self, span: Duration) -> Option<Duration> {
+        self.lock().clock.real_duration(span)
+    }
+
+    pub fn clock_json(&self) -> Value {
+        let state = self.lock();
+        json!({"now": clock::rfc3339(state.clock.now()), "timeScale": state.clock.scale()})
+    }
+
+    pub fn set_base_url(&self, base_url: String) {
+        self.lock().world.set_base_url(base_url);
+    }
+
+    pub fn fire_faults(&self, method: &str, path: &str) -> Vec<Fault> {
+        let state = &mut *self.lock();
+        state.faults.fire(method, path, state.world.rng())
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.lock().faults.add(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    pub fn faults(&self) -> Vec<Fault> {
+        self.lock().faults.list().to_vec()
+    }
+
+    pub fn log_request(&self, method: &str, path: &str, query: &str, status: u16) {
+        self.lock().log.push(json!({"method": method, "path": path, "query": query, "status": status}));
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        self.lock().log.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.lock().log.clear();
+    }
+}
+
+/// How `canary emulator` was asked to run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: String,
+    pub allow_remote: bool,
+    pub time_scale: Option<f64>,
+    pub seed: Option<u64>,
+    pub settle_seconds: Option<f64>,
+    pub scenario: Option<std::path::PathBuf>,
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {addr}: it is not a loopback address")]
+    NotLoopback { addr: String },
+    #[error("cannot resolve listen address {addr}: {reason}")]
+    BadAddress { addr: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Scenario(#[from] scenario::ScenarioError),
+    #[error("emulator server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds, prints the address on stdout (`canary emulator listening on http://…`), and
+/// serves until the process is interrupted.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&options.listen)
+        .await
+        .map_err(|e| ServeError::BadAddress { addr: options.listen.clone(), reason: e.to_string() })?
+        .collect();
+    let Some(addr) = addrs.first().copied() else {
+        return Err(ServeError::BadAddress { addr: options.listen.clone(), reason: "no address".to_owned() });
+    };
+    if !options.allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(ServeError::NotLoopback { addr: options.listen.clone() });
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: options.listen.clone(), source })?;
+    let bound = listener.local_addr().map_err(ServeError::Serve)?;
+    let loaded = match &options.scenario {
+        Some(path) => Some(scenario::Scenario::load(path)?),
+        None => None,
+    };
+    let start = loaded.as_ref().and_then(|s| s.start).unwrap_or_else(SystemTime::now);
+    let scale = options.time_scale.or(loaded.as_ref().and_then(|s| s.time_scale)).unwrap_or(1.0);
+    let config = WorldConfig {
+        seed: options.seed.or(loaded.as_ref().and_then(|s| s.seed)).unwrap_or(0),
+        settle: Duration::from_secs_f64(
+            options
+                .settle_seconds
+                .or(loaded.as_ref().and_then(|s| s.settle_seconds))
+                .unwrap_or(10.0)
+                .clamp(0.0, 86_400.0),
+        ),
+        base_url: format!("http://{bound}"),
+    };
+    let emulator = Arc::new(Emulator::new(config, Clock::new(start, scale)));
+    if let Some(loaded) = loaded {
+        loaded.apply(&emulator)?;
+    }
+    println!("canary emulator listening on http://{bound}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, http::router(emulator))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(ServeError::Serve)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! Scenario files: YAML that sets up the emulator's world before any client arrives —
+//! the clock, image profiles, services already running, and faults. The format is
+//! documented in the README ("The emulator").
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Emulator;
+use super::clock::parse_rfc3339;
+use super::faults::Fault;
+use super::profile::Profile;
+use super::world::ServiceName;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    time_scale: Option<f64>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    settle_seconds: Option<f64>,
+    #[serde(default)]
+    profiles: Vec<Profile>,
+    #[serde(default)]
+    services: Vec<ServiceSeed>,
+    #[serde(default)]
+    faults: Vec<Fault>,
+}
+
+/// A service that exists when the emulator starts: one Ready revision of `image`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ServiceSeed {
+    /// `projects/P/locations/L/services/S`.
+    name: String,
+    image: String,
+    /// The revision's name (default `S-00001-abc`).
+    #[serde(default)]
+    revision: Option<String>,
+    #[serde(default)]
+    labels: Option<Value>,
+    #[serde(default)]
+    annotations: Option<Value>,
+    /// Extra template fields (env, scaling, …), in Cloud Run's JSON form.
+    #[serde(default)]
+    template: Option<Value>,
+}
+
+/// A loaded scenario.
+#[derive(Debug)]
+pub struct Scenario {
+    pub start: Option<SystemTime>,
+    pub time_scale: Option<f64>,
+    pub seed: Option<u64>,
+    pub settle_seconds: Option<f64>,
+    profiles: Vec<Profile>,
+    services: Vec<ServiceSeed>,
+    faults: Vec<Fault>,
+    path: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("scenario {path}: {message}")]
+pub struct ScenarioError {
+    pub path: String,
+    pub message: String,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let shown = path.display().to_string();
+        let fail = |message: String| ScenarioError { path: shown.clone(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        Scenario::parse(&text, &shown)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+        let fail = |message: String| ScenarioError { path: path.to_owned(), message };
+        let file: File = serde_saphyr::from_str(text).map_err(|e| fail(e.to_string()))?;
+        let start = match &file.start {
+            Some(text) => {
+                Some(parse_rfc3339(text).ok_or_else(|| fail(format!("start: `{text}` is not an RFC 3339 time")))?)
+            }
+            None => None,
+        };
+        for profile in &file.profiles {
+            profile.validate().map_err(|m| fail(format!("profile {}: {m}", profile.image)))?;
+        }
+        for fault in &file.faults {
+            fault.validate().map_err(|m| fail(format!("fault: {m}")))?;
+        }
+        for service in &file.services {
+            if ServiceName::parse(&service.name).is_none() {
+                return Err(fail(format!(
+                    "service `{}`: name must be projects/P/locations/L/services/S",
+                    service.name
+                )));
+            }
+        }
+        Ok(Scenario {
+            start,
+            time_scale: file.time_scale,
+            seed: file.seed,
+            settle_seconds: file.settle_seconds,
+            profiles: file.profiles,
+            services: file.services,
+            faults: file.faults,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Puts the scenario's profiles, services and faults into the emulator.
+    pub fn apply(self, emulator: &Emulator) -> Result<(), ScenarioError> {
+        let fail = |message: String| ScenarioError { path: self.path.clone(), message };
+        for profile in self.profiles {
+            emulator.with_world(|w, _| w.put_profile(profile)).map_err(&fail)?;
+        }
+        for seed in &self.services {
+            let Some(name) = ServiceName::parse(&seed.name) else { continue };
+            let mut template = seed.template.clone().unwrap_or_else(|| json!({}));
+            if !template.is_object() {
+                return Err(fail(format!("service {}: template must be a mapping", seed.name)));
+            }
+            let containers = template.get("containers").cloned().unwrap_or_else(|| json!([{}]));
+            let mut containers = containers.as_array().cloned().unwrap_or_default();
+            if containers.is_empty() {
+                containers.push(json!({}));
+            }
+            containers[0]["image"] = seed.image.clone().into();
+            template["containers"] = Value::Array(containers);
+            if let Some(revision) = &seed.revision {
+                template["revision"] = revision.clone().into();
+            }
+            let mut body = json!({"template": template});
+            if let Some(labels) = &seed.labels {
+                body["labels"] = labels.clone();
+            }
+            if let Some(annotations) = &seed.annotations {
+                body["annotations"] = annotations.clone();
+            }
+            emulator
+                .with_world(|w, now| w.seed_service(&name, body, now))
+                .map_err(|e| fail(format!("service {}: {}", seed.name, e.message)))?;
+        }
+        for fault in self.faults {
+            emulator.add_fault(fault);
+        }
+        Ok(())
+    }
+}
