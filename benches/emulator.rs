@@ -3,7 +3,7 @@
 //! cores, so the number is a floor). Prints the median of several runs.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use canary::emulator::Emulator;
 use canary::emulator::clock::Clock;
@@ -21,7 +21,7 @@ fn main() {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let config = WorldConfig { seed: 1, settle: Duration::from_secs(10), base_url: format!("http://{addr}") };
+        let config = WorldConfig { seed: 1, base_url: format!("http://{addr}"), ..WorldConfig::default() };
         let emulator = Arc::new(Emulator::new(config, Clock::new(SystemTime::now(), 0.0)));
         let name = ServiceName::parse("projects/bench/locations/us-central1/services/api").unwrap();
         let body = serde_json::json!({"template": {"containers": [{"image": "gcr.io/bench/api:v1", "env": [{"name": "A", "value": "1"}]}]}, "labels": {"team": "bench"}});

@@ -50,6 +50,9 @@ enum Command {
         /// Simulated seconds a write takes to settle (default 10).
         #[arg(long)]
         settle_seconds: Option<f64>,
+        /// Simulated seconds before a minute's metric points are visible (default 180).
+        #[arg(long)]
+        publish_delay_seconds: Option<f64>,
         /// Allow a non-loopback listen address. The emulator has no authentication.
         #[arg(long)]
         allow_remote: bool,
@@ -83,9 +86,23 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
     let outcome = match cli.command {
         Command::Validate { paths, output } => Ok(validate(&paths, output)),
         Command::Schema { check, file } => schema_command(check, &file),
-        Command::Emulator { listen, time_scale, scenario, seed, settle_seconds, allow_remote } => {
-            run_emulator(emulator::ServeOptions { listen, allow_remote, time_scale, seed, settle_seconds, scenario })
-        }
+        Command::Emulator {
+            listen,
+            time_scale,
+            scenario,
+            seed,
+            settle_seconds,
+            publish_delay_seconds,
+            allow_remote,
+        } => run_emulator(emulator::ServeOptions {
+            listen,
+            allow_remote,
+            time_scale,
+            seed,
+            settle_seconds,
+            publish_delay_seconds,
+            scenario,
+        }),
     };
     match outcome {
         Ok(exit) => exit.code(),

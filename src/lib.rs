@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only calls [`run`]; everything else lives here so tests can drive it.
 
+pub mod analysis;
 pub mod cli;
 pub mod diagnostic;
 pub mod emulator;

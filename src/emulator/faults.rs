@@ -18,6 +18,9 @@ pub enum FaultKind {
     EtagConflict,
     /// Only delay the call by `delayMs`.
     Slow,
+    /// Publish no metric points for `minutes` from now, for revisions whose name
+    /// contains `pathContains`.
+    MetricGap,
 }
 
 /// One scripted fault.
@@ -47,6 +50,9 @@ pub struct Fault {
     /// Real milliseconds to wait before answering (any kind).
     #[serde(default)]
     pub delay_ms: u64,
+    /// For `metricGap` faults: how many minutes, from now, publish no points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<f64>,
 }
 
 fn unavailable() -> u16 {
@@ -65,6 +71,9 @@ impl Fault {
         }
         if self.delay_ms > 60_000 {
             return Err("delayMs: at most 60000".to_owned());
+        }
+        if self.kind == FaultKind::MetricGap && !self.minutes.is_some_and(|m| m.is_finite() && m > 0.0) {
+            return Err("minutes: a metricGap fault needs the number of minutes without points".to_owned());
         }
         Ok(())
     }

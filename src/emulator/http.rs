@@ -11,14 +11,14 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use serde_json::{Value, json};
 
 use super::Emulator;
 use super::api_error::ApiError;
 use super::faults::{Fault, FaultKind};
 use super::profile::Profile;
-use super::proto;
+use super::{monitoring, proto, traffic};
 
 /// The largest request body the emulator reads.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -42,12 +42,14 @@ pub fn router(emulator: Shared) -> Router {
         .route("/v2/projects/{p}/locations/{l}/services/{s}/revisions", get(list_revisions))
         .route("/v2/projects/{p}/locations/{l}/services/{s}/revisions/{r}", get(get_revision).delete(delete_revision))
         .route("/v2/projects/{p}/locations/{l}/operations/{op}", get(get_operation).post(wait_operation))
+        .route("/v3/projects/{p}/timeSeries", get(list_time_series))
         .layer(middleware::from_fn_with_state(emulator.clone(), api_middleware));
     let control = Router::new()
         .route("/emulator/v1/clock", get(clock))
         .route("/emulator/v1/clock:advance", post(advance_clock))
         .route("/emulator/v1/profiles", get(list_profiles).put(put_profile))
         .route("/emulator/v1/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route("/emulator/v1/load", put(put_load))
         .route("/emulator/v1/requests", get(list_requests).delete(clear_requests));
     let apps = Router::new().route("/run/{p}/{l}/{host}", any(app)).route("/run/{p}/{l}/{host}/{*path}", any(app));
     api.merge(control).merge(apps).fallback(not_found).with_state(emulator)
@@ -340,11 +342,21 @@ async fn wait_operation(
     }
 }
 
+// ---- Cloud Monitoring API v3 ---------------------------------------------------------
+
+async fn list_time_series(State(e): State<Shared>, Path(p): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let query = Query::parse(q.as_deref());
+    let result = monitoring::Query::parse(&query.0)
+        .and_then(|parsed| e.with_world(|w, now| monitoring::list(w, &p, &parsed, now)));
+    answer(result, &query)
+}
+
 // ---- apps ---------------------------------------------------------------------------
 
 async fn app(State(e): State<Shared>, Path(params): Path<Vec<(String, String)>>) -> Response {
     let param = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
-    let reply = e.with_world(|w, now| Ok::<_, ApiError>(w.route(&param("p"), &param("l"), &param("host"), now)));
+    let path = format!("/{}", param("path"));
+    let reply = e.with_world(|w, now| Ok::<_, ApiError>(w.route(&param("p"), &param("l"), &param("host"), &path, now)));
     match reply {
         Ok(reply) => {
             let mut headers = HeaderMap::new();
@@ -388,8 +400,30 @@ async fn put_profile(State(e): State<Shared>, body: Bytes) -> Response {
         .and_then(|v| serde_json::from_value::<Profile>(v).map_err(|err| ApiError::invalid("profile", err.to_string())))
         .and_then(|p| {
             let echo = serde_json::to_value(&p).unwrap_or(Value::Null);
-            e.with_world(|w, _| w.put_profile(p).map_err(|m| ApiError::invalid("profile", m)))?;
+            e.with_world(|w, now| w.put_profile(p, now).map_err(|m| ApiError::invalid("profile", m)))?;
             Ok(echo)
+        });
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn put_load(State(e): State<Shared>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct LoadBody {
+        service: String,
+        rps: f64,
+        #[serde(default)]
+        daily: bool,
+    }
+    let result = json_body(&body, "load")
+        .and_then(|v| serde_json::from_value::<LoadBody>(v).map_err(|err| ApiError::invalid("load", err.to_string())))
+        .and_then(|l| {
+            e.set_load(&l.service, traffic::Load { rps: l.rps, daily: l.daily })
+                .map_err(|m| ApiError::invalid("load", m))?;
+            Ok(json!({"service": l.service, "rps": l.rps, "daily": l.daily}))
         });
     match result {
         Ok(v) => axum::Json(v).into_response(),
@@ -408,8 +442,10 @@ async fn add_fault(State(e): State<Shared>, body: Bytes) -> Response {
     match result {
         Ok(fault) => {
             let echo = serde_json::to_value(&fault).unwrap_or(Value::Null);
-            e.add_fault(fault);
-            axum::Json(echo).into_response()
+            match e.add_fault(fault) {
+                Ok(()) => axum::Json(echo).into_response(),
+                Err(m) => ApiError::invalid("fault", m).into_response(),
+            }
         }
         Err(err) => err.into_response(),
     }

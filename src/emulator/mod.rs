@@ -12,9 +12,12 @@ pub mod clock;
 pub mod faults;
 pub mod http;
 pub mod ids;
+pub mod monitoring;
 pub mod profile;
 pub mod proto;
+pub mod sampling;
 pub mod scenario;
+pub mod traffic;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -91,8 +94,23 @@ impl Emulator {
         state.faults.fire(method, path, state.world.rng())
     }
 
-    pub fn add_fault(&self, fault: Fault) {
-        self.lock().faults.add(fault);
+    /// Adds a fault; a `metricGap` fault takes effect in the world's metrics at once.
+    pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
+        fault.validate()?;
+        let state = &mut *self.lock();
+        if fault.kind == faults::FaultKind::MetricGap {
+            let now = state.clock.now();
+            let minutes = fault.minutes.unwrap_or_default();
+            state.world.add_gap(&fault.path_contains, now, now + Duration::from_secs_f64(minutes * 60.0));
+        } else {
+            state.faults.add(fault);
+        }
+        Ok(())
+    }
+
+    /// Sets a service's request rate from now on.
+    pub fn set_load(&self, service: &str, load: traffic::Load) -> Result<(), String> {
+        self.with_world(|w, now| w.set_load(service, load, now))
     }
 
     pub fn clear_faults(&self) {
@@ -124,6 +142,7 @@ pub struct ServeOptions {
     pub time_scale: Option<f64>,
     pub seed: Option<u64>,
     pub settle_seconds: Option<f64>,
+    pub publish_delay_seconds: Option<f64>,
     pub scenario: Option<std::path::PathBuf>,
 }
 
@@ -179,6 +198,13 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
                 .clamp(0.0, 86_400.0),
         ),
         base_url: format!("http://{bound}"),
+        publish_delay: Duration::from_secs_f64(
+            options
+                .publish_delay_seconds
+                .or(loaded.as_ref().and_then(|s| s.publish_delay_seconds))
+                .unwrap_or(180.0)
+                .clamp(0.0, 86_400.0),
+        ),
     };
     let emulator = Arc::new(Emulator::new(config, Clock::new(start, scale)));
     if let Some(loaded) = loaded {
@@ -195,5 +221,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         .map_err(ServeError::Serve)
 }
 
+#[cfg(test)]
+mod metrics_tests;
 #[cfg(test)]
 mod tests;

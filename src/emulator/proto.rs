@@ -88,6 +88,17 @@ const INTERNAL_REASON: Table = &[
     ("ENABLING_GCFV2_URI_SUPPORT", 7),
 ];
 
+const METRIC_KIND: Table = &[("METRIC_KIND_UNSPECIFIED", 0), ("GAUGE", 1), ("DELTA", 2), ("CUMULATIVE", 3)];
+const VALUE_TYPE: Table = &[
+    ("VALUE_TYPE_UNSPECIFIED", 0),
+    ("BOOL", 1),
+    ("INT64", 2),
+    ("DOUBLE", 3),
+    ("STRING", 4),
+    ("DISTRIBUTION", 5),
+    ("MONEY", 6),
+];
+
 /// The proto enum type names, for error messages like Google's.
 fn type_name(table: Table) -> &'static str {
     match table[0].0 {
@@ -98,6 +109,8 @@ fn type_name(table: Table) -> &'static str {
         "ENCRYPTION_KEY_REVOCATION_ACTION_UNSPECIFIED" => "google.cloud.run.v2.EncryptionKeyRevocationAction",
         "VPC_EGRESS_UNSPECIFIED" => "google.cloud.run.v2.VpcAccess.VpcEgress",
         "SCALING_MODE_UNSPECIFIED" => "google.cloud.run.v2.ServiceScaling.ScalingMode",
+        "METRIC_KIND_UNSPECIFIED" => "google.api.MetricDescriptor.MetricKind",
+        "VALUE_TYPE_UNSPECIFIED" => "google.api.MetricDescriptor.ValueType",
         "STATE_UNSPECIFIED" => "google.cloud.run.v2.Condition.State",
         "SEVERITY_UNSPECIFIED" => "google.cloud.run.v2.Condition.Severity",
         "COMMON_REASON_UNDEFINED" => "google.cloud.run.v2.Condition.CommonReason",
@@ -122,6 +135,8 @@ fn enum_for(parent: &str, field: &str) -> Option<Table> {
         ("terminalCondition" | "conditions", "reason") => COMMON_REASON,
         ("terminalCondition" | "conditions", "revisionReason") => REVISION_REASON,
         ("terminalCondition" | "conditions", "internalReason") => INTERNAL_REASON,
+        ("timeSeries", "metricKind") => METRIC_KIND,
+        ("timeSeries", "valueType") => VALUE_TYPE,
         _ => return None,
     })
 }

@@ -12,6 +12,7 @@ use super::Emulator;
 use super::clock::parse_rfc3339;
 use super::faults::Fault;
 use super::profile::Profile;
+use super::traffic::Load;
 use super::world::ServiceName;
 
 #[derive(Debug, Deserialize)]
@@ -26,11 +27,25 @@ struct File {
     #[serde(default)]
     settle_seconds: Option<f64>,
     #[serde(default)]
+    publish_delay_seconds: Option<f64>,
+    #[serde(default)]
     profiles: Vec<Profile>,
+    #[serde(default)]
+    loads: Vec<LoadSeed>,
     #[serde(default)]
     services: Vec<ServiceSeed>,
     #[serde(default)]
     faults: Vec<Fault>,
+}
+
+/// A service's request rate from the start.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LoadSeed {
+    service: String,
+    rps: f64,
+    #[serde(default)]
+    daily: bool,
 }
 
 /// A service that exists when the emulator starts: one Ready revision of `image`.
@@ -59,7 +74,9 @@ pub struct Scenario {
     pub time_scale: Option<f64>,
     pub seed: Option<u64>,
     pub settle_seconds: Option<f64>,
+    pub publish_delay_seconds: Option<f64>,
     profiles: Vec<Profile>,
+    loads: Vec<LoadSeed>,
     services: Vec<ServiceSeed>,
     faults: Vec<Fault>,
     path: String,
@@ -108,7 +125,9 @@ impl Scenario {
             time_scale: file.time_scale,
             seed: file.seed,
             settle_seconds: file.settle_seconds,
+            publish_delay_seconds: file.publish_delay_seconds,
             profiles: file.profiles,
+            loads: file.loads,
             services: file.services,
             faults: file.faults,
             path: path.to_owned(),
@@ -119,7 +138,7 @@ impl Scenario {
     pub fn apply(self, emulator: &Emulator) -> Result<(), ScenarioError> {
         let fail = |message: String| ScenarioError { path: self.path.clone(), message };
         for profile in self.profiles {
-            emulator.with_world(|w, _| w.put_profile(profile)).map_err(&fail)?;
+            emulator.with_world(|w, now| w.put_profile(profile, now)).map_err(&fail)?;
         }
         for seed in &self.services {
             let Some(name) = ServiceName::parse(&seed.name) else { continue };
@@ -148,8 +167,14 @@ impl Scenario {
                 .with_world(|w, now| w.seed_service(&name, body, now))
                 .map_err(|e| fail(format!("service {}: {}", seed.name, e.message)))?;
         }
+        for load in &self.loads {
+            let setting = Load { rps: load.rps, daily: load.daily };
+            emulator
+                .with_world(|w, now| w.set_load(&load.service, setting, now))
+                .map_err(|m| fail(format!("load {}: {m}", load.service)))?;
+        }
         for fault in self.faults {
-            emulator.add_fault(fault);
+            emulator.add_fault(fault).map_err(|m| fail(format!("fault: {m}")))?;
         }
         Ok(())
     }

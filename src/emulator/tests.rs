@@ -15,21 +15,21 @@ use super::clock::Clock;
 use super::http::router;
 use super::world::WorldConfig;
 
-const SVC: &str = "/v2/projects/demo/locations/us-central1/services";
-const NAME: &str = "projects/demo/locations/us-central1/services/shop";
+pub(super) const SVC: &str = "/v2/projects/demo/locations/us-central1/services";
+pub(super) const NAME: &str = "projects/demo/locations/us-central1/services/shop";
 
-struct Fixture {
-    emulator: Arc<Emulator>,
+pub(super) struct Fixture {
+    pub(super) emulator: Arc<Emulator>,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(super) fn new() -> Fixture {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let config = WorldConfig { seed: 7, settle: Duration::from_secs(10), base_url: "http://emu".to_owned() };
+        let config = WorldConfig { seed: 7, base_url: "http://emu".to_owned(), ..WorldConfig::default() };
         Fixture { emulator: Arc::new(Emulator::new(config, Clock::new(start, 0.0))) }
     }
 
-    async fn call(&self, method: &str, uri: &str, body: Option<&str>) -> (u16, Value) {
+    pub(super) async fn call(&self, method: &str, uri: &str, body: Option<&str>) -> (u16, Value) {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -44,16 +44,16 @@ impl Fixture {
         (status, value)
     }
 
-    async fn json(&self, method: &str, uri: &str, body: Value) -> (u16, Value) {
+    pub(super) async fn json(&self, method: &str, uri: &str, body: Value) -> (u16, Value) {
         self.call(method, uri, Some(&body.to_string())).await
     }
 
-    fn advance(&self, seconds: u64) {
+    pub(super) fn advance(&self, seconds: u64) {
         self.emulator.advance(Duration::from_secs(seconds));
     }
 
     /// Creates `shop` with image v1 and lets it settle.
-    async fn shop(&self) -> Value {
+    pub(super) async fn shop(&self) -> Value {
         let (status, op) = self
             .json(
                 "POST",
@@ -66,13 +66,13 @@ impl Fixture {
         self.get().await
     }
 
-    async fn get(&self) -> Value {
+    pub(super) async fn get(&self) -> Value {
         let (status, service) = self.call("GET", &format!("/v2/{NAME}"), None).await;
         assert_eq!(status, 200, "{service}");
         service
     }
 
-    async fn patch(&self, body: Value) -> (u16, Value) {
+    pub(super) async fn patch(&self, body: Value) -> (u16, Value) {
         self.json("PATCH", &format!("/v2/{NAME}"), body).await
     }
 }
@@ -81,12 +81,12 @@ fn violation(error: &Value) -> &str {
     error.pointer("/error/details/0/fieldViolations/0/field").and_then(Value::as_str).unwrap_or_default()
 }
 
-fn stable_revision(service: &Value) -> String {
+pub(super) fn stable_revision(service: &Value) -> String {
     service["latestReadyRevision"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
 }
 
 /// The canary step canary itself makes: a pinned revision at 0% beside stable at 100%.
-fn canary_body(service: &Value, image: &str, revision: &str) -> Value {
+pub(super) fn canary_body(service: &Value, image: &str, revision: &str) -> Value {
     let mut body = service.clone();
     body["template"]["containers"][0]["image"] = image.into();
     body["template"]["revision"] = revision.into();

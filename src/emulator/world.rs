@@ -12,11 +12,15 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
+use std::collections::HashMap;
+
 use super::api_error::ApiError;
 use super::clock::rfc3339;
 use super::ids::Rng;
 use super::profile::Profile;
 use super::proto;
+use super::traffic::{LatencyShapes, Load, MinuteCounts, Timeline, at, draw_counts, minute_rng};
+use crate::analysis::distribution::Distribution;
 
 const LATEST: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
 const REVISION: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION";
@@ -56,12 +60,38 @@ pub struct WorldConfig {
     pub settle: Duration,
     /// The emulator's own address (`http://127.0.0.1:8085`), for the URLs it hands out.
     pub base_url: String,
+    /// How long after a minute ends its metric points become visible (Cloud
+    /// Monitoring's publishing delay).
+    pub publish_delay: Duration,
 }
 
 impl Default for WorldConfig {
     fn default() -> Self {
-        WorldConfig { seed: 0, settle: Duration::from_secs(10), base_url: "http://127.0.0.1:8085".to_owned() }
+        WorldConfig {
+            seed: 0,
+            settle: Duration::from_secs(10),
+            base_url: "http://127.0.0.1:8085".to_owned(),
+            publish_delay: Duration::from_secs(180),
+        }
     }
+}
+
+/// A revision as Cloud Monitoring labels it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionLabels {
+    pub full: String,
+    pub project: String,
+    pub location: String,
+    pub service: String,
+    pub revision: String,
+}
+
+/// Minutes in which no metric points are published for matching revisions.
+#[derive(Debug, Clone)]
+struct Gap {
+    matches: String,
+    start: SystemTime,
+    end: SystemTime,
 }
 
 /// `projects/P/locations/L/services/S`, parsed.
@@ -175,6 +205,12 @@ pub struct World {
     operations: BTreeMap<String, OperationRecord>,
     profiles: BTreeMap<String, Profile>,
     route_counter: u64,
+    /// Per service: the traffic split in force from each moment on (revision, percent).
+    splits: HashMap<String, Timeline<Vec<(String, u64)>>>,
+    loads: HashMap<String, Timeline<Load>>,
+    profile_history: HashMap<String, Timeline<Profile>>,
+    gaps: Vec<Gap>,
+    shapes: LatencyShapes,
 }
 
 impl World {
@@ -187,6 +223,11 @@ impl World {
             operations: BTreeMap::new(),
             profiles: BTreeMap::new(),
             route_counter: 0,
+            splits: HashMap::new(),
+            loads: HashMap::new(),
+            profile_history: HashMap::new(),
+            gaps: Vec::new(),
+            shapes: LatencyShapes::default(),
         }
     }
 
@@ -204,10 +245,128 @@ impl World {
 
     // ---- profiles -------------------------------------------------------------------
 
-    pub fn put_profile(&mut self, profile: Profile) -> Result<(), String> {
+    /// Sets how revisions of an image behave from `now` on (metrics for earlier minutes
+    /// keep the behaviour that was in force then).
+    pub fn put_profile(&mut self, profile: Profile, now: SystemTime) -> Result<(), String> {
         profile.validate()?;
+        self.profile_history.entry(profile.image.clone()).or_default().set(now, profile.clone());
         self.profiles.insert(profile.image.clone(), profile);
         Ok(())
+    }
+
+    fn profile_at(&self, image: &str, t: SystemTime) -> Profile {
+        match self.profile_history.get(image) {
+            Some(history) => history.at(t).cloned().unwrap_or_else(|| Profile::healthy(image)),
+            None => Profile::healthy(image),
+        }
+    }
+
+    // ---- traffic and metrics ----------------------------------------------------------
+
+    /// Sets a service's request rate from `now` on.
+    pub fn set_load(&mut self, service: &str, load: Load, now: SystemTime) -> Result<(), String> {
+        if ServiceName::parse(service).is_none() {
+            return Err(format!("service: `{service}` is not projects/P/locations/L/services/S"));
+        }
+        if !(load.rps.is_finite() && load.rps >= 0.0 && load.rps <= 1_000_000.0) {
+            return Err(format!("rps: {} is not a request rate from 0 to 1000000", load.rps));
+        }
+        self.loads.entry(service.to_owned()).or_default().set(now, load);
+        Ok(())
+    }
+
+    /// No metric points for revisions whose name contains `matches`, for minutes ending
+    /// in `[start, end)`.
+    pub fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
+        self.gaps.push(Gap { matches: matches.to_owned(), start, end });
+    }
+
+    pub fn publish_delay(&self) -> Duration {
+        self.config.publish_delay
+    }
+
+    /// Every revision of `project` (services brought up to date first, so their traffic
+    /// history is complete up to `now`).
+    pub fn revisions_in(&mut self, project: &str, now: SystemTime) -> Vec<RevisionLabels> {
+        let prefix = format!("projects/{project}/");
+        let names: Vec<String> = self.services.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        for name in &names {
+            self.settle(name, now);
+        }
+        self.revisions
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(full, r)| {
+                let service = ServiceName::parse(&r.service)?;
+                Some(RevisionLabels {
+                    full: full.clone(),
+                    project: service.project,
+                    location: service.location,
+                    service: service.service,
+                    revision: r.short.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a gap hides `revision`'s minute starting at `minute` (epoch seconds).
+    pub fn in_gap(&self, revision: &str, minute: u64) -> bool {
+        let end = at(minute + 60);
+        self.gaps.iter().any(|g| revision.contains(&g.matches) && end > g.start && end <= g.end)
+    }
+
+    /// When a revision first received traffic.
+    fn first_serving(&self, service: &str, short: &str) -> Option<SystemTime> {
+        let history = self.splits.get(service)?;
+        history.entries().iter().find(|(_, split)| split.iter().any(|(r, p)| r == short && *p > 0)).map(|(t, _)| *t)
+    }
+
+    /// The requests a revision is expected to get in the minute starting at `minute`:
+    /// the service's rate times the revision's share, over each part of the minute with
+    /// its own split.
+    fn expected_requests(&self, service: &str, short: &str, minute: u64) -> f64 {
+        let (Some(splits), Some(loads)) = (self.splits.get(service), self.loads.get(service)) else { return 0.0 };
+        let (start, end) = (at(minute), at(minute + 60));
+        let entries = splits.entries();
+        let mut expected = 0.0;
+        for (i, (from, split)) in entries.iter().enumerate() {
+            let until = entries.get(i + 1).map_or(end, |(t, _)| *t);
+            let (seg_start, seg_end) = ((*from).max(start), until.min(end));
+            let Ok(span) = seg_end.duration_since(seg_start) else { continue };
+            let Some(&(_, percent)) = split.iter().find(|(r, _)| r == short) else { continue };
+            let rps = loads.at(seg_start).map_or(0.0, |l| l.rps_at(seg_start));
+            expected += rps * percent as f64 / 100.0 * span.as_secs_f64();
+        }
+        expected
+    }
+
+    fn behaviour(&self, revision: &RevisionRecord, minute: u64) -> super::profile::Behaviour {
+        let start = at(minute);
+        let elapsed = self.first_serving(&revision.service, &revision.short).and_then(|f| start.duration_since(f).ok());
+        self.profile_at(&revision.image, start).behaviour(elapsed)
+    }
+
+    /// A revision's request counts in the minute starting at `minute` (epoch seconds).
+    pub fn minute_counts(&self, revision: &str, minute: u64) -> MinuteCounts {
+        let Some(rev) = self.revisions.get(revision) else { return MinuteCounts::default() };
+        let expected = self.expected_requests(&rev.service, &rev.short, minute);
+        if expected <= 0.0 {
+            return MinuteCounts::default();
+        }
+        let mut rng = minute_rng(self.config.seed, revision, minute, 1);
+        draw_counts(&mut rng, expected, &self.behaviour(rev, minute))
+    }
+
+    /// A revision's request latencies in the minute starting at `minute`.
+    pub fn minute_latency(&mut self, revision: &str, minute: u64) -> Option<Distribution> {
+        let n = self.minute_counts(revision, minute).total();
+        if n == 0 {
+            return None;
+        }
+        let rev = self.revisions.get(revision)?;
+        let behaviour = self.behaviour(rev, minute);
+        let mut rng = minute_rng(self.config.seed, revision, minute, 2);
+        Some(self.shapes.draw(&mut rng, n, &behaviour))
     }
 
     pub fn profiles(&self) -> Vec<Profile> {
@@ -475,7 +634,7 @@ impl World {
 
     /// What `{uri}` of a service or `{tag uri}` answers: the revision the (settled) traffic
     /// split picks, answering as its image's profile says.
-    pub fn route(&mut self, project: &str, location: &str, host: &str, now: SystemTime) -> AppResponse {
+    pub fn route(&mut self, project: &str, location: &str, host: &str, path: &str, now: SystemTime) -> AppResponse {
         let (tag, service) = match host.split_once("---") {
             Some((tag, service)) => (Some(tag), service),
             None => (None, host),
@@ -520,11 +679,27 @@ impl World {
                 revision: Some(chosen.clone()),
             };
         }
-        let status = self.profile(&revision.image).health_status;
+        let chosen = chosen.clone();
+        let minute = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() / 60 * 60;
+        let behaviour = self.behaviour(revision, minute);
+        // Health endpoints answer with the health status; anything else is a real request,
+        // failing as often as the profile says.
+        let status = if is_health_path(path) {
+            behaviour.health_status
+        } else {
+            let draw = self.rng.unit();
+            if draw < behaviour.error_rate {
+                500
+            } else if draw < behaviour.error_rate + behaviour.client_error_rate {
+                404
+            } else {
+                behaviour.health_status
+            }
+        };
         AppResponse {
             status,
             body: format!("{{\"revision\":\"{chosen}\",\"status\":{status}}}\n"),
-            revision: Some(chosen.clone()),
+            revision: Some(chosen),
         }
     }
 
@@ -652,6 +827,12 @@ impl World {
         {
             return; // still starting
         }
+        // The moment the write took effect: its settle time, or when its revision started.
+        let settled_at = created
+            .as_deref()
+            .and_then(revision)
+            .filter(|r| r.create_time >= record.update_time)
+            .map_or(record.settle_at, |r| r.ready_at.max(record.settle_at));
         let mut status = record.status.clone();
         status.observed_generation = record.generation;
         status.latest_created = created.clone();
@@ -702,7 +883,7 @@ impl World {
                         .then(|| format!("Revision '{short}' is not ready and cannot serve traffic."))
                 })
             });
-        let at = rfc3339(now);
+        let at = rfc3339(settled_at);
         let (state, message) = match &failure {
             Some(message) => ("CONDITION_FAILED", message.clone()),
             None => ("CONDITION_SUCCEEDED", String::new()),
@@ -716,8 +897,17 @@ impl World {
             json!({"type": "RoutesReady", "state": state, "lastTransitionTime": at}),
             json!({"type": "ConfigurationsReady", "state": state, "lastTransitionTime": at}),
         ];
+        let split: Vec<(String, u64)> = traffic
+            .iter()
+            .filter_map(|t| Some((t.get("revision")?.as_str()?.to_owned(), t.get("percent").and_then(Value::as_u64)?)))
+            .collect();
         status.traffic = traffic;
-        status.transition = Some(now);
+        status.transition = Some(settled_at);
+        let history = self.splits.entry(name.to_owned()).or_default();
+        if history.last().map(|(_, s)| s) != Some(&split) {
+            let when = history.last().map_or(settled_at, |(t, _)| settled_at.max(*t));
+            history.set(when, split);
+        }
         if let Some(record) = self.services.get_mut(name) {
             record.status = status;
             record.pending_created = None;
@@ -1066,6 +1256,12 @@ fn normalize_traffic(spec: &mut Map<String, Value>) -> Result<Vec<Value>, ApiErr
     }
     spec.insert("traffic".into(), Value::Array(out.clone()));
     Ok(out)
+}
+
+/// Paths an app's health checks use.
+fn is_health_path(path: &str) -> bool {
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    matches!(last, "health" | "healthz" | "ready" | "readyz" | "livez" | "ping" | "status")
 }
 
 /// A lowercase DNS-style id: letters, digits and `-`, starting with a letter.

@@ -1,0 +1,4 @@
+//! Metrics → judgement. This part holds the pure building blocks shared with the
+//! emulator: latency distributions and their percentiles.
+
+pub mod distribution;
