@@ -25,13 +25,19 @@ schema:
 bench: tools
 	CANARY_TOOLS=$(CURDIR)/$(VENV)/bin $(CARGO) bench
 
-tools: $(VENV)/.installed
+NODE_CLIENTS := tests/clients/node
+
+tools: $(VENV)/.installed $(NODE_CLIENTS)/node_modules/.installed
 
 $(VENV)/.installed: tools/requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
 	touch $@
 
+$(NODE_CLIENTS)/node_modules/.installed: $(NODE_CLIENTS)/package.json $(NODE_CLIENTS)/package-lock.json
+	cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(NODE_CLIENTS)/node_modules

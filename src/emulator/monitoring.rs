@@ -245,7 +245,12 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
     let visible_until = now.checked_sub(world.publish_delay()).unwrap_or(SystemTime::UNIX_EPOCH);
     let until = query.end.min(visible_until);
     let mut raw: Vec<Series> = Vec::new();
-    for revision in world.revisions_in(project, now) {
+    let service = query
+        .conditions
+        .iter()
+        .find(|c| c.field == "resource.labels.service_name" && c.op == Op::Eq)
+        .map(|c| c.value.clone());
+    for revision in world.revisions_in(project, service.as_deref(), now) {
         let resource_labels = resource_labels(&revision);
         if !query
             .conditions

@@ -70,6 +70,12 @@ pub struct Behaviour {
     pub health_status: u16,
 }
 
+impl Behaviour {
+    /// What an image with no profile does.
+    pub const HEALTHY: Behaviour =
+        Behaviour { error_rate: 0.0, client_error_rate: 0.0, p50_ms: 80.0, p95_ms: 250.0, health_status: 200 };
+}
+
 fn default_p50() -> f64 {
     80.0
 }

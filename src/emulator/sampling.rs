@@ -51,6 +51,14 @@ pub fn poisson(rng: &mut Rng, lambda: f64) -> u64 {
 
 /// A binomial draw: exact inversion for small means, normal approximation for large.
 pub fn binomial(rng: &mut Rng, n: u64, p: f64) -> u64 {
+    binomial_exact_below(rng, n, p, EXACT_BINOMIAL_MEAN)
+}
+
+/// Latency buckets need their totals, not exact tails: a normal approximation from a
+/// mean of 30 keeps a day of thousands of services cheap.
+const EXACT_BUCKET_MEAN: f64 = 30.0;
+
+fn binomial_exact_below(rng: &mut Rng, n: u64, p: f64, exact_below: f64) -> u64 {
     if n == 0 || p.is_nan() || p <= 0.0 {
         return 0;
     }
@@ -58,10 +66,10 @@ pub fn binomial(rng: &mut Rng, n: u64, p: f64) -> u64 {
         return n;
     }
     if p > 0.5 {
-        return n - binomial(rng, n, 1.0 - p);
+        return n - binomial_exact_below(rng, n, 1.0 - p, exact_below);
     }
     let mean = n as f64 * p;
-    if mean < EXACT_BINOMIAL_MEAN {
+    if mean < exact_below {
         let q = 1.0 - p;
         let s = p / q;
         let a = (n as f64 + 1.0) * s;
@@ -108,7 +116,7 @@ pub fn multinomial(rng: &mut Rng, n: u64, probs: &[f64]) -> Vec<u64> {
             left = 0;
             break;
         }
-        let k = binomial(rng, left, (p / mass).clamp(0.0, 1.0));
+        let k = binomial_exact_below(rng, left, (p / mass).clamp(0.0, 1.0), EXACT_BUCKET_MEAN);
         out[i] = k;
         left -= k;
         mass -= p;

@@ -102,17 +102,39 @@ pub fn draw_counts(rng: &mut Rng, expected: f64, b: &Behaviour) -> MinuteCounts 
     MinuteCounts { ok: total - server_errors - client_errors, client_errors, server_errors }
 }
 
-/// Bucket probabilities of a log-normal latency, cached per (p50, p95).
+/// Bucket probabilities of a log-normal latency, cached per (p50, p95), and the
+/// buckets' midpoints.
 #[derive(Debug, Default)]
 pub struct LatencyShapes {
     cache: HashMap<(u64, u64), Vec<f64>>,
+    mids: Vec<f64>,
 }
 
 impl LatencyShapes {
-    fn probabilities(&mut self, p50: f64, p95: f64, options: &BucketOptions) -> &[f64] {
-        self.cache.entry((p50.to_bits(), p95.to_bits())).or_insert_with(|| {
-            let mu = p50.ln();
-            let sigma = (p95.ln() - mu) / Z95;
+    /// Draws the latencies of `n` requests into buckets (multinomial over the
+    /// log-normal's bucket probabilities); mean and squared deviation are taken from the
+    /// bucket midpoints, so they agree with the counts.
+    pub fn draw(&mut self, rng: &mut Rng, n: u64, b: &Behaviour) -> Distribution {
+        let options = BucketOptions::latency();
+        let mut d = Distribution::empty(options.clone());
+        if n == 0 {
+            return d;
+        }
+        if self.mids.is_empty() {
+            self.mids = (0..options.len())
+                .map(|i| {
+                    let (lower, upper) = options.bounds(i);
+                    match (lower.is_finite() && lower > 0.0, upper.is_finite()) {
+                        (true, true) => (lower * upper).sqrt(),
+                        (false, _) => upper / 2.0,
+                        (true, false) => lower,
+                    }
+                })
+                .collect();
+        }
+        let probs = self.cache.entry((b.p50_ms.to_bits(), b.p95_ms.to_bits())).or_insert_with(|| {
+            let mu = b.p50_ms.ln();
+            let sigma = (b.p95_ms.ln() - mu) / Z95;
             let cdf = |x: f64| {
                 if x <= 0.0 {
                     0.0
@@ -128,33 +150,14 @@ impl LatencyShapes {
                     (cdf(upper) - cdf(lower.max(0.0))).max(0.0)
                 })
                 .collect()
-        })
-    }
-
-    /// Draws the latencies of `n` requests into buckets (multinomial over the
-    /// log-normal's bucket probabilities); mean and squared deviation are taken from the
-    /// bucket midpoints, so they agree with the counts.
-    pub fn draw(&mut self, rng: &mut Rng, n: u64, b: &Behaviour) -> Distribution {
-        let options = BucketOptions::latency();
-        let mut d = Distribution::empty(options.clone());
-        if n == 0 {
-            return d;
-        }
-        let probs = self.probabilities(b.p50_ms, b.p95_ms, &options).to_vec();
-        d.counts = multinomial(rng, n, &probs);
+        });
+        d.counts = multinomial(rng, n, probs);
         d.count = n;
-        let mid = |i: usize| {
-            let (lower, upper) = options.bounds(i);
-            match (lower.is_finite() && lower > 0.0, upper.is_finite()) {
-                (true, true) => (lower * upper).sqrt(),
-                (false, _) => upper / 2.0,
-                (true, false) => lower,
-            }
-        };
-        let sum: f64 = d.counts.iter().enumerate().map(|(i, &c)| c as f64 * mid(i)).sum();
+        let used: Vec<(usize, f64)> =
+            d.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, &c)| (i, c as f64)).collect();
+        let sum: f64 = used.iter().map(|&(i, c)| c * self.mids[i]).sum();
         d.mean = sum / n as f64;
-        d.sum_of_squared_deviation =
-            d.counts.iter().enumerate().map(|(i, &c)| c as f64 * (mid(i) - d.mean).powi(2)).sum();
+        d.sum_of_squared_deviation = used.iter().map(|&(i, c)| c * (self.mids[i] - d.mean).powi(2)).sum();
         d
     }
 }

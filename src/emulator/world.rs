@@ -254,11 +254,9 @@ impl World {
         Ok(())
     }
 
-    fn profile_at(&self, image: &str, t: SystemTime) -> Profile {
-        match self.profile_history.get(image) {
-            Some(history) => history.at(t).cloned().unwrap_or_else(|| Profile::healthy(image)),
-            None => Profile::healthy(image),
-        }
+    /// The profile in force for `image` at `t`; `None` means the default healthy one.
+    fn profile_at(&self, image: &str, t: SystemTime) -> Option<&Profile> {
+        self.profile_history.get(image)?.at(t)
     }
 
     // ---- traffic and metrics ----------------------------------------------------------
@@ -287,15 +285,28 @@ impl World {
 
     /// Every revision of `project` (services brought up to date first, so their traffic
     /// history is complete up to `now`).
-    pub fn revisions_in(&mut self, project: &str, now: SystemTime) -> Vec<RevisionLabels> {
+    /// `service`, when given, narrows the search to services of that name (a filter on
+    /// `resource.labels.service_name`), so a per-service query does not touch the others.
+    pub fn revisions_in(&mut self, project: &str, service: Option<&str>, now: SystemTime) -> Vec<RevisionLabels> {
         let prefix = format!("projects/{project}/");
-        let names: Vec<String> = self.services.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        let names: Vec<String> = self
+            .services
+            .keys()
+            .filter(|k| k.starts_with(&prefix) && service.is_none_or(|s| k.ends_with(&format!("/services/{s}"))))
+            .cloned()
+            .collect();
         for name in &names {
             self.settle(name, now);
         }
-        self.revisions
-            .iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
+        let revisions: Box<dyn Iterator<Item = (&String, &RevisionRecord)>> = if service.is_some() {
+            Box::new(names.iter().flat_map(|n| {
+                let start = format!("{n}/revisions/");
+                self.revisions.range(start.clone()..).take_while(move |(k, _)| k.starts_with(&start))
+            }))
+        } else {
+            Box::new(self.revisions.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)))
+        };
+        revisions
             .filter_map(|(full, r)| {
                 let service = ServiceName::parse(&r.service)?;
                 Some(RevisionLabels {
@@ -342,8 +353,14 @@ impl World {
 
     fn behaviour(&self, revision: &RevisionRecord, minute: u64) -> super::profile::Behaviour {
         let start = at(minute);
-        let elapsed = self.first_serving(&revision.service, &revision.short).and_then(|f| start.duration_since(f).ok());
-        self.profile_at(&revision.image, start).behaviour(elapsed)
+        match self.profile_at(&revision.image, start) {
+            Some(profile) => {
+                let elapsed =
+                    self.first_serving(&revision.service, &revision.short).and_then(|f| start.duration_since(f).ok());
+                profile.behaviour(elapsed)
+            }
+            None => super::profile::Behaviour::HEALTHY,
+        }
     }
 
     /// A revision's request counts in the minute starting at `minute` (epoch seconds).

@@ -85,3 +85,52 @@ fn a_bad_scenario_is_refused_with_its_path() {
         "error: scenario bad.yaml: service `api`: name must be projects/P/locations/L/services/S\n"
     );
 }
+
+/// Google's official Node client (@google-cloud/monitoring, REST fallback, pass-through
+/// auth) reads request counts grouped by response_code_class and a p95 through
+/// ALIGN_PERCENTILE_95 from the emulator.
+#[test]
+fn google_cloud_monitoring_node_client_reads_cloud_run_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("metrics.yaml");
+    std::fs::write(
+        &scenario,
+        r#"
+start: "2026-11-26T08:00:00Z"
+timeScale: 0
+seed: 3
+profiles:
+  - {image: "gcr.io/demo/api:v1", errorRate: 0.05, p50Ms: 100, p95Ms: 400}
+services:
+  - {name: projects/demo/locations/us-central1/services/api, image: "gcr.io/demo/api:v1"}
+loads:
+  - {service: projects/demo/locations/us-central1/services/api, rps: 10}
+"#,
+    )
+    .unwrap();
+    let emulator = EmulatorProcess::start(&["--scenario", scenario.to_str().unwrap()]);
+    let client = reqwest::blocking::Client::new();
+    client.post(format!("{}/emulator/v1/clock:advance", emulator.base)).body(r#"{"seconds": 7200}"#).send().unwrap();
+    let script = repo().join("tests/clients/node/monitoring_client.js");
+    assert!(repo().join("tests/clients/node/node_modules").exists(), "run `make tools` to install the Node client");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([&emulator.base, "2026-11-26T08:00:00Z", "2026-11-26T10:00:00Z"])
+        .current_dir(repo().join("tests/clients/node"))
+        .output()
+        .expect("node runs");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let ok = read["byClass"]["2xx"].as_f64().unwrap();
+    let errors = read["byClass"]["5xx"].as_f64().unwrap();
+    // Two hours at 10 rps, less the 3-minute publishing delay; 5% errors.
+    let total = ok + errors;
+    assert!((total - 10.0 * (7200.0 - 180.0)).abs() < 1500.0, "{read}");
+    assert!((errors / total - 0.05).abs() < 0.005, "{read}");
+    let p95 = read["p95"][0].as_f64().unwrap();
+    assert!((p95 / 400.0 - 1.0).abs() < 0.05, "{read}");
+    assert_eq!(read["kinds"], serde_json::json!(["DELTA", "DELTA"]));
+    // The client sent numeric enums, which the emulator accepted.
+    let log = emulator.get("/emulator/v1/requests");
+    assert!(log[0]["query"].as_str().unwrap().contains("perSeriesAligner=1"), "{log}");
+}
