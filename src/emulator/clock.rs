@@ -21,8 +21,7 @@ impl Clock {
 
     pub fn now(&self) -> SystemTime {
         let real = self.start_real.elapsed().as_secs_f64() * self.scale;
-        let scaled = Duration::try_from_secs_f64(real).unwrap_or(Duration::MAX / 4);
-        self.start_virtual + scaled + self.advanced
+        later(later(self.start_virtual, seconds(real)), self.advanced)
     }
 
     /// Moves the clock forward, whatever its scale.
@@ -37,9 +36,20 @@ impl Clock {
 
     /// How long in real time `virtual_span` takes on this clock; `None` when stepped.
     pub fn real_duration(&self, virtual_span: Duration) -> Option<Duration> {
-        (self.scale > 0.0)
-            .then(|| Duration::try_from_secs_f64(virtual_span.as_secs_f64() / self.scale).unwrap_or(Duration::MAX))
+        (self.scale > 0.0).then(|| seconds(virtual_span.as_secs_f64() / self.scale))
     }
+}
+
+/// A span of simulated seconds from user input: negative, NaN or absurd values become
+/// zero or a century rather than a panic.
+pub fn seconds(value: f64) -> Duration {
+    const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
+    if value.is_nan() || value <= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(value.min(CENTURY)) }
+}
+
+/// `t + d`, or a time far in the future when that overflows.
+pub fn later(t: SystemTime, d: Duration) -> SystemTime {
+    t.checked_add(d).unwrap_or_else(|| t + seconds(f64::INFINITY))
 }
 
 /// RFC 3339 with microseconds, as Google's APIs write timestamps.
@@ -72,6 +82,16 @@ mod tests {
         let clock = Clock::new(SystemTime::UNIX_EPOCH, 3600.0);
         assert_eq!(clock.real_duration(Duration::from_secs(3600)), Some(Duration::from_secs(1)));
         assert!(clock.now() >= SystemTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn hostile_numbers_never_panic() {
+        assert_eq!(seconds(f64::NAN), Duration::ZERO);
+        assert_eq!(seconds(-5.0), Duration::ZERO);
+        assert!(seconds(1e300) > Duration::from_secs(3_000_000_000));
+        let clock = Clock::new(SystemTime::UNIX_EPOCH, 1e300);
+        assert!(clock.now() >= SystemTime::UNIX_EPOCH);
+        assert!(later(SystemTime::UNIX_EPOCH, Duration::MAX) > SystemTime::UNIX_EPOCH);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::Emulator;
 use super::api_error::ApiError;
 use super::faults::{Fault, FaultKind};
 use super::profile::Profile;
-use super::{monitoring, proto, traffic};
+use super::{clock, monitoring, proto, traffic};
 
 /// The largest request body the emulator reads.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -327,10 +327,8 @@ async fn wait_operation(
             .unwrap_or(60.0),
         Err(err) => return err.into_response(),
     };
-    let real_limit = e
-        .real_duration(Duration::from_secs_f64(timeout.clamp(0.0, 3600.0)))
-        .unwrap_or(Duration::ZERO)
-        .min(Duration::from_secs(30));
+    let real_limit =
+        e.real_duration(clock::seconds(timeout.min(3600.0))).unwrap_or(Duration::ZERO).min(Duration::from_secs(30));
     let deadline = tokio::time::Instant::now() + real_limit;
     loop {
         let result = e.with_world(|w, now| w.get_operation(&name, now));
@@ -383,7 +381,7 @@ async fn advance_clock(State(e): State<Shared>, body: Bytes) -> Response {
     };
     match seconds {
         Some(s) if s.is_finite() && s >= 0.0 => {
-            e.advance(Duration::from_secs_f64(s.min(10.0 * 365.0 * 86_400.0)));
+            e.advance(clock::seconds(s));
             axum::Json(json!({"now": e.clock_json()["now"]})).into_response()
         }
         _ => ApiError::invalid("seconds", "Give {\"seconds\": N} with N ≥ 0.").into_response(),

@@ -101,7 +101,7 @@ impl Emulator {
         if fault.kind == faults::FaultKind::MetricGap {
             let now = state.clock.now();
             let minutes = fault.minutes.unwrap_or_default();
-            state.world.add_gap(&fault.path_contains, now, now + Duration::from_secs_f64(minutes * 60.0));
+            state.world.add_gap(&fault.path_contains, now, clock::later(now, clock::seconds(minutes * 60.0)));
         } else {
             state.faults.add(fault);
         }

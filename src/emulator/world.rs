@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 use super::api_error::ApiError;
-use super::clock::rfc3339;
+use super::clock::{later, rfc3339, seconds};
 use super::ids::Rng;
 use super::profile::Profile;
 use super::proto;
@@ -775,12 +775,12 @@ impl World {
         record.generation += 1;
         record.etag = format!("\"{}\"", self.rng.hex(24));
         record.update_time = now;
-        record.settle_at = now + self.config.settle;
+        record.settle_at = later(now, self.config.settle);
         if let Some(short) = planned.new_revision {
             let image =
                 planned.template.pointer("/containers/0/image").and_then(Value::as_str).unwrap_or_default().to_owned();
             let profile = self.profile(&image);
-            let delay = Duration::try_from_secs_f64(profile.ready_delay_seconds).unwrap_or(Duration::MAX / 4);
+            let delay = seconds(profile.ready_delay_seconds);
             let outcome = if profile.ready {
                 Outcome::Ready
             } else {
@@ -796,7 +796,7 @@ impl World {
                     image,
                     uid: self.rng.uuid(),
                     create_time: now,
-                    ready_at: now + self.config.settle + delay,
+                    ready_at: later(later(now, self.config.settle), delay),
                     outcome,
                 },
             );

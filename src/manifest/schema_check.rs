@@ -55,7 +55,7 @@ fn translate(err: &ValidationError<'_>, out: &mut Vec<Finding>) {
             out.push(
                 Finding::at_value(
                     pointer.clone(),
-                    format!("`{}` must be {expected}, not {}", dotted(&pointer), describe(instance)),
+                    format!("{} must be {expected}, not {}", shown(&pointer), describe(instance)),
                 )
                 .maybe_hint(type_hint(&pointer, instance)),
             );
@@ -320,6 +320,11 @@ fn type_hint(pointer: &str, instance: &Value) -> Option<String> {
         return Some(format!("quote the value: `\"{}\"`", scalar_text(instance)));
     }
     None
+}
+
+/// The field at `pointer` as a message names it: `` `spec.stages` `` or "the document".
+fn shown(pointer: &str) -> String {
+    if pointer.is_empty() { "the document".to_owned() } else { format!("`{}`", dotted(pointer)) }
 }
 
 fn field_name(pointer: &str) -> &str {
