@@ -4,9 +4,13 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod cloudrun;
+pub mod decide;
 pub mod diagnostic;
 pub mod emulator;
 pub mod error;
+pub mod hash;
 pub mod manifest;
+pub mod state;
 
 pub use cli::run;

@@ -2,3 +2,4 @@
 //! emulator: latency distributions and their percentiles.
 
 pub mod distribution;
+pub mod verdict;

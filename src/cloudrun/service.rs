@@ -1,0 +1,380 @@
+//! A Cloud Run Service as canary reads it, and the one way canary changes it.
+//!
+//! The service is kept as the JSON Cloud Run sent; the typed view reads what canary
+//! needs from it (accepting both enum names and numbers, int64 as strings or numbers,
+//! short or full revision names). A [`Change`] is applied onto that same JSON, so every
+//! field canary does not own — secrets, VPC access, volumes, probes, scaling, user tags
+//! and traffic entries, fields newer than this code — goes back exactly as it came.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::hash::{canonical, fnv1a};
+use crate::manifest::types::Template;
+use crate::state::PREFIX;
+
+/// The tags canary owns in the traffic list.
+pub const STABLE_TAG: &str = "stable";
+pub const CANARY_TAG: &str = "canary";
+
+/// A traffic target as written in the service spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `None` means "the latest Ready revision".
+    pub revision: Option<String>,
+    pub percent: u32,
+    pub tag: Option<String>,
+}
+
+/// Where traffic actually goes (the service's `trafficStatuses`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetStatus {
+    pub revision: String,
+    pub percent: u32,
+    pub tag: Option<String>,
+    pub uri: Option<String>,
+}
+
+/// The service's Ready condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    Reconciling,
+    Failed(String),
+}
+
+/// What canary reads from a Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceView {
+    pub raw: Value,
+    pub name: String,
+    pub short_name: String,
+    pub generation: u64,
+    pub observed_generation: u64,
+    pub reconciling: bool,
+    pub readiness: Readiness,
+    pub etag: String,
+    pub annotations: BTreeMap<String, String>,
+    pub template: Value,
+    pub traffic: Vec<Target>,
+    pub statuses: Vec<TargetStatus>,
+    pub latest_ready: Option<String>,
+    pub latest_created: Option<String>,
+    pub update_time: Option<String>,
+}
+
+fn int(v: Option<&Value>) -> u64 {
+    v.and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).unwrap_or(0)
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// `projects/…/revisions/NAME` or `NAME` → `NAME`.
+pub fn short(name: &str) -> String {
+    name.rsplit('/').next().unwrap_or(name).to_owned()
+}
+
+fn is_latest(kind: Option<&Value>) -> bool {
+    match kind {
+        Some(Value::String(s)) => s == "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST",
+        Some(Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
+    }
+}
+
+impl ServiceView {
+    /// Reads a Service's JSON; never fails, missing fields read as empty.
+    pub fn parse(raw: Value) -> ServiceView {
+        let name = text(raw.get("name")).unwrap_or_default();
+        let annotations = raw
+            .get("annotations")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default();
+        let traffic = raw
+            .get("traffic")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|t| Target {
+                        revision: if is_latest(t.get("type")) {
+                            None
+                        } else {
+                            text(t.get("revision")).map(|r| short(&r))
+                        },
+                        percent: u32::try_from(int(t.get("percent"))).unwrap_or(0),
+                        tag: text(t.get("tag")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let statuses = raw
+            .get("trafficStatuses")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|t| TargetStatus {
+                        revision: text(t.get("revision")).map(|r| short(&r)).unwrap_or_default(),
+                        percent: u32::try_from(int(t.get("percent"))).unwrap_or(0),
+                        tag: text(t.get("tag")),
+                        uri: text(t.get("uri")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let condition = raw.get("terminalCondition");
+        let state = condition.and_then(|c| c.get("state"));
+        let readiness = match state {
+            Some(Value::String(s)) if s == "CONDITION_SUCCEEDED" => Readiness::Ready,
+            Some(Value::Number(n)) if n.as_u64() == Some(4) => Readiness::Ready,
+            Some(Value::String(s)) if s == "CONDITION_FAILED" => {
+                Readiness::Failed(text(condition.and_then(|c| c.get("message"))).unwrap_or_default())
+            }
+            Some(Value::Number(n)) if n.as_u64() == Some(3) => {
+                Readiness::Failed(text(condition.and_then(|c| c.get("message"))).unwrap_or_default())
+            }
+            _ => Readiness::Reconciling,
+        };
+        ServiceView {
+            short_name: short(&name),
+            name,
+            generation: int(raw.get("generation")),
+            observed_generation: int(raw.get("observedGeneration")),
+            reconciling: raw.get("reconciling").and_then(Value::as_bool).unwrap_or(false),
+            readiness,
+            etag: text(raw.get("etag")).unwrap_or_default(),
+            annotations,
+            template: raw.get("template").cloned().unwrap_or_else(|| json!({})),
+            traffic,
+            statuses,
+            latest_ready: text(raw.get("latestReadyRevision")).map(|r| short(&r)),
+            latest_created: text(raw.get("latestCreatedRevision")).map(|r| short(&r)),
+            update_time: text(raw.get("updateTime")),
+            raw,
+        }
+    }
+
+    /// Cloud Run has finished applying the newest write, so its status fields are current.
+    pub fn settled(&self) -> bool {
+        !self.reconciling && self.observed_generation == self.generation && self.readiness != Readiness::Reconciling
+    }
+
+    /// The single revision that serves 100% of traffic, if traffic is not split.
+    pub fn sole_revision(&self) -> Option<&str> {
+        let serving: Vec<&TargetStatus> = self.statuses.iter().filter(|s| s.percent > 0).collect();
+        match serving.as_slice() {
+            [only] if only.percent == 100 && !only.revision.is_empty() => Some(&only.revision),
+            _ => None,
+        }
+    }
+
+    /// The URI Cloud Run gives a tag.
+    pub fn tag_uri(&self, tag: &str) -> Option<&str> {
+        self.statuses.iter().find(|s| s.tag.as_deref() == Some(tag)).and_then(|s| s.uri.as_deref())
+    }
+
+    /// The image the template runs.
+    pub fn template_image(&self) -> Option<&str> {
+        self.template.pointer("/containers/0/image").and_then(Value::as_str)
+    }
+
+    /// Traffic entries that belong to people, not to canary: tagged entries with tags
+    /// other than canary's, which canary keeps exactly as they are.
+    pub fn user_targets(&self) -> Vec<Target> {
+        self.traffic
+            .iter()
+            .filter(|t| t.percent == 0 && t.tag.as_deref().is_some_and(|tag| tag != STABLE_TAG && tag != CANARY_TAG))
+            .cloned()
+            .collect()
+    }
+
+    /// Current traffic by revision (`LATEST` resolved through the statuses).
+    pub fn split(&self) -> BTreeMap<String, u32> {
+        let mut out = BTreeMap::new();
+        for s in self.statuses.iter().filter(|s| s.percent > 0) {
+            *out.entry(s.revision.clone()).or_insert(0) += s.percent;
+        }
+        out
+    }
+}
+
+/// The canary's template: the service's current template with the manifest's fields
+/// laid over it (image, env merged by name, resources, service account), pinned to a
+/// revision name derived from its content, so a retry can never create a second one.
+pub fn canary_template(base: &Value, service: &str, overlay: &Template) -> (Value, String) {
+    let mut template = match base {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    template.remove("revision");
+    let containers = template.entry("containers").or_insert_with(|| json!([{}]));
+    if containers.as_array().is_none_or(|c| c.is_empty()) {
+        *containers = json!([{}]);
+    }
+    if let Some(container) = containers.get_mut(0).and_then(Value::as_object_mut) {
+        container.insert("image".into(), overlay.image.clone().into());
+        if !overlay.env.is_empty() {
+            let env = container.entry("env").or_insert_with(|| json!([]));
+            if !env.is_array() {
+                *env = json!([]);
+            }
+            if let Some(list) = env.as_array_mut() {
+                for (name, value) in &overlay.env {
+                    let entry = json!({"name": name, "value": value});
+                    match list.iter_mut().find(|e| e.get("name").and_then(Value::as_str) == Some(name)) {
+                        Some(existing) => *existing = entry,
+                        None => list.push(entry),
+                    }
+                }
+            }
+        }
+        if let Some(resources) = &overlay.resources {
+            let limits = container.entry("resources").or_insert_with(|| json!({}));
+            if !limits.is_object() {
+                *limits = json!({});
+            }
+            let limits = limits.as_object_mut().map(|r| r.entry("limits").or_insert_with(|| json!({})));
+            if let Some(Value::Object(limits)) = limits {
+                if let Some(cpu) = &resources.cpu {
+                    limits.insert("cpu".into(), cpu.clone().into());
+                }
+                if let Some(memory) = &resources.memory {
+                    limits.insert("memory".into(), memory.clone().into());
+                }
+            }
+        }
+    }
+    if let Some(account) = &overlay.service_account {
+        template.insert("serviceAccount".into(), account.clone().into());
+    }
+    let value = Value::Object(template);
+    let name = revision_name(service, &value);
+    let mut pinned = value;
+    pinned["revision"] = name.clone().into();
+    (pinned, name)
+}
+
+/// `SERVICE-` and seven hex digits of the template's hash.
+pub fn revision_name(service: &str, template: &Value) -> String {
+    let mut unpinned = template.clone();
+    if let Some(m) = unpinned.as_object_mut() {
+        m.remove("revision");
+    }
+    format!("{service}-{:07x}", fnv1a(&canonical(&unpinned)) & 0x0fff_ffff)
+}
+
+/// What canary changes in one write: the template (a deploy), the traffic list, and the
+/// `canary/` annotations (the whole set: keys not in it are removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub template: Option<Value>,
+    pub traffic: Option<Vec<Target>>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Change {
+    /// The service JSON to PATCH back: `raw` with this change applied and nothing else
+    /// touched. The etag read with `raw` goes back with it.
+    pub fn apply(&self, raw: &Value) -> Value {
+        let mut out = raw.clone();
+        if let Some(template) = &self.template {
+            out["template"] = template.clone();
+        }
+        if let Some(traffic) = &self.traffic {
+            out["traffic"] = Value::Array(traffic.iter().map(target_json).collect());
+        }
+        let mut annotations: Map<String, Value> = out
+            .get("annotations")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter(|(k, _)| !k.starts_with(PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        for (k, v) in &self.annotations {
+            annotations.insert(k.clone(), v.clone().into());
+        }
+        out["annotations"] = Value::Object(annotations);
+        out
+    }
+}
+
+fn target_json(t: &Target) -> Value {
+    let mut out = match &t.revision {
+        Some(r) => json!({"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": r}),
+        None => json!({"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"}),
+    };
+    out["percent"] = t.percent.into();
+    if let Some(tag) = &t.tag {
+        out["tag"] = tag.clone().into();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(image: &str) -> Template {
+        Template { image: image.into(), env: BTreeMap::new(), resources: None, service_account: None }
+    }
+
+    #[test]
+    fn reads_enum_numbers_strings_and_full_names() {
+        let view = ServiceView::parse(json!({
+            "name": "projects/p/locations/l/services/api", "generation": "3", "observedGeneration": 3,
+            "terminalCondition": {"state": 4}, "latestReadyRevision": "projects/p/locations/l/services/api/revisions/api-1",
+            "traffic": [{"type": 1, "percent": 100}],
+            "trafficStatuses": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "revision": "api-1", "percent": 100}]
+        }));
+        assert_eq!(view.short_name, "api");
+        assert!(view.settled());
+        assert_eq!(view.latest_ready.as_deref(), Some("api-1"));
+        assert_eq!(view.traffic[0].revision, None);
+        assert_eq!(view.sole_revision(), Some("api-1"));
+        assert_eq!(ServiceView::parse(json!(null)).name, "");
+    }
+
+    #[test]
+    fn canary_template_overlays_and_keeps_everything_else() {
+        let base = json!({"revision": "api-old", "serviceAccount": "a@x", "vpcAccess": {"connector": "c"},
+            "containers": [{"image": "gcr.io/p/api:v1", "env": [{"name": "A", "value": "1"}, {"name": "SECRET", "valueSource": {"secretKeyRef": {"secret": "s"}}}]}]});
+        let mut overlay = template("gcr.io/p/api:v2");
+        overlay.env.insert("A".into(), "2".into());
+        overlay.env.insert("B".into(), "3".into());
+        let (t, name) = canary_template(&base, "api", &overlay);
+        assert_eq!(t["containers"][0]["image"], "gcr.io/p/api:v2");
+        assert_eq!(
+            t["containers"][0]["env"],
+            json!([{"name": "A", "value": "2"}, {"name": "SECRET", "valueSource": {"secretKeyRef": {"secret": "s"}}}, {"name": "B", "value": "3"}])
+        );
+        assert_eq!(t["vpcAccess"], json!({"connector": "c"}));
+        assert_eq!(t["revision"], name.as_str());
+        assert!(name.starts_with("api-") && name.len() == "api-".len() + 7, "{name}");
+        // Laying the same overlay over the result gives the same revision: retries converge.
+        let (again, name_again) = canary_template(&t, "api", &overlay);
+        assert_eq!((again, name_again), (t.clone(), name.clone()));
+        let (_, other) = canary_template(&base, "api", &template("gcr.io/p/api:v3"));
+        assert_ne!(other, name);
+    }
+
+    #[test]
+    fn a_change_touches_only_what_canary_owns() {
+        let raw = json!({"name": "n", "etag": "\"e1\"", "annotations": {"team": "x", "canary/phase": "Old", "canary/stale": "y"},
+            "template": {"containers": [{"image": "a"}]}, "traffic": [], "futureField": {"keep": true}});
+        let change = Change {
+            template: None,
+            traffic: Some(vec![Target { revision: Some("r1".into()), percent: 100, tag: Some(STABLE_TAG.into()) }]),
+            annotations: BTreeMap::from([("canary/phase".to_owned(), "Progressing".to_owned())]),
+        };
+        let out = change.apply(&raw);
+        assert_eq!(out["annotations"], json!({"team": "x", "canary/phase": "Progressing"}));
+        assert_eq!(
+            out["traffic"],
+            json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "r1", "percent": 100, "tag": "stable"}])
+        );
+        assert_eq!(out["futureField"], json!({"keep": true}));
+        assert_eq!(out["etag"], "\"e1\"");
+        assert_eq!(out["template"], raw["template"]);
+    }
+}

@@ -1,0 +1,519 @@
+//! The decision: desired × observed × verdict × now → [`Plan`]. Pure and total: no I/O,
+//! no clock, no panics; the same inputs give the same plan. All rollout logic lives here.
+//!
+//! # Guarantees
+//! - At most one change to Cloud Run per plan (one PATCH: template, traffic and the
+//!   `canary/` annotations together).
+//! - Traffic in a plan adds up to 100.
+//! - A failed rollback trigger sends the canary to 0% in that plan.
+//! - A stage advances only after its hold, with every gate passing.
+//! - Applying a plan and deciding again gives no change until time or data moves.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
+use crate::cloudrun::service::{CANARY_TAG, Change, Readiness, STABLE_TAG, ServiceView, Target, canary_template};
+use crate::manifest::types::{CanaryRollout, GateFailurePolicy};
+use crate::state::{Phase, RolloutState};
+
+/// How long a new revision may take to become Ready.
+pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+/// How soon to look again while Cloud Run is busy.
+const POLL: Duration = Duration::from_secs(10);
+/// How soon to look again when nothing is going on.
+const IDLE: Duration = Duration::from_secs(300);
+const SPEC_PAUSE: &str = "paused by spec.paused";
+
+/// What Cloud Run says about the service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    Missing,
+    Service(Box<ServiceView>),
+}
+
+/// The kind of change a plan makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    None,
+    Deploy,
+    SetTraffic,
+    Promote,
+    Rollback,
+    Annotate,
+}
+
+/// How a pass ended for one rollout, for exit codes and notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Result_ {
+    /// Moving along, or nothing to do.
+    Steady,
+    /// Rolled back in this plan.
+    RolledBack,
+    /// Failed in this plan (deploy, smoke tests).
+    Failed,
+    /// Cannot act: the service is missing or belongs to someone else.
+    Blocked,
+}
+
+/// One pass's decision for one rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub phase_before: Option<Phase>,
+    pub phase_after: Phase,
+    pub action: Action,
+    pub reason: String,
+    pub traffic_before: BTreeMap<String, u32>,
+    pub traffic_after: BTreeMap<String, u32>,
+    /// The one write to make, if any.
+    pub change: Option<Change>,
+    /// When to look again.
+    pub requeue: Duration,
+    pub result: Result_,
+    /// The state after the plan is applied.
+    pub state: RolloutState,
+}
+
+/// What a pass must find out before deciding: the canary tag URL to smoke-test, and
+/// whether metrics are needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub smoke_uri: Option<String>,
+    pub metrics: bool,
+}
+
+/// Decides the next step of `rollout`.
+pub fn decide(rollout: &CanaryRollout, observed: &Observed, verdict: &Verdict, now: SystemTime) -> Plan {
+    let Observed::Service(service) = observed else {
+        let reason = format!(
+            "ServiceNotFound: no Cloud Run service {} in {}/{}",
+            rollout.spec.service, rollout.spec.project, rollout.spec.region
+        );
+        return Plan::blocked(None, reason, BTreeMap::new(), RolloutState::default());
+    };
+    Decision::new(rollout, service, verdict, now).run()
+}
+
+/// What must be found out before [`decide`] can run for this rollout.
+pub fn needs(rollout: &CanaryRollout, observed: &Observed) -> Needs {
+    let Observed::Service(s) = observed else { return Needs::default() };
+    let state = RolloutState::read(&s.annotations);
+    if state.owner.as_deref() != Some(rollout.metadata.name.as_str())
+        || state.image.as_deref() != Some(&rollout.spec.template.image)
+    {
+        return Needs::default();
+    }
+    match state.phase {
+        Some(Phase::Deploying | Phase::Verifying)
+            if s.settled()
+                && s.latest_ready.is_some()
+                && s.latest_ready == state.canary
+                && !rollout.spec.smoke_tests.is_empty() =>
+        {
+            Needs { smoke_uri: s.tag_uri(CANARY_TAG).map(str::to_owned), metrics: false }
+        }
+        Some(Phase::Progressing | Phase::Waiting | Phase::Paused) if state.stage >= 1 => {
+            Needs { smoke_uri: None, metrics: true }
+        }
+        _ => Needs::default(),
+    }
+}
+
+impl Plan {
+    fn blocked(before: Option<Phase>, reason: String, split: BTreeMap<String, u32>, state: RolloutState) -> Plan {
+        Plan {
+            phase_before: before,
+            phase_after: Phase::Failed,
+            action: Action::None,
+            reason,
+            traffic_before: split.clone(),
+            traffic_after: split,
+            change: None,
+            requeue: IDLE,
+            result: Result_::Blocked,
+            state,
+        }
+    }
+}
+
+struct Decision<'a> {
+    rollout: &'a CanaryRollout,
+    service: &'a ServiceView,
+    verdict: &'a Verdict,
+    now: SystemTime,
+    before: Option<Phase>,
+    state: RolloutState,
+    split: BTreeMap<String, u32>,
+}
+
+impl<'a> Decision<'a> {
+    fn new(
+        rollout: &'a CanaryRollout,
+        service: &'a ServiceView,
+        verdict: &'a Verdict,
+        now: SystemTime,
+    ) -> Decision<'a> {
+        let state = RolloutState::read(&service.annotations);
+        Decision { rollout, service, verdict, now, before: state.phase, state, split: service.split() }
+    }
+
+    fn name(&self) -> &str {
+        &self.rollout.metadata.name
+    }
+
+    fn image(&self) -> &str {
+        &self.rollout.spec.template.image
+    }
+
+    fn run(mut self) -> Plan {
+        let name = self.name().to_owned();
+        match self.state.owner.clone() {
+            Some(owner) if owner == name => {}
+            Some(owner) => {
+                let reason = format!("NotOwned: service {} is managed by rollout `{owner}`", self.service.short_name);
+                return Plan::blocked(self.before, reason, self.split, self.state);
+            }
+            None if !self.rollout.spec.adopt => {
+                let reason = format!(
+                    "NotOwned: service {} has no canary/owner annotation; set spec.adopt: true to let `{name}` take it over",
+                    self.service.short_name
+                );
+                return Plan::blocked(self.before, reason, self.split, self.state);
+            }
+            None => {
+                if !self.service.settled() {
+                    return self.wait("waiting for Cloud Run to settle before adopting the service", POLL);
+                }
+                let Some(sole) = self.service.sole_revision().map(str::to_owned) else {
+                    let reason = format!(
+                        "NotAdoptable: service {} splits its traffic; adoption needs one revision at 100%",
+                        self.service.short_name
+                    );
+                    return Plan::blocked(self.before, reason, self.split, self.state);
+                };
+                self.state.owner = Some(name);
+                self.state.stable = Some(sole);
+            }
+        }
+        let in_progress = self.state.phase.is_some_and(Phase::in_progress);
+        let same_image = self.state.image.as_deref() == Some(self.image());
+        if in_progress && same_image {
+            return self.continue_rollout();
+        }
+        if !self.service.settled() {
+            return self.wait("waiting for Cloud Run to settle", POLL);
+        }
+        if !in_progress && self.state.rejected.iter().any(|i| i == self.image()) {
+            let reason =
+                format!("image {} was rejected; change the image or run `canary retry {}`", self.image(), self.name());
+            return self.idle(reason);
+        }
+        let running = self.state.stable.as_deref() == self.service.latest_ready.as_deref()
+            && self.service.template_image() == Some(self.image())
+            && self.service.sole_revision().is_some();
+        if !in_progress && running {
+            if self.state.phase == Some(Phase::Promoted) && self.before.is_some() {
+                let reason = self.state.reason.clone();
+                return self.idle(reason);
+            }
+            // Adopted (or recorded anew) while already running the desired image.
+            self.state.image = Some(self.image().to_owned());
+            let reason = format!("{} is already serving {}", self.service.short_name, self.image());
+            self.state.enter(Phase::Promoted, reason, self.now);
+            return self.write(Action::Annotate, None, None, Result_::Steady, IDLE);
+        }
+        if self.rollout.spec.paused {
+            let reason = format!("{SPEC_PAUSE}: {} is not deployed yet", self.image());
+            return self.wait(reason, IDLE);
+        }
+        self.deploy()
+    }
+
+    fn deploy(mut self) -> Plan {
+        let Some(stable) = self.state.stable.clone().or_else(|| self.service.sole_revision().map(str::to_owned)) else {
+            let reason = "NoStableRevision: cannot tell which revision is stable; send 100% of traffic to one revision"
+                .to_owned();
+            return Plan::blocked(self.before, reason, self.split, self.state);
+        };
+        let (template, canary) =
+            canary_template(&self.service.template, &self.service.short_name, &self.rollout.spec.template);
+        self.state.owner = Some(self.name().to_owned());
+        self.state.stable = Some(stable.clone());
+        self.state.canary = Some(canary.clone());
+        self.state.image = Some(self.image().to_owned());
+        self.state.stage = 0;
+        self.state.stage_started = Some(self.now);
+        self.state.previous_stage_started = None;
+        let reason = format!("deploying {canary} ({}) at 0% beside {stable}", self.image());
+        self.state.enter(Phase::Deploying, reason, self.now);
+        let traffic = self.traffic(&stable, Some((&canary, 0)));
+        self.write(Action::Deploy, Some(template), Some(traffic), Result_::Steady, POLL)
+    }
+
+    fn continue_rollout(self) -> Plan {
+        match self.state.phase {
+            Some(Phase::Deploying | Phase::Verifying) => self.deploying(),
+            _ => self.progressing(),
+        }
+    }
+
+    fn deploying(self) -> Plan {
+        let canary = self.state.canary.clone().unwrap_or_default();
+        let started = self.state.stage_started.unwrap_or(self.now);
+        let waited = self.now.duration_since(started).unwrap_or_default();
+        if !self.service.settled() || self.service.latest_created.as_deref() != Some(canary.as_str()) {
+            if waited > PROGRESS_DEADLINE {
+                return self.fail(format!("ProgressDeadlineExceeded: {canary} did not become ready within 10m"));
+            }
+            return self.wait(format!("waiting for {canary} to become ready"), POLL);
+        }
+        if self.service.latest_ready.as_deref() != Some(canary.as_str()) {
+            if let Readiness::Failed(message) = &self.service.readiness {
+                return self.fail(format!("RevisionFailed: {message}"));
+            }
+            if waited > PROGRESS_DEADLINE {
+                return self.fail(format!("ProgressDeadlineExceeded: {canary} did not become ready within 10m"));
+            }
+            return self.wait(format!("waiting for {canary} to become ready"), POLL);
+        }
+        if let Some(check) = self.verdict.failed_trigger().cloned() {
+            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        }
+        if self.rollout.spec.paused {
+            let requeue = POLL.max(self.interval());
+            return self.wait(format!("{SPEC_PAUSE}: {canary} is ready and stays at 0%"), requeue);
+        }
+        if !self.rollout.spec.smoke_tests.is_empty() {
+            match &self.verdict.smoke {
+                None => {
+                    let mut plan = self.wait(format!("smoke-testing {canary} on its tag URL"), Duration::ZERO);
+                    plan.phase_after = Phase::Verifying;
+                    return plan;
+                }
+                Some(Smoke::Failed(detail)) => return self.fail(format!("SmokeTestFailed: {detail}")),
+                Some(Smoke::Passed) => {}
+            }
+        }
+        self.advance_to(1)
+    }
+
+    fn progressing(mut self) -> Plan {
+        if let Some(check) = self.verdict.failed_trigger().cloned() {
+            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        }
+        let interval = self.interval();
+        let stages = self.rollout.spec.stages.len().max(1);
+        let stage = self.state.stage.clamp(1, stages);
+        if self.rollout.spec.paused {
+            if self.state.phase == Some(Phase::Paused) && self.state.reason == SPEC_PAUSE {
+                return self.wait(SPEC_PAUSE, interval);
+            }
+            self.state.enter(Phase::Paused, SPEC_PAUSE, self.now);
+            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+        }
+        if self.state.phase == Some(Phase::Paused) {
+            if self.state.reason == SPEC_PAUSE {
+                let reason = self.holding_reason(stage);
+                self.state.enter(Phase::Progressing, reason, self.now);
+                return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+            }
+            // Paused by a gate or for lack of data: a person decides (resume, promote, abort).
+            let reason = self.state.reason.clone();
+            return self.wait(reason, interval);
+        }
+        let hold = self
+            .rollout
+            .spec
+            .stages
+            .get(stage - 1)
+            .and_then(|s| s.hold.as_ref())
+            .map_or(Duration::ZERO, |h| h.as_std());
+        let started = self.state.stage_started.unwrap_or(self.now);
+        let elapsed = self.now.duration_since(started).unwrap_or_default();
+        if elapsed < hold {
+            let left = hold - elapsed;
+            let reason = self.holding_reason(stage);
+            return self.wait(reason, left.min(interval));
+        }
+        if let Some(error) = &self.verdict.metrics_error {
+            return self.wait(format!("metrics unavailable, nothing advances without data: {error}"), interval);
+        }
+        if let Some(check) = self.verdict.gates.iter().find(|c| c.result == Outcome::Fail).cloned() {
+            return match self.rollout.spec.analysis.on_gate_failure {
+                GateFailurePolicy::Rollback => self.roll_back(format!("promotion gate {}", describe(&check))),
+                GateFailurePolicy::Pause => {
+                    self.state.enter(Phase::Paused, format!("GateFailed: {}", describe(&check)), self.now);
+                    self.write(Action::Annotate, None, None, Result_::Steady, interval)
+                }
+            };
+        }
+        if let Some(check) = self.verdict.gates.iter().find(|c| c.result == Outcome::Inconclusive).cloned() {
+            let waited = elapsed - hold;
+            if waited > self.rollout.spec.analysis.max_wait.as_std() {
+                let reason = format!(
+                    "InsufficientData: {} after waiting {}",
+                    describe(&check),
+                    humantime::format_duration(waited)
+                );
+                self.state.enter(Phase::Paused, reason, self.now);
+                return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+            }
+            let reason = format!("waiting for data: {}", describe(&check));
+            if self.state.phase == Some(Phase::Waiting) {
+                return self.wait(reason, interval);
+            }
+            self.state.enter(Phase::Waiting, reason, self.now);
+            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+        }
+        if stage >= stages {
+            return self.promote();
+        }
+        self.advance_to(stage + 1)
+    }
+
+    fn advance_to(mut self, stage: usize) -> Plan {
+        let weight = u32::from(self.rollout.spec.stages.get(stage - 1).map_or(100, |s| s.weight));
+        let stable = self.state.stable.clone().unwrap_or_default();
+        let canary = self.state.canary.clone().unwrap_or_default();
+        self.state.previous_stage_started = if self.state.stage >= 1 { self.state.stage_started } else { None };
+        self.state.stage = stage;
+        self.state.stage_started = Some(self.now);
+        let reason = self.holding_reason(stage);
+        self.state.enter(Phase::Progressing, reason, self.now);
+        let traffic = self.traffic(&stable, Some((&canary, weight)));
+        let interval = self.interval();
+        self.write(Action::SetTraffic, None, Some(traffic), Result_::Steady, interval)
+    }
+
+    fn promote(mut self) -> Plan {
+        let canary = self.state.canary.clone().unwrap_or_default();
+        let reason = format!("promoted {canary} ({}): it is now stable", self.image());
+        self.state.stable = Some(canary.clone());
+        self.state.canary = None;
+        self.state.enter(Phase::Promoted, reason, self.now);
+        let mut traffic = vec![Target { revision: Some(canary), percent: 100, tag: Some(STABLE_TAG.to_owned()) }];
+        traffic.extend(self.service.user_targets());
+        self.write(Action::Promote, None, Some(traffic), Result_::Steady, IDLE)
+    }
+
+    fn roll_back(mut self, why: String) -> Plan {
+        let stable = self.state.stable.clone().unwrap_or_default();
+        let image = self.image().to_owned();
+        self.state.reject(&image);
+        self.state.enter(Phase::RolledBack, format!("rolled back: {why}"), self.now);
+        let traffic = self.traffic(&stable, None);
+        self.write(Action::Rollback, None, Some(traffic), Result_::RolledBack, IDLE)
+    }
+
+    fn fail(mut self, reason: String) -> Plan {
+        let image = self.image().to_owned();
+        self.state.reject(&image);
+        self.state.enter(Phase::Failed, reason, self.now);
+        self.write(Action::Annotate, None, None, Result_::Failed, IDLE)
+    }
+
+    fn holding_reason(&self, stage: usize) -> String {
+        let weight = self.rollout.spec.stages.get(stage - 1).map_or(100, |s| s.weight);
+        format!("holding {weight}% (stage {stage} of {})", self.rollout.spec.stages.len())
+    }
+
+    fn interval(&self) -> Duration {
+        self.rollout.spec.analysis.interval.as_std().max(Duration::from_secs(60))
+    }
+
+    /// stable at 100 − w (tag stable), the canary at w (tag canary) when there is one, and
+    /// the user's own tagged entries as they were.
+    fn traffic(&self, stable: &str, canary: Option<(&str, u32)>) -> Vec<Target> {
+        let weight = canary.map_or(0, |(_, w)| w.min(100));
+        let mut out =
+            vec![Target { revision: Some(stable.to_owned()), percent: 100 - weight, tag: Some(STABLE_TAG.to_owned()) }];
+        if let Some((name, _)) = canary {
+            out.push(Target { revision: Some(name.to_owned()), percent: weight, tag: Some(CANARY_TAG.to_owned()) });
+        }
+        out.extend(self.service.user_targets());
+        out
+    }
+
+    fn wait(self, reason: impl Into<String>, requeue: Duration) -> Plan {
+        let phase = self.state.phase.unwrap_or(Phase::Pending);
+        Plan {
+            phase_before: self.before,
+            phase_after: phase,
+            action: Action::None,
+            reason: reason.into(),
+            traffic_before: self.split.clone(),
+            traffic_after: self.split,
+            change: None,
+            requeue,
+            result: Result_::Steady,
+            state: self.state,
+        }
+    }
+
+    fn idle(self, reason: String) -> Plan {
+        self.wait(reason, IDLE)
+    }
+
+    fn write(
+        self,
+        action: Action,
+        template: Option<serde_json::Value>,
+        traffic: Option<Vec<Target>>,
+        result: Result_,
+        requeue: Duration,
+    ) -> Plan {
+        let traffic_after = match &traffic {
+            Some(targets) => {
+                let mut split = BTreeMap::new();
+                for t in targets.iter().filter(|t| t.percent > 0) {
+                    *split.entry(t.revision.clone().unwrap_or_else(|| "LATEST".to_owned())).or_insert(0) += t.percent;
+                }
+                split
+            }
+            None => self.split.clone(),
+        };
+        let phase = self.state.phase.unwrap_or(Phase::Pending);
+        Plan {
+            phase_before: self.before,
+            phase_after: phase,
+            action,
+            reason: self.state.reason.clone(),
+            traffic_before: self.split,
+            traffic_after,
+            change: Some(Change { template, traffic, annotations: self.state.annotations() }),
+            requeue,
+            result,
+            state: self.state,
+        }
+    }
+}
+
+/// `errorRate 12.0% > 5.0%`, for reasons.
+fn describe(check: &Check) -> String {
+    let show = |v: f64| {
+        if check.name.contains("p95") && !check.name.contains("Increase") {
+            format!("{v:.0}ms")
+        } else if check.name == "minRequests" {
+            format!("{v:.0}")
+        } else {
+            format!("{:.2}%", v * 100.0)
+        }
+    };
+    let result = match check.result {
+        Outcome::Pass => "passed",
+        Outcome::Fail => "failed",
+        Outcome::Inconclusive => "inconclusive",
+    };
+    match check.observed {
+        Some(observed) => {
+            format!("{} {result}: observed {}, threshold {}", check.name, show(observed), show(check.threshold))
+        }
+        None => format!("{} {result}: no data yet, threshold {}", check.name, show(check.threshold)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

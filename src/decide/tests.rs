@@ -1,0 +1,496 @@
+//! `decide`, one row per situation, and properties over whole simulated rollouts.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
+use crate::cloudrun::service::{Change, ServiceView};
+use crate::manifest::types::CanaryRollout;
+use crate::state::{Phase, RolloutState};
+
+const T0: u64 = 1_795_000_000;
+const STABLE: &str = "api-00001-abc";
+const IMAGE: &str = "gcr.io/p/api:v2";
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(T0 + secs)
+}
+
+fn rollout(extra: &str) -> CanaryRollout {
+    let text = format!(
+        r#"
+apiVersion: canary/v1alpha1
+kind: CanaryRollout
+metadata: {{name: api}}
+spec:
+  project: your-project-id
+  region: us-central1
+  service: api
+  adopt: true
+  template: {{image: "{IMAGE}"}}
+  stages:
+    - {{weight: 5, hold: 1h}}
+    - {{weight: 25, hold: 6h}}
+    - {{weight: 100, hold: 1h}}
+  analysis:
+    interval: 1m
+    maxWait: 2h
+    promotion: {{minRequests: 1000}}
+    rollback:
+      - {{metric: errorRate, above: 5%}}
+{extra}
+"#
+    );
+    let docs = crate::manifest::document::parse(&text).unwrap();
+    crate::manifest::load::validate(&docs[0].value).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// A settled service running `STABLE` (image v1) at 100%, with the given annotations.
+fn service(annotations: Value) -> ServiceView {
+    ServiceView::parse(json!({
+        "name": "projects/your-project-id/locations/us-central1/services/api",
+        "generation": "1", "observedGeneration": "1", "reconciling": false,
+        "terminalCondition": {"type": "Ready", "state": "CONDITION_SUCCEEDED"},
+        "etag": "\"e1\"",
+        "annotations": annotations,
+        "template": {"revision": STABLE, "containers": [{"image": "gcr.io/p/api:v1"}], "vpcAccess": {"connector": "c"}},
+        "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": STABLE, "percent": 100}, {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": STABLE, "tag": "team-preview"}],
+        "trafficStatuses": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": STABLE, "percent": 100}],
+        "latestReadyRevision": format!("projects/p/locations/l/services/api/revisions/{STABLE}"),
+        "latestCreatedRevision": format!("projects/p/locations/l/services/api/revisions/{STABLE}")
+    }))
+}
+
+fn observed(view: ServiceView) -> Observed {
+    Observed::Service(Box::new(view))
+}
+
+fn gate(result: Outcome) -> Check {
+    Check { name: "minRequests".into(), observed: Some(500.0), threshold: 1000.0, result, requests_needed: None }
+}
+
+fn trigger(result: Outcome) -> Check {
+    Check { name: "errorRate".into(), observed: Some(0.12), threshold: 0.05, result, requests_needed: None }
+}
+
+fn verdict(gates: Outcome, triggers: Outcome) -> Verdict {
+    Verdict { smoke: None, triggers: vec![trigger(triggers)], gates: vec![gate(gates)], metrics_error: None }
+}
+
+/// Cloud Run applying a change: the new template's revision is created (Ready or still
+/// starting), traffic and annotations are written, and the status follows.
+fn apply(view: &ServiceView, change: &Change, ready: bool) -> ServiceView {
+    let mut raw = change.apply(&view.raw);
+    let generation = view.generation + 1;
+    raw["generation"] = generation.to_string().into();
+    raw["observedGeneration"] = generation.to_string().into();
+    if let Some(revision) = change.template.as_ref().and_then(|t| t.get("revision")).and_then(Value::as_str) {
+        raw["latestCreatedRevision"] = format!("x/revisions/{revision}").into();
+        if ready {
+            raw["latestReadyRevision"] = format!("x/revisions/{revision}").into();
+        } else {
+            raw["reconciling"] = true.into();
+            raw["terminalCondition"] = json!({"state": "CONDITION_RECONCILING"});
+        }
+    }
+    let statuses: Vec<Value> = raw["traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let mut s = t.clone();
+            if let Some(tag) = t.get("tag").and_then(Value::as_str) {
+                s["uri"] = format!("http://emu/run/p/l/{tag}---api").into();
+            }
+            s
+        })
+        .collect();
+    raw["trafficStatuses"] = Value::Array(statuses);
+    ServiceView::parse(raw)
+}
+
+/// Runs `decide` and applies what it writes, the way a pass would.
+fn step(rollout: &CanaryRollout, view: &ServiceView, verdict: &Verdict, now: SystemTime) -> (Plan, ServiceView) {
+    let plan = decide(rollout, &observed(view.clone()), verdict, now);
+    let next = match &plan.change {
+        Some(change) => apply(view, change, true),
+        None => view.clone(),
+    };
+    (plan, next)
+}
+
+fn split(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+    pairs.iter().map(|(r, p)| ((*r).to_owned(), *p)).collect()
+}
+
+/// A service already deployed and at stage `stage`, started at `started`.
+fn at_stage(rollout: &CanaryRollout, stage: usize, started: u64) -> (ServiceView, String) {
+    let (plan, deployed) = step(rollout, &service(json!({})), &Verdict::default(), at(0));
+    assert_eq!(plan.action, Action::Deploy);
+    let canary = plan.state.canary.clone().unwrap();
+    let mut state = RolloutState::read(&deployed.annotations);
+    state.stage = stage;
+    state.stage_started = Some(at(started));
+    state.enter(Phase::Progressing, "holding", at(started));
+    let weight = u32::from(rollout.spec.stages[stage - 1].weight);
+    let traffic = vec![
+        crate::cloudrun::service::Target {
+            revision: Some(STABLE.into()),
+            percent: 100 - weight,
+            tag: Some("stable".into()),
+        },
+        crate::cloudrun::service::Target {
+            revision: Some(canary.clone()),
+            percent: weight,
+            tag: Some("canary".into()),
+        },
+    ];
+    let change = Change { template: None, traffic: Some(traffic), annotations: state.annotations() };
+    (apply(&deployed, &change, true), canary)
+}
+
+#[test]
+fn a_missing_service_is_failed_with_nothing_written() {
+    let plan = decide(&rollout(""), &Observed::Missing, &Verdict::default(), at(0));
+    assert_eq!((plan.phase_after, plan.action, plan.result), (Phase::Failed, Action::None, Result_::Blocked));
+    assert_eq!(plan.reason, "ServiceNotFound: no Cloud Run service api in your-project-id/us-central1");
+    assert!(plan.change.is_none());
+}
+
+#[test]
+fn a_service_owned_by_another_rollout_is_left_alone() {
+    let plan =
+        decide(&rollout(""), &observed(service(json!({"canary/owner": "checkout"}))), &Verdict::default(), at(0));
+    assert_eq!((plan.action, plan.result), (Action::None, Result_::Blocked));
+    assert_eq!(plan.reason, "NotOwned: service api is managed by rollout `checkout`");
+}
+
+#[test]
+fn an_unowned_service_needs_adopt() {
+    let mut r = rollout("");
+    r.spec.adopt = false;
+    let plan = decide(&r, &observed(service(json!({}))), &Verdict::default(), at(0));
+    assert_eq!(plan.result, Result_::Blocked);
+    assert!(
+        plan.reason.starts_with("NotOwned: service api has no canary/owner annotation; set spec.adopt: true"),
+        "{}",
+        plan.reason
+    );
+}
+
+#[test]
+fn a_split_service_cannot_be_adopted() {
+    let mut view = service(json!({}));
+    view.statuses = vec![
+        crate::cloudrun::service::TargetStatus { revision: "a".into(), percent: 50, tag: None, uri: None },
+        crate::cloudrun::service::TargetStatus { revision: "b".into(), percent: 50, tag: None, uri: None },
+    ];
+    let plan = decide(&rollout(""), &observed(view), &Verdict::default(), at(0));
+    assert_eq!(plan.result, Result_::Blocked);
+    assert!(plan.reason.starts_with("NotAdoptable"), "{}", plan.reason);
+}
+
+#[test]
+fn adoption_deploys_the_canary_at_zero_beside_stable_keeping_user_tags() {
+    let plan = decide(&rollout(""), &observed(service(json!({}))), &Verdict::default(), at(0));
+    assert_eq!((plan.phase_before, plan.phase_after, plan.action), (None, Phase::Deploying, Action::Deploy));
+    let change = plan.change.as_ref().unwrap();
+    let template = change.template.as_ref().unwrap();
+    let canary = plan.state.canary.clone().unwrap();
+    assert_eq!(template["revision"], canary.as_str());
+    assert_eq!(template["containers"][0]["image"], IMAGE);
+    assert_eq!(template["vpcAccess"], json!({"connector": "c"}), "the stable template's other fields are kept");
+    let traffic = change.traffic.as_ref().unwrap();
+    assert_eq!(traffic.len(), 3);
+    assert_eq!(
+        (traffic[0].revision.as_deref(), traffic[0].percent, traffic[0].tag.as_deref()),
+        (Some(STABLE), 100, Some("stable"))
+    );
+    assert_eq!(
+        (traffic[1].revision.as_deref(), traffic[1].percent, traffic[1].tag.as_deref()),
+        (Some(canary.as_str()), 0, Some("canary"))
+    );
+    assert_eq!(traffic[2].tag.as_deref(), Some("team-preview"), "user tags survive");
+    assert_eq!(plan.traffic_after, split(&[(STABLE, 100)]));
+    assert_eq!(change.annotations["canary/owner"], "api");
+    assert_eq!(change.annotations["canary/phase"], "Deploying");
+    assert_eq!(change.annotations["canary/stable"], STABLE);
+    assert_eq!(plan.reason, format!("deploying {canary} ({IMAGE}) at 0% beside {STABLE}"));
+}
+
+#[test]
+fn deploying_waits_for_readiness_then_fails_at_the_deadline() {
+    let r = rollout("");
+    let plan = decide(&r, &observed(service(json!({}))), &Verdict::default(), at(0));
+    let starting = apply(&service(json!({})), plan.change.as_ref().unwrap(), false);
+    let waiting = decide(&r, &observed(starting.clone()), &Verdict::default(), at(60));
+    assert_eq!((waiting.phase_after, waiting.action), (Phase::Deploying, Action::None));
+    let late = decide(&r, &observed(starting), &Verdict::default(), at(601));
+    assert_eq!((late.phase_after, late.action, late.result), (Phase::Failed, Action::Annotate, Result_::Failed));
+    assert!(late.reason.starts_with("ProgressDeadlineExceeded"), "{}", late.reason);
+    assert_eq!(late.state.rejected, vec![IMAGE.to_owned()]);
+    assert!(late.change.unwrap().traffic.is_none(), "traffic untouched");
+}
+
+#[test]
+fn a_revision_cloud_run_fails_fails_the_rollout_with_its_message() {
+    let r = rollout("");
+    let plan = decide(&r, &observed(service(json!({}))), &Verdict::default(), at(0));
+    let mut raw = apply(&service(json!({})), plan.change.as_ref().unwrap(), false).raw;
+    raw["reconciling"] = false.into();
+    raw["terminalCondition"] =
+        json!({"state": "CONDITION_FAILED", "message": "Revision 'x' is not ready and cannot serve traffic."});
+    let failed = decide(&r, &observed(ServiceView::parse(raw)), &Verdict::default(), at(30));
+    assert_eq!((failed.phase_after, failed.result), (Phase::Failed, Result_::Failed));
+    assert_eq!(failed.reason, "RevisionFailed: Revision 'x' is not ready and cannot serve traffic.");
+}
+
+#[test]
+fn smoke_tests_gate_the_first_stage() {
+    let r = rollout("  smokeTests: [{path: /health}]");
+    let (deploy, ready) = step(&r, &service(json!({})), &Verdict::default(), at(0));
+    assert_eq!(deploy.action, Action::Deploy);
+    assert_eq!(needs(&r, &observed(ready.clone())).smoke_uri.as_deref(), Some("http://emu/run/p/l/canary---api"));
+    let pending = decide(&r, &observed(ready.clone()), &Verdict::default(), at(30));
+    assert_eq!((pending.phase_after, pending.action), (Phase::Verifying, Action::None));
+    let failed = Verdict { smoke: Some(Smoke::Failed("GET /health -> 503".into())), ..Verdict::default() };
+    let plan = decide(&r, &observed(ready.clone()), &failed, at(30));
+    assert_eq!((plan.phase_after, plan.result), (Phase::Failed, Result_::Failed));
+    assert_eq!(plan.reason, "SmokeTestFailed: GET /health -> 503");
+    assert_eq!(plan.traffic_after, split(&[(STABLE, 100)]), "the canary never got traffic");
+    let passed = Verdict { smoke: Some(Smoke::Passed), ..Verdict::default() };
+    let plan = decide(&r, &observed(ready), &passed, at(30));
+    assert_eq!((plan.phase_after, plan.action), (Phase::Progressing, Action::SetTraffic));
+    assert_eq!(plan.traffic_after, split(&[(STABLE, 95), (deploy.state.canary.as_deref().unwrap(), 5)]));
+    assert_eq!(plan.reason, "holding 5% (stage 1 of 3)");
+}
+
+#[test]
+fn a_stage_holds_then_advances_when_every_gate_passes() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 1, 0);
+    let holding = decide(&r, &observed(view.clone()), &verdict(Outcome::Pass, Outcome::Pass), at(3599));
+    assert_eq!((holding.action, holding.phase_after), (Action::None, Phase::Progressing));
+    assert_eq!(holding.requeue, Duration::from_secs(1), "the hold's last second");
+    let early = decide(&r, &observed(view.clone()), &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!(early.requeue, Duration::from_secs(60), "one analysis interval");
+    let next = decide(&r, &observed(view), &verdict(Outcome::Pass, Outcome::Pass), at(3600));
+    assert_eq!((next.action, next.phase_after), (Action::SetTraffic, Phase::Progressing));
+    assert_eq!(next.traffic_after, split(&[(STABLE, 75), (canary.as_str(), 25)]));
+    assert_eq!(next.state.stage, 2);
+    assert_eq!(next.state.stage_started, Some(at(3600)));
+    assert_eq!(next.state.previous_stage_started, Some(at(0)));
+}
+
+#[test]
+fn a_failed_trigger_rolls_back_at_once_in_any_stage() {
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 2, 0);
+    let plan = decide(&r, &observed(view), &verdict(Outcome::Pass, Outcome::Fail), at(10));
+    assert_eq!(
+        (plan.action, plan.phase_after, plan.result),
+        (Action::Rollback, Phase::RolledBack, Result_::RolledBack)
+    );
+    assert_eq!(plan.traffic_after, split(&[(STABLE, 100)]));
+    assert_eq!(plan.reason, "rolled back: rollback trigger errorRate failed: observed 12.00%, threshold 5.00%");
+    assert_eq!(plan.state.rejected, vec![IMAGE.to_owned()]);
+    let traffic = plan.change.unwrap().traffic.unwrap();
+    assert!(traffic.iter().all(|t| t.tag.as_deref() != Some("canary")), "the canary tag goes with it");
+}
+
+#[test]
+fn inconclusive_gates_wait_then_pause_after_max_wait() {
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    let (waiting, after) = step(&r, &view, &verdict(Outcome::Inconclusive, Outcome::Pass), at(3600));
+    assert_eq!((waiting.action, waiting.phase_after), (Action::Annotate, Phase::Waiting));
+    assert_eq!(waiting.reason, "waiting for data: minRequests inconclusive: observed 500, threshold 1000");
+    let still = decide(&r, &observed(after.clone()), &verdict(Outcome::Inconclusive, Outcome::Pass), at(5000));
+    assert_eq!((still.action, still.phase_after), (Action::None, Phase::Waiting), "no write while nothing changes");
+    let paused = decide(&r, &observed(after), &verdict(Outcome::Inconclusive, Outcome::Pass), at(3600 + 7201));
+    assert_eq!((paused.action, paused.phase_after), (Action::Annotate, Phase::Paused));
+    assert!(paused.reason.starts_with("InsufficientData"), "{}", paused.reason);
+}
+
+#[test]
+fn a_failed_gate_rolls_back_or_pauses_as_the_policy_says() {
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    let plan = decide(&r, &observed(view.clone()), &verdict(Outcome::Fail, Outcome::Pass), at(3600));
+    assert_eq!((plan.action, plan.result), (Action::Rollback, Result_::RolledBack));
+    let mut pausing = rollout("    onGateFailure: pause");
+    pausing.spec.analysis.on_gate_failure = crate::manifest::types::GateFailurePolicy::Pause;
+    let plan = decide(&pausing, &observed(view), &verdict(Outcome::Fail, Outcome::Pass), at(3600));
+    assert_eq!((plan.action, plan.phase_after, plan.result), (Action::Annotate, Phase::Paused, Result_::Steady));
+    assert_eq!(plan.traffic_after, plan.traffic_before, "pausing moves no traffic");
+}
+
+#[test]
+fn the_last_stage_promotes_and_then_nothing_more_is_written() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 3, 0);
+    let (plan, promoted) = step(&r, &view, &verdict(Outcome::Pass, Outcome::Pass), at(3600));
+    assert_eq!((plan.action, plan.phase_after), (Action::Promote, Phase::Promoted));
+    assert_eq!(plan.traffic_after, split(&[(canary.as_str(), 100)]));
+    let traffic = plan.change.as_ref().unwrap().traffic.as_ref().unwrap();
+    assert_eq!(
+        (traffic[0].tag.as_deref(), traffic[0].percent),
+        (Some("stable"), 100),
+        "the stable tag moves to the canary"
+    );
+    assert_eq!(plan.state.stable.as_deref(), Some(canary.as_str()));
+    let idle = decide(&r, &observed(promoted), &Verdict::default(), at(9000));
+    assert_eq!((idle.action, idle.phase_after), (Action::None, Phase::Promoted));
+    assert!(idle.change.is_none());
+}
+
+#[test]
+fn a_rejected_image_is_not_deployed_again() {
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    let (_, rolled_back) = step(&r, &view, &verdict(Outcome::Pass, Outcome::Fail), at(10));
+    let later = decide(&r, &observed(rolled_back), &Verdict::default(), at(99_999));
+    assert_eq!((later.action, later.phase_after), (Action::None, Phase::RolledBack));
+    assert_eq!(later.reason, format!("image {IMAGE} was rejected; change the image or run `canary retry api`"));
+}
+
+#[test]
+fn spec_paused_holds_the_stage_but_triggers_still_roll_back() {
+    let mut r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    r.spec.paused = true;
+    let (plan, paused) = step(&r, &view, &verdict(Outcome::Pass, Outcome::Pass), at(99_999));
+    assert_eq!((plan.action, plan.phase_after), (Action::Annotate, Phase::Paused));
+    assert_eq!(plan.traffic_after, plan.traffic_before);
+    let again = decide(&r, &observed(paused.clone()), &verdict(Outcome::Pass, Outcome::Pass), at(99_999));
+    assert_eq!(again.action, Action::None);
+    let incident = decide(&r, &observed(paused.clone()), &verdict(Outcome::Pass, Outcome::Fail), at(99_999));
+    assert_eq!(incident.action, Action::Rollback);
+    r.spec.paused = false;
+    let resumed = decide(&r, &observed(paused), &verdict(Outcome::Pass, Outcome::Pass), at(99_999));
+    assert_eq!((resumed.action, resumed.phase_after), (Action::Annotate, Phase::Progressing));
+}
+
+#[test]
+fn a_new_image_mid_rollout_restarts_at_deploy_while_stable_serves() {
+    let r = rollout("");
+    let (view, old_canary) = at_stage(&r, 2, 0);
+    let mut newer = r.clone();
+    newer.spec.template.image = "gcr.io/p/api:v3".into();
+    let plan = decide(&newer, &observed(view), &verdict(Outcome::Pass, Outcome::Pass), at(60));
+    assert_eq!((plan.action, plan.phase_after), (Action::Deploy, Phase::Deploying));
+    let canary = plan.state.canary.clone().unwrap();
+    assert_ne!(canary, old_canary);
+    assert_eq!(plan.traffic_after, split(&[(STABLE, 100)]));
+}
+
+#[test]
+fn metrics_errors_advance_nothing() {
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    let broken =
+        Verdict { metrics_error: Some("503 from Cloud Monitoring".into()), ..verdict(Outcome::Pass, Outcome::Pass) };
+    let plan = decide(&r, &observed(view), &broken, at(4000));
+    assert_eq!(plan.action, Action::None);
+    assert!(plan.reason.starts_with("metrics unavailable"), "{}", plan.reason);
+}
+
+#[test]
+fn an_unsettled_service_is_waited_for() {
+    let mut view = service(json!({"canary/owner": "api"}));
+    view.reconciling = true;
+    let plan = decide(&rollout(""), &observed(view), &Verdict::default(), at(0));
+    assert_eq!((plan.action, plan.requeue), (Action::None, Duration::from_secs(10)));
+}
+
+fn any_outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![Just(Outcome::Pass), Just(Outcome::Fail), Just(Outcome::Inconclusive)]
+}
+
+fn any_verdict() -> impl Strategy<Value = Verdict> {
+    (any_outcome(), any_outcome(), any::<bool>(), proptest::option::of(any::<bool>())).prop_map(
+        |(g, t, metrics_error, smoke)| Verdict {
+            smoke: smoke.map(|ok| if ok { Smoke::Passed } else { Smoke::Failed("GET /health -> 500".into()) }),
+            triggers: vec![trigger(t)],
+            gates: vec![gate(g)],
+            metrics_error: metrics_error.then(|| "timeout".to_owned()),
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Whole rollouts with random verdicts, clock steps and revisions that start late:
+    /// at every step the plan keeps its guarantees.
+    #[test]
+    fn every_plan_keeps_the_guarantees(steps in proptest::collection::vec((any_verdict(), 0u64..20_000, any::<bool>(), any::<bool>()), 1..40), smoke in any::<bool>()) {
+        let r = rollout(if smoke { "  smokeTests: [{path: /health}]" } else { "" });
+        let mut view = service(json!({}));
+        let mut now = 0;
+        for (verdict, dt, ready, paused) in steps {
+            now += dt;
+            let mut r = r.clone();
+            r.spec.paused = paused;
+            let plan = decide(&r, &observed(view.clone()), &verdict, at(now));
+            // Deterministic.
+            prop_assert_eq!(&plan, &decide(&r, &observed(view.clone()), &verdict, at(now)));
+            // One write or none, and an action exactly when there is a write.
+            prop_assert_eq!(plan.change.is_some(), plan.action != Action::None);
+            if let Some(traffic) = plan.change.as_ref().and_then(|c| c.traffic.as_ref()) {
+                prop_assert_eq!(traffic.iter().map(|t| t.percent).sum::<u32>(), 100);
+            }
+            let canary = plan.state.canary.clone().or_else(|| RolloutState::read(&view.annotations).canary);
+            let phase = RolloutState::read(&view.annotations).phase;
+            let canary_ready = view.latest_ready.is_some() && view.latest_ready == RolloutState::read(&view.annotations).canary && view.settled();
+            let judged = phase.is_some_and(|p| matches!(p, Phase::Progressing | Phase::Waiting | Phase::Paused))
+                || (phase.is_some_and(|p| matches!(p, Phase::Deploying | Phase::Verifying)) && canary_ready);
+            if verdict.failed_trigger().is_some() && judged {
+                prop_assert_eq!(plan.action, Action::Rollback);
+                prop_assert_eq!(plan.traffic_after.get(canary.as_deref().unwrap_or_default()).copied().unwrap_or(0), 0);
+            }
+            // A stage advances only after its hold, with every gate passing.
+            let before = RolloutState::read(&view.annotations);
+            if plan.state.stage > before.stage && before.stage >= 1 {
+                let hold = r.spec.stages[before.stage - 1].hold.as_ref().map_or(Duration::ZERO, |h| h.as_std());
+                prop_assert!(at(now).duration_since(before.stage_started.unwrap()).unwrap() >= hold);
+                prop_assert!(verdict.gates.iter().all(|g| g.result == Outcome::Pass));
+            }
+            // The revision name is stable for a template.
+            if plan.action == Action::Deploy {
+                let again = decide(&r, &observed(view.clone()), &verdict, at(now + 5));
+                prop_assert_eq!(again.state.canary, plan.state.canary.clone());
+            }
+            view = match &plan.change {
+                Some(change) => {
+                    let next = apply(&view, change, ready || change.template.is_none());
+                    // A fixpoint: once applied, deciding again at the same moment on the
+                    // same data changes nothing (resuming from a spec pause restarts the
+                    // clock of the stage, which is a move of time).
+                    let resumed = plan.phase_before == Some(Phase::Paused) && plan.phase_after == Phase::Progressing;
+                    let deployed_ready = plan.action == Action::Deploy && ready;
+                    if !resumed && !deployed_ready {
+                        let again = decide(&r, &observed(next.clone()), &verdict, at(now));
+                        prop_assert!(again.change.is_none(), "{:?} then {:?}: {}", plan.action, again.action, again.reason);
+                    }
+                    next
+                }
+                None => view,
+            };
+        }
+    }
+
+    /// Random annotations and service JSON never make decide panic.
+    #[test]
+    fn decide_is_total(phase in "[A-Za-z]{0,12}", stage in "[0-9a-z]{0,3}", started in "[0-9TZ:-]{0,25}", image in "[a-z:/.0-9]{0,20}", reconciling in any::<bool>(), generation in 0u64..5, verdict in any_verdict()) {
+        let annotations = json!({"canary/owner": "api", "canary/phase": phase, "canary/stage": stage, "canary/stage-started": started, "canary/image": image, "canary/canary": "api-1234567", "canary/stable": STABLE});
+        let mut view = service(annotations);
+        view.reconciling = reconciling;
+        view.generation = generation;
+        let _ = decide(&rollout(""), &observed(view), &verdict, at(100));
+    }
+}
