@@ -6,10 +6,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::decide::Result_;
 use crate::diagnostic::{self, Colour, Diagnostic};
 use crate::emulator;
 use crate::error::{Error, Exit};
 use crate::manifest::{self, schema};
+use crate::output;
+use crate::platform::Gcp;
+use crate::reconcile::{self, Mode};
 
 /// canary rolls new container images out to Google Cloud Run in traffic stages,
 /// judges each stage against SLOs from Cloud Monitoring, and advances, holds or rolls
@@ -57,6 +61,35 @@ enum Command {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Show what one pass would change, and why; writes nothing.
+    Plan {
+        /// Manifest files or folders.
+        #[arg(default_value = "manifests/")]
+        paths: Vec<PathBuf>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// One pass over every manifest: at most one change per rollout, then exit.
+    Reconcile {
+        /// Run one pass and exit (continuous reconciling is `canary watch`).
+        #[arg(long)]
+        once: bool,
+        /// Manifest files or folders.
+        #[arg(default_value = "manifests/")]
+        paths: Vec<PathBuf>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Where each rollout is, read live from Cloud Run and Cloud Monitoring.
+    Status {
+        /// One rollout's name; all when left out.
+        name: Option<String>,
+        /// Where the manifests are.
+        #[arg(short = 'f', long = "manifests", default_value = "manifests/")]
+        manifests: PathBuf,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print the manifest JSON Schema, or check that the committed copy is current.
     Schema {
         /// Fail if the committed schema differs from this build's.
@@ -70,8 +103,16 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
+    /// Human-readable (diagnostics for `validate`, a table elsewhere).
+    #[value(alias = "table")]
     Text,
     Json,
+    Yaml,
+}
+
+impl Format {
+    #[allow(non_upper_case_globals)]
+    const Table: Format = Format::Text;
 }
 
 /// Runs canary with `args` (the program name first) and returns the exit code.
@@ -84,8 +125,21 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
         }
     };
     let outcome = match cli.command {
-        Command::Validate { paths, output } => Ok(validate(&paths, output)),
+        Command::Validate { paths, output } => {
+            Ok(validate(&paths, if output == Format::Yaml { Format::Json } else { output }))
+        }
         Command::Schema { check, file } => schema_command(check, &file),
+        Command::Plan { paths, output } => run_pass(&paths, Mode::Plan, output),
+        Command::Reconcile { once, paths, output } => {
+            if once {
+                run_pass(&paths, Mode::Apply, output)
+            } else {
+                Err(Error::Usage(
+                    "`canary reconcile` needs `--once`; to reconcile continuously, run `canary watch`".to_owned(),
+                ))
+            }
+        }
+        Command::Status { name, manifests, output } => status(name.as_deref(), &manifests, output),
         Command::Emulator {
             listen,
             time_scale,
@@ -144,7 +198,7 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
         exit = exit.and(Exit::Invalid);
     }
     match output {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let mut all: Vec<Diagnostic> = set.diagnostics.clone();
             all.extend(set.unreadable.iter().map(|u| Diagnostic {
                 file: u.path.clone(),
@@ -202,12 +256,86 @@ fn list(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn run_emulator(options: emulator::ServeOptions) -> Result<Exit, Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Loads the manifests, reporting invalid ones the way `validate` does (on stderr).
+fn load_valid(paths: &[PathBuf]) -> (Vec<crate::manifest::CanaryRollout>, Exit) {
+    let set = manifest::load(paths);
+    let mut exit = Exit::Ok;
+    for unreadable in &set.unreadable {
+        report(&Error::Unreadable(unreadable.clone()));
+        exit = exit.and(Exit::Runtime);
+    }
+    let colour = Colour::for_stderr();
+    for d in &set.diagnostics {
+        eprint!("{}", diagnostic::render(d, set.sources.get(&d.file).map(String::as_str), colour));
+        exit = exit.and(Exit::Invalid);
+    }
+    (set.valid().cloned().collect(), exit)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(emulator::serve(options)).map_err(Error::Emulator)?;
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
+}
+
+fn print_value(value: &serde_json::Value, output: Format) {
+    match output {
+        Format::Yaml => print!("{}", serde_saphyr::to_string(value).unwrap_or_default()),
+        _ => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+    }
+}
+
+fn run_pass(paths: &[PathBuf], mode: Mode, output: Format) -> Result<Exit, Error> {
+    let (rollouts, mut exit) = load_valid(paths);
+    let platform = Gcp::from_environment().map_err(Error::Runtime)?;
+    let outcomes = runtime()?.block_on(reconcile::pass(&platform, &rollouts, mode));
+    match output {
+        Format::Text => print!("{}", output::pass_table(&outcomes)),
+        other => print_value(&output::pass_json(&outcomes), other),
+    }
+    for outcome in &outcomes {
+        if let Some(error) = &outcome.error {
+            eprintln!("error: {}: {error}", outcome.name);
+            exit = exit.and(Exit::Runtime);
+        }
+        match outcome.plan.as_ref().map(|p| p.result) {
+            Some(Result_::RolledBack | Result_::Failed) if mode == Mode::Apply => exit = exit.and(Exit::RolledBack),
+            Some(Result_::Blocked) => {
+                eprintln!(
+                    "error: {}: {}",
+                    outcome.name,
+                    outcome.plan.as_ref().map(|p| p.reason.as_str()).unwrap_or_default()
+                );
+                exit = exit.and(Exit::Runtime);
+            }
+            _ => {}
+        }
+    }
+    Ok(exit)
+}
+
+fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
+    let (mut rollouts, exit) = load_valid(&[manifests.to_path_buf()]);
+    if let Some(name) = name {
+        rollouts.retain(|r| r.metadata.name == name);
+        if rollouts.is_empty() {
+            return Err(Error::Usage(format!("no valid manifest named `{name}` under {}", manifests.display())));
+        }
+    }
+    let platform = Gcp::from_environment().map_err(Error::Runtime)?;
+    let outcomes = runtime()?.block_on(reconcile::pass(&platform, &rollouts, Mode::Plan));
+    let statuses: Vec<serde_json::Value> =
+        rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
+    match output {
+        Format::Text => print!("{}", output::status_table(&statuses)),
+        other => print_value(&serde_json::Value::Array(statuses), other),
+    }
+    Ok(exit.and(if outcomes.iter().any(|o| o.error.is_some()) { Exit::Runtime } else { Exit::Ok }))
+}
+
+fn run_emulator(options: emulator::ServeOptions) -> Result<Exit, Error> {
+    runtime()?.block_on(emulator::serve(options)).map_err(Error::Emulator)?;
     Ok(Exit::Ok)
 }
 

@@ -43,6 +43,8 @@ pub enum Error {
     Emulator(#[from] crate::emulator::ServeError),
     #[error("{0}")]
     Runtime(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {
@@ -50,7 +52,8 @@ impl Error {
         match self {
             Error::Emulator(
                 crate::emulator::ServeError::NotLoopback { .. } | crate::emulator::ServeError::Scenario(_),
-            ) => Exit::Invalid,
+            )
+            | Error::Usage(_) => Exit::Invalid,
             Error::Unreadable(_)
             | Error::Write { .. }
             | Error::StaleSchema { .. }
@@ -64,7 +67,7 @@ impl Error {
         match self {
             Error::Unreadable(u) => Some(u.reason.clone()),
             Error::Write { source, .. } => Some(source.to_string()),
-            Error::StaleSchema { .. } | Error::Emulator(_) | Error::Runtime(_) => None,
+            Error::StaleSchema { .. } | Error::Emulator(_) | Error::Runtime(_) | Error::Usage(_) => None,
         }
     }
 
@@ -77,7 +80,7 @@ impl Error {
             Error::Emulator(crate::emulator::ServeError::NotLoopback { .. }) => Some(
                 "the emulator has no authentication; listen on 127.0.0.1, or pass --allow-remote if you really mean to expose it".to_owned(),
             ),
-            Error::Unreadable(_) | Error::Write { .. } | Error::Emulator(_) | Error::Runtime(_) => None,
+            Error::Unreadable(_) | Error::Write { .. } | Error::Emulator(_) | Error::Runtime(_) | Error::Usage(_) => None,
             Error::StaleSchema { .. } => Some(
                 "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"
                     .to_owned(),

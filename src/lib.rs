@@ -3,6 +3,7 @@
 //! `main.rs` only calls [`run`]; everything else lives here so tests can drive it.
 
 pub mod analysis;
+pub mod auth;
 pub mod cli;
 pub mod cloudrun;
 pub mod decide;
@@ -11,6 +12,10 @@ pub mod emulator;
 pub mod error;
 pub mod hash;
 pub mod manifest;
+pub mod output;
+pub mod platform;
+pub mod reconcile;
 pub mod state;
+pub mod transport;
 
 pub use cli::run;

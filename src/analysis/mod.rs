@@ -2,4 +2,5 @@
 //! emulator: latency distributions and their percentiles.
 
 pub mod distribution;
+pub mod judge;
 pub mod verdict;

@@ -1,0 +1,63 @@
+//! Credentials: Application Default Credentials (including workload identity
+//! federation, as CI systems use) through google-cloud-auth against the real APIs,
+//! none against the emulator. A token is only ever put in a request header: it is never
+//! formatted, logged, or part of an error.
+
+use google_cloud_auth::credentials::{AccessTokenCredentials, Builder};
+
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// How requests to Google's APIs authenticate.
+#[derive(Clone)]
+pub enum Auth {
+    /// The emulator: plain HTTP, no credentials.
+    None,
+    /// Application Default Credentials.
+    Adc(AccessTokenCredentials),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "Auth::None",
+            Auth::Adc(_) => "Auth::Adc([censored])",
+        })
+    }
+}
+
+impl Auth {
+    /// Finds Application Default Credentials, in Google's documented order.
+    pub fn adc() -> Result<Auth, String> {
+        Builder::default()
+            .with_scopes([SCOPE])
+            .build_access_token_credentials()
+            .map(Auth::Adc)
+            .map_err(|e| format!("no Application Default Credentials: {e}"))
+    }
+
+    /// The `Authorization` header value, if any.
+    pub async fn header(&self) -> Result<Option<String>, String> {
+        match self {
+            Auth::None => Ok(None),
+            Auth::Adc(credentials) => {
+                let token = credentials.access_token().await.map_err(|e| format!("cannot get an access token: {e}"))?;
+                Ok(Some(format!("Bearer {}", token.token)))
+            }
+        }
+    }
+
+    /// An ID token for `audience` (a private service's URL), for smoke tests.
+    pub async fn id_token(&self, audience: &str) -> Result<Option<String>, String> {
+        match self {
+            Auth::None => Ok(None),
+            Auth::Adc(_) => {
+                let credentials = google_cloud_auth::credentials::idtoken::Builder::new(audience)
+                    .build()
+                    .map_err(|e| format!("cannot build ID token credentials: {e}"))?;
+                let token =
+                    credentials.id_token().await.map_err(|e| format!("cannot get an ID token for {audience}: {e}"))?;
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+}

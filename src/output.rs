@@ -1,0 +1,193 @@
+//! Results on stdout: pass results (`plan`, `reconcile`) and rollout status, as a
+//! table for people or JSON / YAML for programs, in the shapes DESIGN.md fixes.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::analysis::verdict::Check;
+use crate::decide::Action;
+use crate::emulator::clock::rfc3339;
+use crate::manifest::types::CanaryRollout;
+use crate::reconcile::RolloutOutcome;
+use crate::state::RolloutState;
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::None => "none",
+        Action::Deploy => "deploy",
+        Action::SetTraffic => "setTraffic",
+        Action::Promote => "promote",
+        Action::Rollback => "rollback",
+        Action::Annotate => "annotate",
+    }
+}
+
+/// `[{name, phaseBefore, phaseAfter, action, trafficBefore, trafficAfter, reason}]`.
+pub fn pass_json(outcomes: &[RolloutOutcome]) -> Value {
+    Value::Array(
+        outcomes
+            .iter()
+            .map(|o| match &o.plan {
+                Some(plan) => {
+                    let mut out = json!({
+                        "name": o.name,
+                        "phaseBefore": plan.phase_before.map(|p| p.name()),
+                        "phaseAfter": plan.phase_after.name(),
+                        "action": action_name(plan.action),
+                        "trafficBefore": plan.traffic_before,
+                        "trafficAfter": plan.traffic_after,
+                        "reason": plan.reason,
+                    });
+                    if let Some(error) = &o.error {
+                        out["error"] = error.clone().into();
+                    }
+                    out
+                }
+                None => json!({"name": o.name, "phaseBefore": null, "phaseAfter": null, "action": "none",
+                    "trafficBefore": {}, "trafficAfter": {}, "reason": o.error.clone().unwrap_or_default(), "error": o.error}),
+            })
+            .collect(),
+    )
+}
+
+fn split_text(split: &BTreeMap<String, u32>) -> String {
+    if split.is_empty() {
+        return "-".to_owned();
+    }
+    split.iter().map(|(r, p)| format!("{r} {p}%")).collect::<Vec<_>>().join(", ")
+}
+
+/// The pass results as an aligned table.
+pub fn pass_table(outcomes: &[RolloutOutcome]) -> String {
+    let mut rows = vec![[
+        "ROLLOUT".to_owned(),
+        "PHASE".to_owned(),
+        "ACTION".to_owned(),
+        "TRAFFIC".to_owned(),
+        "REASON".to_owned(),
+    ]];
+    for o in outcomes {
+        rows.push(match &o.plan {
+            Some(plan) => {
+                let before = plan.phase_before.map_or("-", |p| p.name());
+                let phase = if before == plan.phase_after.name() {
+                    before.to_owned()
+                } else {
+                    format!("{before} → {}", plan.phase_after)
+                };
+                let traffic = if plan.traffic_before == plan.traffic_after {
+                    split_text(&plan.traffic_before)
+                } else {
+                    format!("{} → {}", split_text(&plan.traffic_before), split_text(&plan.traffic_after))
+                };
+                let mut reason = plan.reason.clone();
+                if let Some(error) = &o.error {
+                    reason = format!("{reason} (error: {error})");
+                }
+                [o.name.clone(), phase, action_name(plan.action).to_owned(), traffic, reason]
+            }
+            None => [
+                o.name.clone(),
+                "-".into(),
+                "none".into(),
+                "-".into(),
+                format!("error: {}", o.error.clone().unwrap_or_default()),
+            ],
+        });
+    }
+    table(&rows)
+}
+
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(
+                |(i, c)| {
+                    if i + 1 == N { c.clone() } else { format!("{c}{}", " ".repeat(widths[i] - c.chars().count())) }
+                },
+            )
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn check_json(c: &Check) -> Value {
+    serde_json::to_value(c).unwrap_or(Value::Null)
+}
+
+/// One rollout's status, in the `status -o json` shape.
+pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
+    let state = outcome.service.as_ref().map(|s| RolloutState::read(&s.annotations)).unwrap_or_default();
+    let stages = rollout.spec.stages.len();
+    let weight = match (&outcome.service, &state.canary) {
+        (Some(s), Some(canary)) => s.split().get(canary).copied().unwrap_or(0),
+        _ => 0,
+    };
+    let hold_remaining = state.stage_started.and_then(|started| {
+        let hold = rollout.spec.stages.get(state.stage.checked_sub(1)?)?.hold.as_ref()?.as_std();
+        let elapsed = outcome.now.duration_since(started).unwrap_or_default();
+        Some(hold.saturating_sub(elapsed).as_secs())
+    });
+    let (phase, reason) = match (&outcome.plan, state.phase) {
+        (_, Some(phase)) => (Some(phase.name().to_owned()), state.reason.clone()),
+        (Some(plan), None) => (Some(plan.phase_after.name().to_owned()), plan.reason.clone()),
+        (None, None) => (None, outcome.error.clone().unwrap_or_default()),
+    };
+    let mut out = json!({
+        "name": rollout.metadata.name,
+        "project": rollout.spec.project,
+        "region": rollout.spec.region,
+        "service": rollout.spec.service,
+        "phase": phase,
+        "reason": reason,
+        "stage": state.stage,
+        "stages": stages,
+        "weight": weight,
+        "image": state.image.clone().unwrap_or_else(|| rollout.spec.template.image.clone()),
+        "stableRevision": state.stable,
+        "canaryRevision": state.canary,
+        "stageStartedAt": state.stage_started.map(rfc3339),
+        "holdRemainingSeconds": hold_remaining,
+        "gates": outcome.verdict.gates.iter().map(check_json).collect::<Vec<_>>(),
+        "triggers": outcome.verdict.triggers.iter().map(check_json).collect::<Vec<_>>(),
+    });
+    if let Some(error) = &outcome.error {
+        out["error"] = error.clone().into();
+    }
+    out
+}
+
+/// Status as a table.
+pub fn status_table(statuses: &[Value]) -> String {
+    let mut rows =
+        vec![["ROLLOUT".to_owned(), "PHASE".to_owned(), "STAGE".to_owned(), "CANARY".to_owned(), "REASON".to_owned()]];
+    for s in statuses {
+        let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+        rows.push([
+            text("name"),
+            text("phase"),
+            format!("{}/{}", s["stage"], s["stages"]),
+            format!("{}%", s["weight"]),
+            text("reason"),
+        ]);
+    }
+    table(&rows)
+}
+
+/// When a value was produced, for logs.
+pub fn stamp(t: SystemTime) -> String {
+    rfc3339(t)
+}

@@ -1,0 +1,278 @@
+//! One pass over every rollout: observe (list services once per project/region), judge
+//! (smoke tests and metrics, only when a decision needs them), decide, and — unless
+//! only planning — execute the one write and verify it took.
+//!
+//! # Guarantees
+//! - At most one write per rollout per pass, carrying the etag it was read with; on a
+//!   conflict the service is read again and the decision made again (up to 3 times).
+//! - One rollout's error never stops another.
+//! - A metrics error is not a failed check: nothing advances on missing data.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::analysis::judge::{self, Window};
+use crate::analysis::verdict::{Smoke, Verdict};
+use crate::cloudrun::service::ServiceView;
+use crate::decide::{self, Observed, Plan};
+use crate::manifest::types::{CanaryRollout, SmokeAuth};
+use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
+use crate::state::RolloutState;
+use crate::transport::ApiFailure;
+
+/// Whether a pass writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Decide only (`canary plan`): no write, no smoke tests.
+    Plan,
+    /// Decide and write (`canary reconcile`).
+    Apply,
+}
+
+/// What a pass did for one rollout.
+#[derive(Debug, Clone)]
+pub struct RolloutOutcome {
+    pub name: String,
+    pub plan: Option<Plan>,
+    pub verdict: Verdict,
+    /// The service as last read (after the write, when there was one).
+    pub service: Option<ServiceView>,
+    pub error: Option<String>,
+    pub now: SystemTime,
+}
+
+/// Runs one pass over `rollouts`.
+pub async fn pass<P: CloudRun + Monitoring + Clock + Prober>(
+    platform: &P,
+    rollouts: &[CanaryRollout],
+    mode: Mode,
+) -> Vec<RolloutOutcome> {
+    let now = match platform.now().await {
+        Ok(now) => now,
+        Err(e) => {
+            return rollouts
+                .iter()
+                .map(|r| failed(r, format!("cannot read the clock: {e}"), SystemTime::UNIX_EPOCH))
+                .collect();
+        }
+    };
+    // Observe: one list per project/region, whatever the number of rollouts.
+    let mut listed: BTreeMap<(String, String), Result<BTreeMap<String, Value>, ApiFailure>> = BTreeMap::new();
+    for r in rollouts {
+        let key = (r.spec.project.clone(), r.spec.region.clone());
+        if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry(key) {
+            let (project, region) = slot.key().clone();
+            let services = platform.list_services(&project, &region).await.map(|list| {
+                list.into_iter()
+                    .filter_map(|s| Some((s.get("name")?.as_str()?.to_owned(), s)))
+                    .collect::<BTreeMap<_, _>>()
+            });
+            slot.insert(services);
+        }
+    }
+    let mut outcomes = Vec::with_capacity(rollouts.len());
+    for r in rollouts {
+        let key = (r.spec.project.clone(), r.spec.region.clone());
+        let outcome = match &listed[&key] {
+            Err(e) => failed(r, format!("cannot list services in {}/{}: {e}", key.0, key.1), now),
+            Ok(services) => {
+                let name = service_name(r);
+                let observed = match services.get(&name) {
+                    Some(raw) => Observed::Service(Box::new(ServiceView::parse(raw.clone()))),
+                    None => Observed::Missing,
+                };
+                one(platform, r, observed, mode, now).await
+            }
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+fn service_name(r: &CanaryRollout) -> String {
+    format!("projects/{}/locations/{}/services/{}", r.spec.project, r.spec.region, r.spec.service)
+}
+
+fn failed(r: &CanaryRollout, error: String, now: SystemTime) -> RolloutOutcome {
+    RolloutOutcome {
+        name: r.metadata.name.clone(),
+        plan: None,
+        verdict: Verdict::default(),
+        service: None,
+        error: Some(error),
+        now,
+    }
+}
+
+/// Judges, decides, and (in Apply mode) writes for one rollout.
+async fn one<P: CloudRun + Monitoring + Clock + Prober>(
+    platform: &P,
+    r: &CanaryRollout,
+    mut observed: Observed,
+    mode: Mode,
+    now: SystemTime,
+) -> RolloutOutcome {
+    for _attempt in 0..3 {
+        let verdict = judge_now(platform, r, &observed, mode, now).await;
+        let plan = decide::decide(r, &observed, &verdict, now);
+        let Observed::Service(service) = &observed else {
+            return RolloutOutcome {
+                name: r.metadata.name.clone(),
+                plan: Some(plan),
+                verdict,
+                service: None,
+                error: None,
+                now,
+            };
+        };
+        let (Mode::Apply, Some(change)) = (mode, &plan.change) else {
+            return RolloutOutcome {
+                name: r.metadata.name.clone(),
+                plan: Some(plan),
+                verdict,
+                service: Some((**service).clone()),
+                error: None,
+                now,
+            };
+        };
+        let body = change.apply(&service.raw);
+        match platform.patch_service(&body).await {
+            Ok(()) => {
+                // Write, then verify: read back and check our state landed.
+                let after = platform.get_service(&service.name).await;
+                let (service, error) = match after {
+                    Ok(Some(raw)) => {
+                        let view = ServiceView::parse(raw);
+                        let landed = RolloutState::read(&view.annotations);
+                        let error = (landed.phase != Some(plan.phase_after) || landed.owner != plan.state.owner).then(|| {
+                            "the service changed after this pass wrote it (another writer?); the next pass decides again".to_owned()
+                        });
+                        (Some(view), error)
+                    }
+                    Ok(None) => (None, Some("the service disappeared right after the write".to_owned())),
+                    Err(e) => {
+                        (Some((**service).clone()), Some(format!("wrote, but could not read the service back: {e}")))
+                    }
+                };
+                return RolloutOutcome {
+                    name: r.metadata.name.clone(),
+                    plan: Some(plan),
+                    verdict,
+                    service,
+                    error,
+                    now,
+                };
+            }
+            Err(e) if e.is_conflict() => match platform.get_service(&service.name).await {
+                Ok(Some(raw)) => observed = Observed::Service(Box::new(ServiceView::parse(raw))),
+                Ok(None) => observed = Observed::Missing,
+                Err(e) => {
+                    return outcome_error(
+                        r,
+                        plan,
+                        verdict,
+                        format!("conflict, then could not read the service again: {e}"),
+                        now,
+                    );
+                }
+            },
+            Err(e) => return outcome_error(r, plan, verdict, format!("the write failed: {e}"), now),
+        }
+    }
+    RolloutOutcome {
+        name: r.metadata.name.clone(),
+        plan: None,
+        verdict: Verdict::default(),
+        service: None,
+        error: Some(
+            "the service kept changing under this pass (3 etag conflicts); the next pass tries again".to_owned(),
+        ),
+        now,
+    }
+}
+
+fn outcome_error(r: &CanaryRollout, plan: Plan, verdict: Verdict, error: String, now: SystemTime) -> RolloutOutcome {
+    // The plan was not carried out: report the phase as it stands.
+    let mut plan = plan;
+    plan.phase_after = plan.phase_before.unwrap_or(plan.phase_after);
+    plan.traffic_after = plan.traffic_before.clone();
+    plan.change = None;
+    RolloutOutcome { name: r.metadata.name.clone(), plan: Some(plan), verdict, service: None, error: Some(error), now }
+}
+
+/// Smoke tests and metrics, when the decision needs them.
+async fn judge_now<P: Monitoring + Prober>(
+    platform: &P,
+    r: &CanaryRollout,
+    observed: &Observed,
+    mode: Mode,
+    now: SystemTime,
+) -> Verdict {
+    let needs = decide::needs(r, observed);
+    let mut verdict = Verdict::default();
+    if let (Mode::Apply, Some(uri)) = (mode, &needs.smoke_uri) {
+        verdict.smoke = Some(smoke(platform, r, uri, observed).await);
+    }
+    if needs.metrics
+        && let Observed::Service(s) = observed
+    {
+        let state = RolloutState::read(&s.annotations);
+        let stage = state.stage.clamp(1, r.spec.stages.len().max(1));
+        let window = Window {
+            canary: state.canary.clone().unwrap_or_default(),
+            stable: state.stable.clone().unwrap_or_default(),
+            stage_started: state.stage_started.unwrap_or(now),
+            previous_stage_started: state.previous_stage_started,
+            weight: r.spec.stages.get(stage - 1).map_or(100, |s| s.weight),
+        };
+        let [counts, latencies] = judge::queries(r, &window, now);
+        let project = &r.spec.project;
+        match (platform.time_series(project, &counts).await, platform.time_series(project, &latencies).await) {
+            (Ok(c), Ok(l)) => {
+                let metrics = judge::parse(&c, &l);
+                let (triggers, gates) = judge::judge(r, &window, &metrics);
+                verdict.triggers = triggers;
+                verdict.gates = gates;
+            }
+            (Err(e), _) | (_, Err(e)) => verdict.metrics_error = Some(e.to_string()),
+        }
+    }
+    verdict
+}
+
+/// Runs the smoke tests in order against the canary's tag URL; the first failure
+/// decides, quoting the request and the answer.
+async fn smoke<P: Prober>(platform: &P, r: &CanaryRollout, uri: &str, observed: &Observed) -> Smoke {
+    let audience = match (r.spec.smoke_auth, observed) {
+        (SmokeAuth::IdToken, Observed::Service(s)) => s.raw.get("uri").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    };
+    for test in &r.spec.smoke_tests {
+        let probe = Probe {
+            method: test.method.as_str().to_owned(),
+            url: format!("{}{}", uri.trim_end_matches('/'), test.path),
+            headers: test.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            json: test.json.clone(),
+            timeout: test.timeout.as_std(),
+            id_token_audience: audience.clone(),
+        };
+        let request = format!("{} {}", probe.method, test.path);
+        match platform.probe(&probe).await {
+            ProbeAnswer::Status(status, body) => {
+                let ok = match test.expect_status {
+                    Some(expected) => status == expected,
+                    None => (200..300).contains(&status),
+                };
+                if !ok {
+                    let expected = test.expect_status.map_or("a 2xx".to_owned(), |s| s.to_string());
+                    let body = if body.is_empty() { String::new() } else { format!(": {body}") };
+                    return Smoke::Failed(format!("{request} answered {status}, expected {expected}{body}"));
+                }
+            }
+            ProbeAnswer::NoAnswer(why) => return Smoke::Failed(format!("{request}: {why}")),
+        }
+    }
+    Smoke::Passed
+}
