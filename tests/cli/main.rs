@@ -4,6 +4,7 @@
 mod emulator;
 mod hostile;
 mod independent;
+mod reconcile;
 mod schema;
 mod support;
 mod validate;

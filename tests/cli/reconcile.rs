@@ -1,0 +1,384 @@
+//! The real `canary` binary reconciling against `canary emulator` over HTTP, on a
+//! stepped clock: `reconcile --once` and `clock:advance`, alternately.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use crate::support::{EmulatorProcess, code, stderr, stdout};
+
+const SERVICE: &str = "projects/demo-project/locations/us-central1/services/api";
+
+/// An emulator, a folder of manifests, and the binary pointed at both.
+struct Rollout {
+    emulator: EmulatorProcess,
+    dir: tempfile::TempDir,
+    http: reqwest::blocking::Client,
+}
+
+impl Rollout {
+    fn start(profiles: &str, rps: f64) -> Rollout {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = format!(
+            r#"
+start: "2026-11-26T08:00:00Z"
+timeScale: 0
+seed: 11
+profiles:
+  - {{image: "gcr.io/demo/api:v1", errorRate: 0.005, p50Ms: 80, p95Ms: 250}}
+{profiles}
+services:
+  - name: {SERVICE}
+    image: gcr.io/demo/api:v1
+    template:
+      scaling: {{minInstanceCount: 1, maxInstanceCount: 7}}
+      vpcAccess: {{connector: projects/demo-project/locations/us-central1/connectors/vpc, egress: ALL_TRAFFIC}}
+      volumes: [{{name: cfg, secret: {{secret: app-config}}}}]
+      containers: [{{env: [{{name: DB_PASSWORD, valueSource: {{secretKeyRef: {{secret: db, version: latest}}}}}}]}}]
+loads:
+  - {{service: {SERVICE}, rps: {rps}}}
+"#
+        );
+        std::fs::write(dir.path().join("scenario.yaml"), scenario).unwrap();
+        std::fs::create_dir(dir.path().join("manifests")).unwrap();
+        let emulator = EmulatorProcess::start(&["--scenario", dir.path().join("scenario.yaml").to_str().unwrap()]);
+        Rollout { emulator, dir, http: reqwest::blocking::Client::new() }
+    }
+
+    fn manifest(&self, file: &str, image: &str, extra: &str) {
+        let text = format!(
+            r#"apiVersion: canary/v1alpha1
+kind: CanaryRollout
+metadata: {{name: api}}
+spec:
+  project: demo-project
+  region: us-central1
+  service: api
+  adopt: true
+  template: {{image: "{image}"}}
+  stages:
+    - {{weight: 5, hold: 30m}}
+    - {{weight: 25, hold: 30m}}
+    - {{weight: 50, hold: 30m}}
+    - {{weight: 100, hold: 10m}}
+  analysis:
+    warmup: 2m
+    maxWait: 2h
+    promotion: {{maxErrorRateIncrease: 0.5%, maxP95Increase: 10%, minRequests: 500}}
+    rollback:
+      - {{metric: errorRate, above: 5%}}
+      - {{metric: p95Latency, above: 2s, for: 5m}}
+{extra}"#
+        );
+        std::fs::write(self.dir.path().join("manifests").join(file), text).unwrap();
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    fn canary(&self, args: &[&str]) -> Output {
+        assert_cmd::Command::cargo_bin("canary")
+            .unwrap()
+            .current_dir(self.dir.path())
+            .env("CLOUD_RUN_EMULATOR_HOST", self.emulator.base.trim_start_matches("http://"))
+            .env("NO_COLOR", "1")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn reconcile(&self) -> (i32, Vec<Value>) {
+        let out = self.canary(&["reconcile", "--once", "-o", "json", "manifests"]);
+        let results: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}\n{}", stdout(&out), stderr(&out)));
+        (code(&out), results.as_array().cloned().unwrap_or_default())
+    }
+
+    fn advance(&self, seconds: u64) {
+        self.http
+            .post(format!("{}/emulator/v1/clock:advance", self.emulator.base))
+            .body(json!({"seconds": seconds}).to_string())
+            .send()
+            .unwrap();
+    }
+
+    fn service(&self) -> Value {
+        self.emulator.get(&format!("/v2/{SERVICE}"))
+    }
+
+    fn patches(&self) -> usize {
+        self.emulator.get("/emulator/v1/requests").as_array().unwrap().iter().filter(|r| r["method"] == "PATCH").count()
+    }
+
+    fn revisions(&self) -> Vec<String> {
+        let list = self.emulator.get(&format!("/v2/{SERVICE}/revisions"));
+        list["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Runs passes, advancing `step` seconds between them, until `done` or `max` passes.
+    fn run_until(&self, step: u64, max: usize, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        for _ in 0..max {
+            let (exit, results) = self.reconcile();
+            let result = results[0].clone();
+            seen.push(json!({"exit": exit, "result": result}));
+            if done(&result) {
+                break;
+            }
+            self.advance(step);
+        }
+        seen
+    }
+}
+
+fn phase(v: &Value) -> &str {
+    v["result"]["phaseAfter"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn a_healthy_canary_is_promoted_through_every_stage_keeping_what_it_does_not_own() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2", errorRate: 0.005, p50Ms: 80, p95Ms: 250}"#, 20.0);
+    // A tag the team made by hand: canary must leave it alone.
+    let mut service = r.service();
+    let stable = service["latestReadyRevision"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    service["traffic"] = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}, {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "tag": "team-preview"}]);
+    let patched = r.http.patch(format!("{}/v2/{SERVICE}", r.emulator.base)).body(service.to_string()).send().unwrap();
+    assert!(patched.status().is_success());
+    r.advance(15);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let before = r.patches();
+    let steps = r.run_until(300, 60, |res| res["phaseAfter"] == "Promoted");
+    let actions: Vec<&str> =
+        steps.iter().map(|s| s["result"]["action"].as_str().unwrap()).filter(|a| *a != "none").collect();
+    assert_eq!(actions, ["deploy", "setTraffic", "setTraffic", "setTraffic", "setTraffic", "promote"], "{steps:#?}");
+    assert!(steps.iter().all(|s| s["exit"] == 0), "{steps:#?}");
+    assert_eq!(r.patches() - before, 6, "each step is exactly one PATCH");
+    let weights: Vec<Value> = steps
+        .iter()
+        .filter(|s| s["result"]["action"] == "setTraffic")
+        .map(|s| s["result"]["trafficAfter"].clone())
+        .collect();
+    assert_eq!(weights.len(), 4);
+    // Idle passes after promotion write nothing.
+    let settled = r.patches();
+    for _ in 0..3 {
+        r.advance(600);
+        let (exit, results) = r.reconcile();
+        assert_eq!((exit, results[0]["action"].as_str()), (0, Some("none")));
+    }
+    assert_eq!(r.patches(), settled);
+    // What canary does not own survived the whole rollout.
+    let end = r.service();
+    assert_eq!(end["template"]["scaling"], json!({"minInstanceCount": 1, "maxInstanceCount": 7}));
+    assert_eq!(end["template"]["vpcAccess"]["connector"], "projects/demo-project/locations/us-central1/connectors/vpc");
+    assert_eq!(end["template"]["volumes"][0]["secret"]["secret"], "app-config");
+    assert_eq!(end["template"]["containers"][0]["env"][0]["valueSource"]["secretKeyRef"]["secret"], "db");
+    assert_eq!(end["template"]["containers"][0]["image"], "gcr.io/demo/api:v2");
+    let traffic = end["traffic"].as_array().unwrap();
+    assert!(traffic.iter().any(|t| t["tag"] == "team-preview" && t["revision"] == stable.as_str()), "{traffic:?}");
+    assert!(traffic.iter().any(|t| t["tag"] == "stable" && t["percent"] == 100), "{traffic:?}");
+    assert_eq!(end["annotations"]["canary/phase"], "Promoted");
+    assert_eq!(r.revisions().len(), 2, "one canary revision, no duplicates");
+}
+
+#[test]
+fn a_canary_with_10_percent_errors_is_rolled_back_with_exit_3_and_never_redeployed() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2", errorRate: 0.10, p50Ms: 80, p95Ms: 250}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let steps = r.run_until(120, 30, |res| res["phaseAfter"] == "RolledBack");
+    let last = steps.last().unwrap();
+    assert_eq!(phase(last), "RolledBack", "{steps:#?}");
+    assert_eq!(last["exit"], 3, "exit 3 in the pass that rolled back");
+    assert_eq!(last["result"]["action"], "rollback");
+    assert!(
+        last["result"]["reason"].as_str().unwrap().starts_with("rolled back: rollback trigger errorRate failed"),
+        "{last}"
+    );
+    assert_eq!(last["result"]["trafficAfter"].as_object().unwrap().len(), 1);
+    let patches = r.patches();
+    for _ in 0..3 {
+        r.advance(600);
+        let (exit, results) = r.reconcile();
+        assert_eq!(exit, 0, "later passes are quiet");
+        assert_eq!(results[0]["phaseAfter"], "RolledBack");
+        assert!(results[0]["reason"].as_str().unwrap().contains("was rejected"));
+    }
+    assert_eq!(r.patches(), patches, "a rolled-back image is not deployed again");
+}
+
+#[test]
+fn without_traffic_a_canary_waits_and_is_never_promoted_or_rolled_back() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2", errorRate: 0.5}"#, 0.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let steps = r.run_until(900, 20, |_| false);
+    for s in &steps {
+        assert!(!["Promoted", "RolledBack"].contains(&phase(s)), "{s}");
+        assert_ne!(s["exit"], 3);
+    }
+    let last = phase(steps.last().unwrap());
+    assert!(["Waiting", "Paused"].contains(&last), "{steps:#?}");
+    assert_eq!(r.service()["annotations"]["canary/stage"], "1", "stuck at the first stage");
+}
+
+#[test]
+fn a_revision_that_never_becomes_ready_fails_and_traffic_is_untouched() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:broken", ready: false}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:broken", "");
+    let steps = r.run_until(60, 10, |res| res["phaseAfter"] == "Failed");
+    let last = steps.last().unwrap();
+    assert_eq!(phase(last), "Failed", "{steps:#?}");
+    assert_eq!(last["exit"], 3);
+    assert!(last["result"]["reason"].as_str().unwrap().starts_with("RevisionFailed: Revision"), "{last}");
+    let traffic = r.service()["trafficStatuses"].clone();
+    let serving: Vec<&Value> =
+        traffic.as_array().unwrap().iter().filter(|t| t["percent"].as_u64().unwrap_or(0) > 0).collect();
+    assert_eq!(serving.len(), 1);
+    assert_eq!(serving[0]["percent"], 100);
+    assert_eq!(serving[0]["tag"], "stable");
+}
+
+#[test]
+fn a_failing_smoke_test_keeps_the_canary_from_ever_getting_traffic() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2", healthStatus: 500}"#, 20.0);
+    r.manifest(
+        "api.yaml",
+        "gcr.io/demo/api:v2",
+        "  smokeTests: [{path: /health}, {path: /api/orders, method: POST, json: {sku: A1}}]\n",
+    );
+    let steps = r.run_until(60, 10, |res| res["phaseAfter"] == "Failed");
+    let last = steps.last().unwrap();
+    assert_eq!(phase(last), "Failed", "{steps:#?}");
+    let reason = last["result"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("SmokeTestFailed: GET /health answered 500, expected a 2xx: {\"revision\":\"api-"),
+        "{reason}"
+    );
+    assert!(steps.iter().all(|s| s["result"]["trafficAfter"].as_object().unwrap().len() == 1), "{steps:#?}");
+}
+
+#[test]
+fn an_invalid_manifest_beside_a_valid_one_exits_2_while_the_valid_one_progresses() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    std::fs::write(
+        r.manifests().join("broken.yaml"),
+        "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {name: other}\nspec: {stagse: []}\n",
+    )
+    .unwrap();
+    let out = r.canary(&["reconcile", "--once", "-o", "json", "manifests"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("manifests/broken.yaml:4:8: error: unknown field `stagse` in `spec`"),
+        "{}",
+        stderr(&out)
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results[0]["action"], "deploy", "the valid rollout still moved");
+}
+
+#[test]
+fn a_service_owned_by_another_rollout_is_left_alone_with_a_clear_error() {
+    let r = Rollout::start("", 20.0);
+    let mut service = r.service();
+    service["annotations"] = json!({"canary/owner": "checkout"});
+    assert!(
+        r.http
+            .patch(format!("{}/v2/{SERVICE}", r.emulator.base))
+            .body(service.to_string())
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    r.advance(15);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let before = r.patches();
+    let out = r.canary(&["reconcile", "--once", "manifests"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("error: api: NotOwned: service api is managed by rollout `checkout`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(r.patches(), before, "nothing written");
+}
+
+#[test]
+fn plan_shows_the_next_step_and_writes_nothing() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let out = r.canary(&["plan", "-o", "json", "manifests"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan[0]["action"], "deploy");
+    assert_eq!(plan[0]["phaseBefore"], Value::Null);
+    assert_eq!(plan[0]["phaseAfter"], "Deploying");
+    assert_eq!(r.patches(), 0);
+    let table = r.canary(&["plan", "manifests"]);
+    assert!(stdout(&table).starts_with("ROLLOUT  PHASE"), "{}", stdout(&table));
+}
+
+#[test]
+fn status_reports_the_rollout_in_the_documented_shape() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 4, |res| res["action"] == "setTraffic");
+    r.advance(600);
+    let out = r.canary(&["status", "api", "-f", "manifests", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &status[0];
+    assert_eq!(s["name"], "api");
+    assert_eq!(s["phase"], "Progressing");
+    assert_eq!((s["stage"].as_u64(), s["stages"].as_u64(), s["weight"].as_u64()), (Some(1), Some(4), Some(5)));
+    assert!(s["canaryRevision"].as_str().unwrap().starts_with("api-"));
+    assert!(s["holdRemainingSeconds"].as_u64().unwrap() <= 1200);
+    let gates: Vec<&str> = s["gates"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(gates, ["minRequests", "errorRateIncrease", "p95Increase"]);
+    for g in s["gates"].as_array().unwrap() {
+        assert!(["pass", "fail", "inconclusive"].contains(&g["result"].as_str().unwrap()), "{g}");
+    }
+    let missing = r.canary(&["status", "nope", "-f", "manifests"]);
+    assert_eq!(code(&missing), 2);
+}
+
+/// A crash at any API call of a pass — the process killed while the call is in flight,
+/// after the server has acted on it — and a fresh run converges, with no duplicate
+/// revision.
+#[test]
+fn a_crash_at_any_call_of_a_pass_converges_without_a_duplicate_revision() {
+    for (method, path) in
+        [("GET", "/emulator/v1/clock"), ("GET", "/services"), ("PATCH", "/services/api"), ("GET", "/services/api")]
+    {
+        let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+        r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+        if path.starts_with("/emulator") {
+            // The control API is never faulted: a crash there is a crash before any call.
+        } else {
+            let fault = json!({"kind": "slow", "method": method, "pathContains": path, "delayMs": 3000, "times": 1});
+            r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+        }
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+            .current_dir(r.dir.path())
+            .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
+            .args(["reconcile", "--once", "manifests"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(2000));
+        let steps = r.run_until(300, 40, |res| res["phaseAfter"] == "Promoted");
+        assert_eq!(phase(steps.last().unwrap()), "Promoted", "crash at {method} {path}: {steps:#?}");
+        assert_eq!(r.revisions().len(), 2, "crash at {method} {path}: {:?}", r.revisions());
+    }
+}
