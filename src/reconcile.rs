@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::analysis::judge::{self, Window};
@@ -72,24 +73,33 @@ pub async fn pass<P: CloudRun + Monitoring + Clock + Prober>(
             slot.insert(services);
         }
     }
-    let mut outcomes = Vec::with_capacity(rollouts.len());
-    for r in rollouts {
-        let key = (r.spec.project.clone(), r.spec.region.clone());
-        let outcome = match &listed[&key] {
-            Err(e) => failed(r, format!("cannot list services in {}/{}: {e}", key.0, key.1), now),
-            Ok(services) => {
-                let name = service_name(r);
-                let observed = match services.get(&name) {
-                    Some(raw) => Observed::Service(Box::new(ServiceView::parse(raw.clone()))),
-                    None => Observed::Missing,
-                };
-                one(platform, r, observed, mode, now).await
-            }
-        };
-        outcomes.push(outcome);
-    }
-    outcomes
+    // Each rollout on its own, a bounded number at a time: a slow one never holds up
+    // the others for longer than its own calls take.
+    let listed = &listed;
+    let mut outcomes: Vec<(usize, RolloutOutcome)> = futures_util::stream::iter(rollouts.iter().enumerate())
+        .map(|(i, r)| async move {
+            let key = (r.spec.project.clone(), r.spec.region.clone());
+            let outcome = match &listed[&key] {
+                Err(e) => failed(r, format!("cannot list services in {}/{}: {e}", key.0, key.1), now),
+                Ok(services) => {
+                    let observed = match services.get(&service_name(r)) {
+                        Some(raw) => Observed::Service(Box::new(ServiceView::parse(raw.clone()))),
+                        None => Observed::Missing,
+                    };
+                    one(platform, r, observed, mode, now).await
+                }
+            };
+            (i, outcome)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    outcomes.sort_by_key(|(i, _)| *i);
+    outcomes.into_iter().map(|(_, o)| o).collect()
 }
+
+/// How many rollouts a pass works on at once.
+pub const CONCURRENCY: usize = 16;
 
 fn service_name(r: &CanaryRollout) -> String {
     format!("projects/{}/locations/{}/services/{}", r.spec.project, r.spec.region, r.spec.service)

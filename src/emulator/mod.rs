@@ -12,6 +12,7 @@ pub mod clock;
 pub mod faults;
 pub mod http;
 pub mod ids;
+pub mod inprocess;
 pub mod monitoring;
 pub mod profile;
 pub mod proto;

@@ -1,0 +1,155 @@
+//! The emulator as canary's platform, in-process: a pass runs against the emulator's
+//! world directly, with no sockets — for simulations and tests that need thousands of
+//! deterministic rollouts.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::Emulator;
+use super::api_error::ApiError;
+use super::monitoring::{Query, list};
+use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
+use crate::transport::ApiFailure;
+
+fn failure(method: &str, path: &str, e: ApiError) -> ApiFailure {
+    ApiFailure {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        status: Some(e.http),
+        code: e.status.to_owned(),
+        message: e.message,
+        retry_after: e.retry_after.map(std::time::Duration::from_secs),
+    }
+}
+
+impl CloudRun for Emulator {
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
+        let parent = format!("projects/{project}/locations/{region}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .with_world(|w, now| w.list_services(&parent, Some(1000), token.as_deref(), false, now))
+                .map_err(|e| failure("GET", &parent, e))?;
+            out.extend(page["services"].as_array().cloned().unwrap_or_default());
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(next) => token = Some(next.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn get_service(&self, name: &str) -> Result<Option<Value>, ApiFailure> {
+        match self.with_world(|w, now| w.get_service(name, now)) {
+            Ok(service) => Ok(Some(service)),
+            Err(e) if e.http == 404 => Ok(None),
+            Err(e) => Err(failure("GET", name, e)),
+        }
+    }
+
+    async fn patch_service(&self, service: &Value) -> Result<(), ApiFailure> {
+        let name = service.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        self.with_world(|w, now| w.update_service(&name, service.clone(), None, false, false, now))
+            .map(|_| ())
+            .map_err(|e| failure("PATCH", &name, e))
+    }
+}
+
+impl Monitoring for Emulator {
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
+        let path = format!("projects/{project}/timeSeries");
+        let mut params = query.to_vec();
+        params.push(("pageSize".into(), "100000".into()));
+        let parsed = Query::parse(&params).map_err(|e| failure("GET", &path, e))?;
+        let answer = self.with_world(|w, now| list(w, project, &parsed, now)).map_err(|e| failure("GET", &path, e))?;
+        Ok(answer["timeSeries"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+impl Clock for Emulator {
+    async fn now(&self) -> Result<SystemTime, ApiFailure> {
+        Ok(Emulator::now(self))
+    }
+}
+
+impl Prober for Emulator {
+    /// Routes `…/run/PROJECT/REGION/HOST/PATH` to the app the world simulates.
+    async fn probe(&self, probe: &Probe) -> ProbeAnswer {
+        let Some((_, rest)) = probe.url.split_once("/run/") else {
+            return ProbeAnswer::NoAnswer(format!("{} is not an emulator URL", probe.url));
+        };
+        let mut parts = rest.splitn(4, '/');
+        let (Some(project), Some(location), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+            return ProbeAnswer::NoAnswer(format!("{} is not an emulator URL", probe.url));
+        };
+        let path = format!("/{}", parts.next().unwrap_or_default());
+        let reply = self.with_world(|w, now| Ok::<_, ApiError>(w.route(project, location, host, &path, now)));
+        match reply {
+            Ok(reply) => ProbeAnswer::Status(reply.status, reply.body.trim().to_owned()),
+            Err(e) => ProbeAnswer::NoAnswer(e.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::emulator::clock::Clock as VirtualClock;
+    use crate::emulator::traffic::Load;
+    use crate::emulator::world::{ServiceName, WorldConfig};
+    use crate::reconcile::{Mode, pass};
+    use crate::state::Phase;
+
+    /// A pass is a step function: called in-process against the world, it walks a healthy
+    /// canary through every stage to promotion.
+    #[tokio::test]
+    async fn a_pass_runs_in_process_against_the_emulator_world() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let emulator =
+            Arc::new(Emulator::new(WorldConfig { seed: 4, ..WorldConfig::default() }, VirtualClock::new(start, 0.0)));
+        let name = ServiceName::parse("projects/your-project-id/locations/us-central1/services/api").unwrap();
+        emulator
+            .with_world(|w, now| {
+                w.seed_service(&name, json!({"template": {"containers": [{"image": "gcr.io/p/api:v1"}]}}), now)
+            })
+            .unwrap();
+        emulator.set_load(&name.full(), Load { rps: 20.0, daily: false }).unwrap();
+        let text = r#"
+apiVersion: canary/v1alpha1
+kind: CanaryRollout
+metadata: {name: api}
+spec:
+  project: your-project-id
+  region: us-central1
+  service: api
+  adopt: true
+  template: {image: "gcr.io/p/api:v2"}
+  smokeTests: [{path: /health}]
+  stages: [{weight: 10, hold: 20m}, {weight: 100, hold: 10m}]
+  analysis:
+    promotion: {minRequests: 200, maxErrorRateIncrease: 1%}
+    rollback: [{metric: errorRate, above: 5%}]
+"#;
+        let docs = crate::manifest::document::parse(text).unwrap();
+        let rollout = crate::manifest::load::validate(&docs[0].value).unwrap();
+        let mut phases = Vec::new();
+        for _ in 0..30 {
+            let outcome = pass(emulator.as_ref(), std::slice::from_ref(&rollout), Mode::Apply).await.remove(0);
+            assert!(outcome.error.is_none(), "{:?}", outcome.error);
+            let plan = outcome.plan.unwrap();
+            phases.push(plan.phase_after);
+            if plan.phase_after == Phase::Promoted {
+                break;
+            }
+            emulator.advance(Duration::from_secs(300));
+        }
+        assert_eq!(phases.last(), Some(&Phase::Promoted), "{phases:?}");
+        assert!(phases.contains(&Phase::Progressing));
+    }
+}
