@@ -307,22 +307,24 @@ impl<'a> Decision<'a> {
         let interval = self.interval();
         let stages = self.rollout.spec.stages.len().max(1);
         let stage = self.state.stage.clamp(1, stages);
+        let paused = self.state.phase == Some(Phase::Paused);
+        // Paused by a gate or for lack of data: a person decides (resume, promote, abort),
+        // and `spec.paused` coming or going does not change that.
+        if paused && self.state.reason != SPEC_PAUSE {
+            let reason = self.state.reason.clone();
+            return self.wait(reason, interval);
+        }
         if self.rollout.spec.paused {
-            if self.state.phase == Some(Phase::Paused) && self.state.reason == SPEC_PAUSE {
+            if paused {
                 return self.wait(SPEC_PAUSE, interval);
             }
             self.state.enter(Phase::Paused, SPEC_PAUSE, self.now);
             return self.write(Action::Annotate, None, None, Result_::Steady, interval);
         }
-        if self.state.phase == Some(Phase::Paused) {
-            if self.state.reason == SPEC_PAUSE {
-                let reason = self.holding_reason(stage);
-                self.state.enter(Phase::Progressing, reason, self.now);
-                return self.write(Action::Annotate, None, None, Result_::Steady, interval);
-            }
-            // Paused by a gate or for lack of data: a person decides (resume, promote, abort).
-            let reason = self.state.reason.clone();
-            return self.wait(reason, interval);
+        if paused {
+            let reason = self.holding_reason(stage);
+            self.state.enter(Phase::Progressing, reason, self.now);
+            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
         }
         let hold = self
             .rollout

@@ -157,10 +157,12 @@ impl Monitoring for Gcp {
 }
 
 impl Clock for Gcp {
-    /// The emulator's clock in emulator mode; the system clock otherwise.
+    /// The emulator's clock in emulator mode. Against Google, Cloud Run's own clock (the
+    /// `Date` of its latest answer), so a runner whose clock is off cannot shorten or
+    /// stretch a hold; the system clock only before Cloud Run has answered at all.
     async fn now(&self) -> Result<SystemTime, ApiFailure> {
         if !self.emulator {
-            return Ok(SystemTime::now());
+            return Ok(self.run.server_time().unwrap_or_else(SystemTime::now));
         }
         let clock = self.run.get("/emulator/v1/clock", &[]).await?;
         clock.get("now").and_then(Value::as_str).and_then(parse_rfc3339).ok_or_else(|| ApiFailure {

@@ -50,15 +50,6 @@ pub async fn pass<P: CloudRun + Monitoring + Clock + Prober>(
     rollouts: &[CanaryRollout],
     mode: Mode,
 ) -> Vec<RolloutOutcome> {
-    let now = match platform.now().await {
-        Ok(now) => now,
-        Err(e) => {
-            return rollouts
-                .iter()
-                .map(|r| failed(r, format!("cannot read the clock: {e}"), SystemTime::UNIX_EPOCH))
-                .collect();
-        }
-    };
     // Observe: one list per project/region, whatever the number of rollouts.
     let mut listed: BTreeMap<(String, String), Result<BTreeMap<String, Value>, ApiFailure>> = BTreeMap::new();
     for r in rollouts {
@@ -73,6 +64,16 @@ pub async fn pass<P: CloudRun + Monitoring + Clock + Prober>(
             slot.insert(services);
         }
     }
+    // "Now" after listing: against Google it is the time Cloud Run's answer carried.
+    let now = match platform.now().await {
+        Ok(now) => now,
+        Err(e) => {
+            return rollouts
+                .iter()
+                .map(|r| failed(r, format!("cannot read the clock: {e}"), SystemTime::UNIX_EPOCH))
+                .collect();
+        }
+    };
     // Each rollout on its own, a bounded number at a time: a slow one never holds up
     // the others for longer than its own calls take.
     let listed = &listed;

@@ -4,7 +4,8 @@
 //! writes retry only when the server refused them outright (429, 503); everything else
 //! is returned for the caller to re-read and decide again.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::Method;
@@ -52,6 +53,8 @@ pub struct Transport {
     base: String,
     auth: Auth,
     retry: ExponentialBuilder,
+    /// The server's clock, from the `Date` header of its latest answer.
+    server_time: Arc<Mutex<Option<SystemTime>>>,
 }
 
 impl Transport {
@@ -68,7 +71,12 @@ impl Transport {
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(10))
             .with_max_times(5);
-        Ok(Transport { client, base: base.trim_end_matches('/').to_owned(), auth, retry })
+        Ok(Transport { client, base: base.trim_end_matches('/').to_owned(), auth, retry, server_time: Arc::default() })
+    }
+
+    /// The time the server gave in its latest answer (`Date`, one-second resolution).
+    pub fn server_time(&self) -> Option<SystemTime> {
+        *self.server_time.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn base(&self) -> &str {
@@ -137,6 +145,14 @@ impl Transport {
             }
         };
         let status = response.status().as_u16();
+        if let Some(date) = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        {
+            *self.server_time.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(date);
+        }
         let header_delay = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -494,3 +494,114 @@ proptest! {
         let _ = decide(&rollout(""), &observed(view), &verdict, at(100));
     }
 }
+
+/// Every combination of situation × verdict × `spec.paused`, and each kind of
+/// ownership, each pinned to its plan: one line per row in a snapshot a reviewer reads.
+#[test]
+fn the_decision_table() {
+    let r = rollout("  smokeTests: [{path: /health}]");
+    let fresh = service(json!({}));
+    let deploy = decide(&r, &observed(fresh.clone()), &Verdict::default(), at(0));
+    let starting = apply(&fresh, deploy.change.as_ref().unwrap(), false);
+    let ready = apply(&fresh, deploy.change.as_ref().unwrap(), true);
+    let (stage1, _) = at_stage(&r, 1, 0);
+    let (stage4, _) = at_stage(&rollout(""), 3, 0);
+    let with_phase = |view: &ServiceView, phase: Phase, reason: &str, reject: bool| {
+        let mut state = RolloutState::read(&view.annotations);
+        state.enter(phase, reason, at(0));
+        if reject {
+            state.reject(IMAGE);
+        }
+        let change = Change { template: None, traffic: None, annotations: state.annotations() };
+        apply(view, &change, true)
+    };
+    let situations: Vec<(&str, ServiceView, u64)> = vec![
+        ("not deployed yet", fresh.clone(), 0),
+        ("deploying, revision starting", starting.clone(), 60),
+        ("deploying, revision starting past the deadline", starting, 700),
+        ("deploying, revision ready", ready, 60),
+        ("stage 1 of 3, within its hold", stage1.clone(), 600),
+        ("stage 1 of 3, hold over", stage1.clone(), 3600),
+        ("stage 3 of 3, hold over", stage4, 3600),
+        ("waiting for data", with_phase(&stage1, Phase::Waiting, "waiting for data", false), 3700),
+        ("paused by a failed gate", with_phase(&stage1, Phase::Paused, "GateFailed: x", false), 3700),
+        ("paused by spec.paused", with_phase(&stage1, Phase::Paused, "paused by spec.paused", false), 3700),
+        ("rolled back", with_phase(&stage1, Phase::RolledBack, "rolled back: x", true), 3700),
+        ("failed", with_phase(&stage1, Phase::Failed, "SmokeTestFailed: x", true), 3700),
+    ];
+    let verdicts: Vec<(&str, Verdict)> = vec![
+        ("all pass", Verdict { smoke: Some(Smoke::Passed), ..verdict(Outcome::Pass, Outcome::Pass) }),
+        ("trigger fails", Verdict { smoke: Some(Smoke::Passed), ..verdict(Outcome::Pass, Outcome::Fail) }),
+        ("gate fails", Verdict { smoke: Some(Smoke::Passed), ..verdict(Outcome::Fail, Outcome::Pass) }),
+        (
+            "inconclusive",
+            Verdict { smoke: Some(Smoke::Passed), ..verdict(Outcome::Inconclusive, Outcome::Inconclusive) },
+        ),
+        (
+            "metrics error",
+            Verdict { metrics_error: Some("timeout".into()), smoke: Some(Smoke::Passed), ..Verdict::default() },
+        ),
+        (
+            "smoke test fails",
+            Verdict { smoke: Some(Smoke::Failed("GET /health answered 503".into())), ..Verdict::default() },
+        ),
+    ];
+    let show = |plan: &Plan| {
+        let traffic = |s: &BTreeMap<String, u32>| {
+            s.iter()
+                .map(|(r, p)| format!("{}={p}", if r == STABLE { "stable" } else { "canary" }))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{:?} {} -> {} [{}] {:?}: {}",
+            plan.action,
+            plan.phase_before.map_or("-", |p| p.name()),
+            plan.phase_after,
+            traffic(&plan.traffic_after),
+            plan.result,
+            plan.reason.replace(plan.state.canary.as_deref().unwrap_or("\u{0}"), "CANARY"),
+        )
+    };
+    let mut lines = Vec::new();
+    for (situation, view, t) in &situations {
+        for (name, v) in &verdicts {
+            for paused in [false, true] {
+                let mut r = if situation.starts_with("stage 3") { rollout("") } else { r.clone() };
+                r.spec.paused = paused;
+                let plan = decide(&r, &observed(view.clone()), v, at(*t));
+                lines.push(format!("{situation} | {name} | paused={paused} => {}", show(&plan)));
+            }
+        }
+    }
+    let mut foreign = service(json!({"canary/owner": "checkout"}));
+    lines.push(format!(
+        "owned by another rollout => {}",
+        show(&decide(&r, &observed(foreign.clone()), &Verdict::default(), at(0)))
+    ));
+    foreign.annotations.clear();
+    let mut no_adopt = r.clone();
+    no_adopt.spec.adopt = false;
+    lines.push(format!(
+        "unowned, adopt: false => {}",
+        show(&decide(&no_adopt, &observed(foreign.clone()), &Verdict::default(), at(0)))
+    ));
+    lines.push(format!(
+        "unowned, adopt: true => {}",
+        show(&decide(&r, &observed(foreign.clone()), &Verdict::default(), at(0)))
+    ));
+    foreign.statuses.push(crate::cloudrun::service::TargetStatus {
+        revision: "other".into(),
+        percent: 0,
+        tag: None,
+        uri: None,
+    });
+    foreign.statuses[0].percent = 60;
+    foreign.statuses[1].percent = 40;
+    lines.push(format!(
+        "unowned, traffic split => {}",
+        show(&decide(&r, &observed(foreign), &Verdict::default(), at(0)))
+    ));
+    lines.push(format!("service missing => {}", show(&decide(&r, &Observed::Missing, &Verdict::default(), at(0)))));
+    insta::assert_snapshot!(lines.join("\n"));
+}

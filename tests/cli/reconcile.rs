@@ -382,3 +382,46 @@ fn a_crash_at_any_call_of_a_pass_converges_without_a_duplicate_revision() {
         assert_eq!(r.revisions().len(), 2, "crash at {method} {path}: {:?}", r.revisions());
     }
 }
+
+/// 503s and 429s with Retry-After are retried (reads and refused writes); a 500 on a
+/// write is not retried blindly: the pass reports it, and the next pass converges.
+#[test]
+fn throttling_is_retried_and_a_failed_write_is_never_blindly_repeated() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    for fault in [
+        json!({"method": "GET", "pathContains": "/services", "status": 503, "times": 2, "retryAfterSeconds": 0}),
+        json!({"method": "PATCH", "status": 429, "times": 1, "retryAfterSeconds": 1}),
+    ] {
+        r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+    }
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["action"].as_str()), (0, Some("deploy")), "{results:?}");
+    let log = r.emulator.get("/emulator/v1/requests");
+    let patches: Vec<u64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "PATCH")
+        .map(|c| c["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(patches, [429, 200]);
+    r.advance(30);
+    let fault = json!({"method": "PATCH", "status": 500, "times": 1});
+    r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+    let out = r.canary(&["reconcile", "--once", "manifests"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains(
+            "the write failed: PATCH /v2/projects/demo-project/locations/us-central1/services/api: 500 INTERNAL"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let log = r.emulator.get("/emulator/v1/requests");
+    let failed_writes = log.as_array().unwrap().iter().filter(|c| c["method"] == "PATCH" && c["status"] == 500).count();
+    assert_eq!(failed_writes, 1, "never blindly retried");
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["action"].as_str()), (0, Some("setTraffic")));
+    assert_eq!(r.revisions().len(), 2);
+}
