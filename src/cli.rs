@@ -11,6 +11,7 @@ use crate::diagnostic::{self, Colour, Diagnostic};
 use crate::emulator;
 use crate::error::{Error, Exit};
 use crate::manifest::{self, schema};
+use crate::operate;
 use crate::output;
 use crate::platform::Gcp;
 use crate::reconcile::{self, Mode};
@@ -90,6 +91,22 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Hold a rollout at its current stage (rollback triggers still apply).
+    Pause(Target),
+    /// Carry on after `canary pause`, a failed gate, or a lack of data.
+    Resume(Target),
+    /// Finish the current stage now (its hold and gates; not the rollback triggers).
+    Promote {
+        #[command(flatten)]
+        target: Target,
+        /// Go straight to Promoted.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Roll back now and reject the image.
+    Abort(Target),
+    /// Clear the rejection of the manifest's image, so it is deployed again.
+    Retry(Target),
     /// Print the manifest JSON Schema, or check that the committed copy is current.
     Schema {
         /// Fail if the committed schema differs from this build's.
@@ -99,6 +116,16 @@ enum Command {
         #[arg(long, default_value = schema::SCHEMA_PATH)]
         file: PathBuf,
     },
+}
+
+/// Which rollout a manual command is for.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The rollout's name (`metadata.name`).
+    name: String,
+    /// Where the manifests are.
+    #[arg(short = 'f', long = "manifests", default_value = "manifests/")]
+    manifests: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,6 +167,11 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
             }
         }
         Command::Status { name, manifests, output } => status(name.as_deref(), &manifests, output),
+        Command::Pause(target) => operate(&target, operate::Command::Pause),
+        Command::Resume(target) => operate(&target, operate::Command::Resume),
+        Command::Promote { target, full } => operate(&target, operate::Command::Promote { full }),
+        Command::Abort(target) => operate(&target, operate::Command::Abort),
+        Command::Retry(target) => operate(&target, operate::Command::Retry),
         Command::Emulator {
             listen,
             time_scale,
@@ -332,6 +364,26 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
         other => print_value(&serde_json::Value::Array(statuses), other),
     }
     Ok(exit.and(if outcomes.iter().any(|o| o.error.is_some()) { Exit::Runtime } else { Exit::Ok }))
+}
+
+fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
+    let (rollouts, _) = load_valid(std::slice::from_ref(&target.manifests));
+    let Some(rollout) = rollouts.into_iter().find(|r| r.metadata.name == target.name) else {
+        return Err(Error::Usage(format!(
+            "no valid manifest named `{}` under {}",
+            target.name,
+            target.manifests.display()
+        )));
+    };
+    let platform = Gcp::from_environment().map_err(Error::Runtime)?;
+    match runtime()?.block_on(operate::run(&platform, &rollout, command)) {
+        Ok(message) => {
+            println!("{message}");
+            Ok(Exit::Ok)
+        }
+        Err(operate::Refusal::Invalid(why)) => Err(Error::Usage(why)),
+        Err(operate::Refusal::Api(why)) => Err(Error::Runtime(why)),
+    }
 }
 
 fn run_emulator(options: emulator::ServeOptions) -> Result<Exit, Error> {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
 use crate::cloudrun::service::{CANARY_TAG, Change, Readiness, STABLE_TAG, ServiceView, Target, canary_template};
 use crate::manifest::types::{CanaryRollout, GateFailurePolicy};
-use crate::state::{Phase, RolloutState};
+use crate::state::{Phase, Request, RolloutState};
 
 /// How long a new revision may take to become Ready.
 pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
@@ -26,6 +26,7 @@ const POLL: Duration = Duration::from_secs(10);
 /// How soon to look again when nothing is going on.
 const IDLE: Duration = Duration::from_secs(300);
 const SPEC_PAUSE: &str = "paused by spec.paused";
+const CLI_PAUSE: &str = "paused with `canary pause`";
 
 /// What Cloud Run says about the service.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,7 +261,11 @@ impl<'a> Decision<'a> {
         }
     }
 
-    fn deploying(self) -> Plan {
+    fn deploying(mut self) -> Plan {
+        if self.state.request == Some(Request::Abort) {
+            self.state.request = None;
+            return self.roll_back("aborted with `canary abort` before the canary got traffic".to_owned());
+        }
         let canary = self.state.canary.clone().unwrap_or_default();
         let started = self.state.stage_started.unwrap_or(self.now);
         let waited = self.now.duration_since(started).unwrap_or_default();
@@ -282,9 +287,9 @@ impl<'a> Decision<'a> {
         if let Some(check) = self.verdict.failed_trigger().cloned() {
             return self.roll_back(format!("rollback trigger {}", describe(&check)));
         }
-        if self.rollout.spec.paused {
+        if self.rollout.spec.paused || self.state.paused_by.is_some() {
             let requeue = POLL.max(self.interval());
-            return self.wait(format!("{SPEC_PAUSE}: {canary} is ready and stays at 0%"), requeue);
+            return self.wait(format!("paused: {canary} is ready and stays at 0%"), requeue);
         }
         if !self.rollout.spec.smoke_tests.is_empty() {
             match &self.verdict.smoke {
@@ -307,23 +312,50 @@ impl<'a> Decision<'a> {
         let interval = self.interval();
         let stages = self.rollout.spec.stages.len().max(1);
         let stage = self.state.stage.clamp(1, stages);
+        if self.state.request == Some(Request::Abort) {
+            self.state.request = None;
+            return self.roll_back("aborted with `canary abort`".to_owned());
+        }
         let paused = self.state.phase == Some(Phase::Paused);
-        // Paused by a gate or for lack of data: a person decides (resume, promote, abort),
-        // and `spec.paused` coming or going does not change that.
-        if paused && self.state.reason != SPEC_PAUSE {
+        // Paused by a failed gate or for lack of data: a person decides (resume, promote,
+        // abort), and `spec.paused` coming or going does not change that.
+        let held_for_a_person = paused && self.state.reason != SPEC_PAUSE && self.state.reason != CLI_PAUSE;
+        if held_for_a_person && self.state.request.is_none() {
             let reason = self.state.reason.clone();
             return self.wait(reason, interval);
         }
-        if self.rollout.spec.paused {
-            if paused {
+        if self.rollout.spec.paused && !held_for_a_person {
+            // `spec.paused` holds the stage; manual requests wait until it is lifted.
+            if paused && self.state.reason == SPEC_PAUSE {
                 return self.wait(SPEC_PAUSE, interval);
             }
-            self.state.enter(Phase::Paused, SPEC_PAUSE, self.now);
+            self.pause(SPEC_PAUSE);
             return self.write(Action::Annotate, None, None, Result_::Steady, interval);
         }
+        if self.state.request == Some(Request::Resume) {
+            self.state.request = None;
+            self.state.paused_by = None;
+            if paused {
+                self.resume(stage);
+            }
+            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+        }
+        if self.state.paused_by.is_some() && !held_for_a_person {
+            if paused {
+                return self.wait(CLI_PAUSE, interval);
+            }
+            self.pause(CLI_PAUSE);
+            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+        }
+        match self.state.request.take() {
+            Some(Request::PromoteFull) => return self.promote(),
+            Some(Request::Promote) if stage >= stages => return self.promote(),
+            Some(Request::Promote) => return self.advance_to(stage + 1),
+            _ => {}
+        }
         if paused {
-            let reason = self.holding_reason(stage);
-            self.state.enter(Phase::Progressing, reason, self.now);
+            // `spec.paused` was lifted.
+            self.resume(stage);
             return self.write(Action::Annotate, None, None, Result_::Steady, interval);
         }
         let hold = self
@@ -383,6 +415,7 @@ impl<'a> Decision<'a> {
         self.state.previous_stage_started = if self.state.stage >= 1 { self.state.stage_started } else { None };
         self.state.stage = stage;
         self.state.stage_started = Some(self.now);
+        self.state.paused_at = None;
         let reason = self.holding_reason(stage);
         self.state.enter(Phase::Progressing, reason, self.now);
         let traffic = self.traffic(&stable, Some((&canary, weight)));
@@ -415,6 +448,24 @@ impl<'a> Decision<'a> {
         self.state.reject(&image);
         self.state.enter(Phase::Failed, reason, self.now);
         self.write(Action::Annotate, None, None, Result_::Failed, IDLE)
+    }
+
+    /// Holds the stage; the time until [`Decision::resume`] does not count toward its hold.
+    fn pause(&mut self, reason: &str) {
+        if self.state.paused_at.is_none() {
+            self.state.paused_at = Some(self.now);
+        }
+        self.state.enter(Phase::Paused, reason, self.now);
+    }
+
+    /// Carries on with the stage, its start moved later by the time spent paused.
+    fn resume(&mut self, stage: usize) {
+        if let (Some(paused_at), Some(started)) = (self.state.paused_at.take(), self.state.stage_started) {
+            let paused_for = self.now.duration_since(paused_at).unwrap_or_default();
+            self.state.stage_started = Some(started + paused_for);
+        }
+        let reason = self.holding_reason(stage);
+        self.state.enter(Phase::Progressing, reason, self.now);
     }
 
     fn holding_reason(&self, stage: usize) -> String {

@@ -12,6 +12,7 @@ pub mod emulator;
 pub mod error;
 pub mod hash;
 pub mod manifest;
+pub mod operate;
 pub mod output;
 pub mod platform;
 pub mod reconcile;

@@ -22,6 +22,9 @@ const CANARY: &str = "canary/canary";
 const IMAGE: &str = "canary/image";
 const REJECTED: &str = "canary/rejected";
 const HISTORY: &str = "canary/history";
+const PAUSED_BY: &str = "canary/paused-by";
+const PAUSED_AT: &str = "canary/paused-at";
+const REQUEST: &str = "canary/request";
 /// How many transitions the history keeps (the newest).
 const HISTORY_CAP: usize = 30;
 
@@ -108,6 +111,40 @@ pub struct RolloutState {
     /// Images rolled back or failed: not deployed again until they change or `retry`.
     pub rejected: Vec<String>,
     pub history: Vec<Transition>,
+    /// Who paused the rollout by hand (`canary pause`), if someone did.
+    pub paused_by: Option<String>,
+    /// When the current pause began: paused time does not count toward a hold.
+    pub paused_at: Option<SystemTime>,
+    /// A manual command for the next pass to act on.
+    pub request: Option<Request>,
+}
+
+/// What an operator asked for with `canary promote` / `canary abort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Finish the current stage now (its hold and gates; triggers still apply).
+    Promote,
+    /// Go straight to Promoted.
+    PromoteFull,
+    /// Roll back now and reject the image.
+    Abort,
+    /// Carry on after `canary pause`, a failed gate or a lack of data.
+    Resume,
+}
+
+impl Request {
+    pub fn name(self) -> &'static str {
+        match self {
+            Request::Promote => "promote",
+            Request::PromoteFull => "promote-full",
+            Request::Abort => "abort",
+            Request::Resume => "resume",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Request> {
+        [Request::Promote, Request::PromoteFull, Request::Abort, Request::Resume].into_iter().find(|r| r.name() == text)
+    }
 }
 
 impl RolloutState {
@@ -127,6 +164,9 @@ impl RolloutState {
             image: get(IMAGE),
             rejected: get(REJECTED).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
             history: get(HISTORY).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
+            paused_by: get(PAUSED_BY),
+            paused_at: time(PAUSED_AT),
+            request: get(REQUEST).and_then(|r| Request::parse(&r)),
         }
     }
 
@@ -153,6 +193,9 @@ impl RolloutState {
         if !self.history.is_empty() {
             put(HISTORY, serde_json::to_string(&self.history).ok());
         }
+        put(PAUSED_BY, self.paused_by.clone());
+        put(PAUSED_AT, self.paused_at.map(rfc3339));
+        put(REQUEST, self.request.map(|r| r.name().to_owned()));
         out
     }
 
@@ -195,6 +238,9 @@ mod tests {
         state.image = Some("gcr.io/p/ion:v2".into());
         state.enter(Phase::Progressing, "holding 25% (stage 2 of 4)", now);
         state.reject("gcr.io/p/ion:v1");
+        state.paused_by = Some("cli".into());
+        state.paused_at = Some(now);
+        state.request = Some(Request::Promote);
         let back = RolloutState::read(&state.annotations());
         assert_eq!(back, state);
         assert!(state.annotations().keys().all(|k| k.starts_with(PREFIX)));

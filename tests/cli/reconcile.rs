@@ -425,3 +425,126 @@ fn throttling_is_retried_and_a_failed_write_is_never_blindly_repeated() {
     assert_eq!((exit, results[0]["action"].as_str()), (0, Some("setTraffic")));
     assert_eq!(r.revisions().len(), 2);
 }
+
+fn annotation(r: &Rollout, key: &str) -> String {
+    r.service()["annotations"][key].as_str().unwrap_or_default().to_owned()
+}
+
+fn run_ok(r: &Rollout, args: &[&str]) -> String {
+    let out = r.canary(args);
+    assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn pause_holds_the_stage_without_counting_the_time_and_resume_carries_on() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    r.advance(600);
+    let said = run_ok(&r, &["pause", "api", "-f", "manifests"]);
+    assert!(said.starts_with("api: pause requested. The next pass"), "{said}");
+    assert!(said.contains("rollback triggers still apply"), "{said}");
+    let (_, results) = r.reconcile();
+    assert_eq!((results[0]["action"].as_str(), results[0]["phaseAfter"].as_str()), (Some("annotate"), Some("Paused")));
+    r.advance(3600);
+    let (_, results) = r.reconcile();
+    assert_eq!(
+        (results[0]["action"].as_str(), results[0]["phaseAfter"].as_str()),
+        (Some("none"), Some("Paused")),
+        "held past the hold"
+    );
+    run_ok(&r, &["resume", "api", "-f", "manifests"]);
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["phaseAfter"], "Progressing");
+    // 10 minutes of the 30-minute hold were used before the pause; 15 more is not enough.
+    r.advance(900);
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["action"], "none", "paused time did not count: {results:?}");
+    r.advance(900);
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["action"], "setTraffic", "{results:?}");
+    assert_eq!(annotation(&r, "canary/stage"), "2");
+}
+
+#[test]
+fn a_paused_rollout_is_still_rolled_back_by_its_triggers() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 40.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    run_ok(&r, &["pause", "api", "-f", "manifests"]);
+    r.reconcile();
+    // The incident: the canary starts failing while paused.
+    let profile = json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4});
+    r.http.put(format!("{}/emulator/v1/profiles", r.emulator.base)).body(profile.to_string()).send().unwrap();
+    r.advance(600);
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["phaseAfter"].as_str()), (3, Some("RolledBack")), "{results:?}");
+}
+
+#[test]
+fn promote_skips_the_rest_of_the_stage_and_full_goes_straight_to_promoted() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let said = run_ok(&r, &["promote", "api", "-f", "manifests"]);
+    assert!(said.contains("skipping the rest of its hold and its gates, and moves to stage 2 (25%)"), "{said}");
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["action"], "setTraffic");
+    assert_eq!(annotation(&r, "canary/stage"), "2");
+    run_ok(&r, &["promote", "api", "--full", "-f", "manifests"]);
+    let (exit, results) = r.reconcile();
+    assert_eq!(
+        (exit, results[0]["action"].as_str(), results[0]["phaseAfter"].as_str()),
+        (0, Some("promote"), Some("Promoted"))
+    );
+    let refused = r.canary(&["promote", "api", "-f", "manifests"]);
+    assert_eq!(code(&refused), 2);
+    assert!(
+        stderr(&refused).contains("api is Promoted: only a rollout in its stages can be promoted"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn abort_rolls_back_and_rejects_and_retry_deploys_again() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let said = run_ok(&r, &["abort", "api", "-f", "manifests"]);
+    assert!(said.contains("sends 100% back to api-00001-"), "{said}");
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["action"].as_str()), (3, Some("rollback")));
+    assert_eq!(results[0]["reason"], "rolled back: aborted with `canary abort`");
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["action"], "none", "rejected until retry");
+    let said = run_ok(&r, &["retry", "api", "-f", "manifests"]);
+    assert!(said.contains("is no longer rejected"), "{said}");
+    r.advance(15);
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["action"].as_str()), (0, Some("deploy")), "{results:?}");
+    assert_eq!(r.revisions().len(), 2, "the same template, the same revision");
+}
+
+#[test]
+fn resume_cannot_override_spec_paused_and_commands_check_what_they_act_on() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "  paused: true\n");
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["phaseAfter"], "Paused");
+    let refused = r.canary(&["resume", "api", "-f", "manifests"]);
+    assert_eq!(code(&refused), 2);
+    assert!(
+        stderr(&refused).contains("paused by `spec.paused: true` in its manifest; set it to false there"),
+        "{}",
+        stderr(&refused)
+    );
+    let unknown = r.canary(&["pause", "nope", "-f", "manifests"]);
+    assert_eq!(code(&unknown), 2);
+    assert!(stderr(&unknown).contains("no valid manifest named `nope`"), "{}", stderr(&unknown));
+    let nothing = r.canary(&["retry", "api", "-f", "manifests"]);
+    assert_eq!(code(&nothing), 2);
+}
