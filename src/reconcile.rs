@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::analysis::judge::{self, Window};
+use crate::analysis::judge::{self, Metrics, Window};
 use crate::analysis::verdict::{Smoke, Verdict};
 use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
@@ -74,29 +74,74 @@ pub async fn pass<P: CloudRun + Monitoring + Clock + Prober>(
                 .collect();
         }
     };
-    // Each rollout on its own, a bounded number at a time: a slow one never holds up
-    // the others for longer than its own calls take.
-    let listed = &listed;
-    let mut outcomes: Vec<(usize, RolloutOutcome)> = futures_util::stream::iter(rollouts.iter().enumerate())
-        .map(|(i, r)| async move {
+    // Observed state per rollout, from the lists.
+    let observed: Vec<Result<Observed, String>> = rollouts
+        .iter()
+        .map(|r| {
             let key = (r.spec.project.clone(), r.spec.region.clone());
-            let outcome = match &listed[&key] {
-                Err(e) => failed(r, format!("cannot list services in {}/{}: {e}", key.0, key.1), now),
-                Ok(services) => {
-                    let observed = match services.get(&service_name(r)) {
-                        Some(raw) => Observed::Service(Box::new(ServiceView::parse(raw.clone()))),
-                        None => Observed::Missing,
-                    };
-                    one(platform, r, observed, mode, now).await
-                }
-            };
-            (i, outcome)
+            match &listed[&key] {
+                Err(e) => Err(format!("cannot list services in {}/{}: {e}", key.0, key.1)),
+                Ok(services) => Ok(match services.get(&service_name(r)) {
+                    Some(raw) => Observed::Service(Box::new(ServiceView::parse(raw.clone()))),
+                    None => Observed::Missing,
+                }),
+            }
         })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+        .collect();
+    // Judge: metrics only where a decision needs them, one pair of queries per project.
+    let mut earliest: BTreeMap<&str, SystemTime> = BTreeMap::new();
+    for (r, o) in rollouts.iter().zip(&observed) {
+        if let Ok(o) = o
+            && let Some(window) = metrics_window(r, o, now)
+        {
+            let start = judge::window_start(r, &window, now);
+            earliest.entry(r.spec.project.as_str()).and_modify(|t| *t = (*t).min(start)).or_insert(start);
+        }
+    }
+    let mut metrics: BTreeMap<String, Result<Metrics, String>> = BTreeMap::new();
+    for (project, start) in earliest {
+        let [counts, latencies] = judge::project_queries(start, now);
+        let read = match (platform.time_series(project, &counts).await, platform.time_series(project, &latencies).await)
+        {
+            (Ok(c), Ok(l)) => Ok(judge::parse(&c, &l)),
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        };
+        metrics.insert(project.to_owned(), read);
+    }
+    // Decide and act: each rollout on its own, a bounded number at a time, so a slow
+    // one never holds up the others for longer than its own calls take.
+    let metrics = &metrics;
+    let mut outcomes: Vec<(usize, RolloutOutcome)> =
+        futures_util::stream::iter(rollouts.iter().zip(observed).enumerate())
+            .map(|(i, (r, o))| async move {
+                let outcome = match o {
+                    Err(e) => failed(r, e, now),
+                    Ok(o) => one(platform, r, o, metrics.get(&r.spec.project), mode, now).await,
+                };
+                (i, outcome)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
     outcomes.sort_by_key(|(i, _)| *i);
     outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+/// The revisions and minutes to judge, when the rollout has traffic to judge.
+fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Option<Window> {
+    let Observed::Service(s) = observed else { return None };
+    if !decide::needs(r, observed).metrics {
+        return None;
+    }
+    let state = RolloutState::read(&s.annotations);
+    let stage = state.stage.clamp(1, r.spec.stages.len().max(1));
+    Some(Window {
+        canary: judge::key(&r.spec.region, state.canary.as_deref().unwrap_or_default()),
+        stable: judge::key(&r.spec.region, state.stable.as_deref().unwrap_or_default()),
+        stage_started: state.stage_started.unwrap_or(now),
+        previous_stage_started: state.previous_stage_started,
+        weight: r.spec.stages.get(stage - 1).map_or(100, |s| s.weight),
+    })
 }
 
 /// How many rollouts a pass works on at once.
@@ -118,15 +163,16 @@ fn failed(r: &CanaryRollout, error: String, now: SystemTime) -> RolloutOutcome {
 }
 
 /// Judges, decides, and (in Apply mode) writes for one rollout.
-async fn one<P: CloudRun + Monitoring + Clock + Prober>(
+async fn one<P: CloudRun + Prober>(
     platform: &P,
     r: &CanaryRollout,
     mut observed: Observed,
+    metrics: Option<&Result<Metrics, String>>,
     mode: Mode,
     now: SystemTime,
 ) -> RolloutOutcome {
     for _attempt in 0..3 {
-        let verdict = judge_now(platform, r, &observed, mode, now).await;
+        let verdict = judge_now(platform, r, &observed, metrics, mode, now).await;
         let plan = decide::decide(r, &observed, &verdict, now);
         let Observed::Service(service) = &observed else {
             return RolloutOutcome {
@@ -214,10 +260,11 @@ fn outcome_error(r: &CanaryRollout, plan: Plan, verdict: Verdict, error: String,
 }
 
 /// Smoke tests and metrics, when the decision needs them.
-async fn judge_now<P: Monitoring + Prober>(
+async fn judge_now<P: Prober>(
     platform: &P,
     r: &CanaryRollout,
     observed: &Observed,
+    metrics: Option<&Result<Metrics, String>>,
     mode: Mode,
     now: SystemTime,
 ) -> Verdict {
@@ -226,28 +273,17 @@ async fn judge_now<P: Monitoring + Prober>(
     if let (Mode::Apply, Some(uri)) = (mode, &needs.smoke_uri) {
         verdict.smoke = Some(smoke(platform, r, uri, observed).await);
     }
-    if needs.metrics
-        && let Observed::Service(s) = observed
-    {
-        let state = RolloutState::read(&s.annotations);
-        let stage = state.stage.clamp(1, r.spec.stages.len().max(1));
-        let window = Window {
-            canary: state.canary.clone().unwrap_or_default(),
-            stable: state.stable.clone().unwrap_or_default(),
-            stage_started: state.stage_started.unwrap_or(now),
-            previous_stage_started: state.previous_stage_started,
-            weight: r.spec.stages.get(stage - 1).map_or(100, |s| s.weight),
-        };
-        let [counts, latencies] = judge::queries(r, &window, now);
-        let project = &r.spec.project;
-        match (platform.time_series(project, &counts).await, platform.time_series(project, &latencies).await) {
-            (Ok(c), Ok(l)) => {
-                let metrics = judge::parse(&c, &l);
-                let (triggers, gates) = judge::judge(r, &window, &metrics);
+    if let Some(window) = metrics_window(r, observed, now) {
+        match metrics {
+            Some(Ok(metrics)) => {
+                let (triggers, gates) = judge::judge(r, &window, metrics);
                 verdict.triggers = triggers;
                 verdict.gates = gates;
             }
-            (Err(e), _) | (_, Err(e)) => verdict.metrics_error = Some(e.to_string()),
+            Some(Err(e)) => verdict.metrics_error = Some(e.clone()),
+            // Needed now but not read at the start of the pass (the service changed
+            // under it): nothing advances on data that was not read.
+            None => verdict.metrics_error = Some("metrics were not read in this pass".to_owned()),
         }
     }
     verdict

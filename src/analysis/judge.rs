@@ -30,7 +30,9 @@ pub const MIN_COMPARISON_REQUESTS: u64 = 100;
 /// Which revisions and minutes a judgement is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
+    /// [`key`] of the canary revision.
     pub canary: String,
+    /// [`key`] of the stable revision.
     pub stable: String,
     pub stage_started: SystemTime,
     pub previous_stage_started: Option<SystemTime>,
@@ -48,9 +50,9 @@ pub struct Minute {
 /// Minutes by revision, keyed by the minute's end (epoch seconds).
 pub type Metrics = BTreeMap<String, BTreeMap<u64, Minute>>;
 
-/// The two `timeSeries.list` queries a judgement needs: request counts by revision and
-/// response class, and latency distributions by revision, minute by minute.
-pub fn queries(rollout: &CanaryRollout, window: &Window, now: SystemTime) -> [Vec<(String, String)>; 2] {
+/// The earliest moment a judgement of `window` looks at: the stage's start (at 100%, the
+/// stage before's), or the longest trigger window before now, whichever is earlier.
+pub fn window_start(rollout: &CanaryRollout, window: &Window, now: SystemTime) -> SystemTime {
     let longest_for = rollout.spec.analysis.rollback.iter().map(|t| t.window.as_std()).max().unwrap_or_default();
     let from_stage = if window.weight >= 100 {
         window.previous_stage_started.unwrap_or(window.stage_started)
@@ -58,29 +60,35 @@ pub fn queries(rollout: &CanaryRollout, window: &Window, now: SystemTime) -> [Ve
         window.stage_started
     };
     let from_triggers = now.checked_sub(longest_for + Duration::from_secs(600)).unwrap_or(from_stage);
-    let start = rfc3339(from_stage.min(from_triggers));
-    let end = rfc3339(now);
-    let service = &rollout.spec.service;
+    from_stage.min(from_triggers)
+}
+
+/// The two `timeSeries.list` queries that serve every judgement in a project: request
+/// counts by revision and response class, and latency distributions by revision, minute
+/// by minute, across all services — one pair of calls per project, whatever the number
+/// of rollouts.
+pub fn project_queries(start: SystemTime, now: SystemTime) -> [Vec<(String, String)>; 2] {
+    let (start, end) = (rfc3339(start), rfc3339(now));
     let common = |metric: &str| -> Vec<(String, String)> {
         vec![
-            (
-                "filter".into(),
-                format!(
-                    "metric.type=\"{metric}\" AND resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"{service}\" AND resource.labels.location=\"{}\"",
-                    rollout.spec.region
-                ),
-            ),
+            ("filter".into(), format!("metric.type=\"{metric}\" AND resource.type=\"cloud_run_revision\"")),
             ("interval.startTime".into(), start.clone()),
             ("interval.endTime".into(), end.clone()),
             ("aggregation.alignmentPeriod".into(), "60s".into()),
             ("aggregation.perSeriesAligner".into(), "ALIGN_DELTA".into()),
             ("aggregation.crossSeriesReducer".into(), "REDUCE_SUM".into()),
+            ("aggregation.groupByFields".into(), "resource.labels.location".into()),
             ("aggregation.groupByFields".into(), "resource.labels.revision_name".into()),
         ]
     };
     let mut counts = common("run.googleapis.com/request_count");
     counts.push(("aggregation.groupByFields".into(), "metric.labels.response_code_class".into()));
     [counts, common("run.googleapis.com/request_latencies")]
+}
+
+/// How [`Metrics`] names a revision: its region and its name.
+pub fn key(location: &str, revision: &str) -> String {
+    format!("{location}/{revision}")
 }
 
 /// Reads the two queries' series into minutes by revision.
@@ -91,8 +99,7 @@ pub fn parse(counts: &[Value], latencies: &[Value]) -> Metrics {
         Some(end.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs())
     };
     for series in counts {
-        let revision =
-            series.pointer("/resource/labels/revision_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let revision = series_key(series);
         let class = series.pointer("/metric/labels/response_code_class").and_then(Value::as_str).unwrap_or_default();
         for point in series.get("points").and_then(Value::as_array).into_iter().flatten() {
             let value =
@@ -106,8 +113,7 @@ pub fn parse(counts: &[Value], latencies: &[Value]) -> Metrics {
         }
     }
     for series in latencies {
-        let revision =
-            series.pointer("/resource/labels/revision_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let revision = series_key(series);
         for point in series.get("points").and_then(Value::as_array).into_iter().flatten() {
             let dist = point.pointer("/value/distributionValue").and_then(Distribution::from_wire);
             let (Some(end), Some(dist)) = (end_of(point), dist) else { continue };
@@ -115,6 +121,11 @@ pub fn parse(counts: &[Value], latencies: &[Value]) -> Metrics {
         }
     }
     metrics
+}
+
+fn series_key(series: &Value) -> String {
+    let label = |k: &str| series.pointer(&format!("/resource/labels/{k}")).and_then(Value::as_str).unwrap_or_default();
+    key(label("location"), label("revision_name"))
 }
 
 /// Sums of some minutes of one revision.
