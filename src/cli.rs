@@ -69,6 +69,9 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
+        /// Only the rollouts of shard I of N (FNV-1a of the name, mod N).
+        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        shard: Option<Shard>,
     },
     /// One pass over every manifest: at most one change per rollout, then exit.
     Reconcile {
@@ -80,6 +83,10 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
+        /// Only the rollouts of shard I of N (FNV-1a of the name, mod N): run N
+        /// reconcilers, each with its own I, and every rollout has exactly one writer.
+        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        shard: Option<Shard>,
     },
     /// Where each rollout is, read live from Cloud Run and Cloud Monitoring.
     Status {
@@ -116,6 +123,29 @@ enum Command {
         #[arg(long, default_value = schema::SCHEMA_PATH)]
         file: PathBuf,
     },
+}
+
+/// One of N disjoint parts of the manifest set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u64,
+    count: u64,
+}
+
+impl Shard {
+    fn owns(self, name: &str) -> bool {
+        crate::hash::fnv1a(name) % self.count == self.index
+    }
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let bad = || format!("`{text}` is not a shard: write I/N with 0 <= I < N, like 0/3");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (index, count) = (i.trim().parse::<u64>().map_err(|_| bad())?, n.trim().parse::<u64>().map_err(|_| bad())?);
+    if count == 0 || index >= count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
 }
 
 /// Which rollout a manual command is for.
@@ -156,10 +186,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
             Ok(validate(&paths, if output == Format::Yaml { Format::Json } else { output }))
         }
         Command::Schema { check, file } => schema_command(check, &file),
-        Command::Plan { paths, output } => run_pass(&paths, Mode::Plan, output),
-        Command::Reconcile { once, paths, output } => {
+        Command::Plan { paths, output, shard } => run_pass(&paths, Mode::Plan, output, shard),
+        Command::Reconcile { once, paths, output, shard } => {
             if once {
-                run_pass(&paths, Mode::Apply, output)
+                run_pass(&paths, Mode::Apply, output, shard)
             } else {
                 Err(Error::Usage(
                     "`canary reconcile` needs `--once`; to reconcile continuously, run `canary watch`".to_owned(),
@@ -290,7 +320,11 @@ fn list(paths: &[PathBuf]) -> String {
 
 /// Loads the manifests, reporting invalid ones the way `validate` does (on stderr).
 fn load_valid(paths: &[PathBuf]) -> (Vec<crate::manifest::CanaryRollout>, Exit) {
-    let set = manifest::load(paths);
+    report_set(&manifest::load(paths))
+}
+
+/// Reports a loaded set's problems on stderr; returns its valid rollouts.
+fn report_set(set: &manifest::ManifestSet) -> (Vec<crate::manifest::CanaryRollout>, Exit) {
     let mut exit = Exit::Ok;
     for unreadable in &set.unreadable {
         report(&Error::Unreadable(unreadable.clone()));
@@ -318,10 +352,26 @@ fn print_value(value: &serde_json::Value, output: Format) {
     }
 }
 
-fn run_pass(paths: &[PathBuf], mode: Mode, output: Format) -> Result<Exit, Error> {
-    let (rollouts, mut exit) = load_valid(paths);
+fn run_pass(paths: &[PathBuf], mode: Mode, output: Format, shard: Option<Shard>) -> Result<Exit, Error> {
+    let set = manifest::load(paths);
+    let (rollouts, mut exit) = report_set(&set);
+    let mine = |name: &str| shard.is_none_or(|s| s.owns(name));
+    let rollouts: Vec<_> = rollouts.into_iter().filter(|r| mine(&r.metadata.name)).collect();
+    // Invalid edits of rollouts under way are held, not dropped (see reconcile).
+    let invalid: Vec<reconcile::Invalid> = set
+        .manifests
+        .iter()
+        .filter(|m| m.rollout.is_none())
+        .filter_map(|m| {
+            let name = m.name.clone()?;
+            let (project, region, service) = m.target.clone()?;
+            let taken =
+                rollouts.iter().any(|r| r.metadata.name == name) || set.valid().any(|r| r.metadata.name == name);
+            (!taken && mine(&name)).then_some(reconcile::Invalid { name, project, region, service })
+        })
+        .collect();
     let platform = Gcp::from_environment().map_err(Error::Runtime)?;
-    let outcomes = runtime()?.block_on(reconcile::pass(&platform, &rollouts, mode));
+    let outcomes = runtime()?.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, mode));
     match output {
         Format::Text => print!("{}", output::pass_table(&outcomes)),
         other => print_value(&output::pass_json(&outcomes), other),

@@ -25,7 +25,15 @@ pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_secs(10);
 /// How soon to look again when nothing is going on.
 const IDLE: Duration = Duration::from_secs(300);
-const SPEC_PAUSE: &str = "paused by spec.paused";
+pub const SPEC_PAUSE: &str = "paused by spec.paused";
+/// The reason a rollout whose manifest became invalid is held with (see `reconcile`).
+pub const FROZEN: &str =
+    "frozen: the manifest is invalid; traffic stays as it is and the last valid rollback triggers still apply";
+
+/// A pause canary made itself and lifts itself: `spec.paused`, or a frozen invalid edit.
+fn machine_pause(reason: &str) -> bool {
+    reason == SPEC_PAUSE || reason == FROZEN
+}
 const CLI_PAUSE: &str = "paused with `canary pause`";
 
 /// What Cloud Run says about the service.
@@ -319,15 +327,16 @@ impl<'a> Decision<'a> {
         let paused = self.state.phase == Some(Phase::Paused);
         // Paused by a failed gate or for lack of data: a person decides (resume, promote,
         // abort), and `spec.paused` coming or going does not change that.
-        let held_for_a_person = paused && self.state.reason != SPEC_PAUSE && self.state.reason != CLI_PAUSE;
+        let held_for_a_person = paused && !machine_pause(&self.state.reason) && self.state.reason != CLI_PAUSE;
         if held_for_a_person && self.state.request.is_none() {
             let reason = self.state.reason.clone();
             return self.wait(reason, interval);
         }
         if self.rollout.spec.paused && !held_for_a_person {
             // `spec.paused` holds the stage; manual requests wait until it is lifted.
-            if paused && self.state.reason == SPEC_PAUSE {
-                return self.wait(SPEC_PAUSE, interval);
+            if paused && machine_pause(&self.state.reason) {
+                let reason = self.state.reason.clone();
+                return self.wait(reason, interval);
             }
             self.pause(SPEC_PAUSE);
             return self.write(Action::Annotate, None, None, Result_::Steady, interval);
@@ -511,7 +520,7 @@ impl<'a> Decision<'a> {
     }
 
     fn write(
-        self,
+        mut self,
         action: Action,
         template: Option<serde_json::Value>,
         traffic: Option<Vec<Target>>,
@@ -528,6 +537,7 @@ impl<'a> Decision<'a> {
             }
             None => self.split.clone(),
         };
+        self.state.applied = serde_json::to_string(self.rollout).ok();
         let phase = self.state.phase.unwrap_or(Phase::Pending);
         Plan {
             phase_before: self.before,

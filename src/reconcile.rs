@@ -50,6 +50,65 @@ pub async fn pass<P: CloudRun + Monitoring + Clock + Prober>(
     rollouts: &[CanaryRollout],
     mode: Mode,
 ) -> Vec<RolloutOutcome> {
+    pass_with_invalid(platform, rollouts, &[], mode).await
+}
+
+/// A manifest that is invalid now: which rollout and service it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub name: String,
+    pub project: String,
+    pub region: String,
+    pub service: String,
+}
+
+/// Runs one pass over `rollouts`, and holds the rollouts whose manifests are `invalid`
+/// (an edit that does not validate) at their current traffic, protected by the rollback
+/// triggers of the last valid manifest they were applied with.
+pub async fn pass_with_invalid<P: CloudRun + Monitoring + Clock + Prober>(
+    platform: &P,
+    rollouts: &[CanaryRollout],
+    invalid: &[Invalid],
+    mode: Mode,
+) -> Vec<RolloutOutcome> {
+    let mut listed_invalid: BTreeMap<(String, String), Result<Vec<Value>, ApiFailure>> = BTreeMap::new();
+    for i in invalid {
+        let key = (i.project.clone(), i.region.clone());
+        if let std::collections::btree_map::Entry::Vacant(slot) = listed_invalid.entry(key) {
+            let (project, region) = slot.key().clone();
+            slot.insert(platform.list_services(&project, &region).await);
+        }
+    }
+    // The last valid manifest of each invalid one whose rollout is under way, held.
+    let mut frozen: Vec<(CanaryRollout, String)> = Vec::new();
+    for i in invalid {
+        let Some(Ok(services)) = listed_invalid.get(&(i.project.clone(), i.region.clone())) else { continue };
+        let name = format!("projects/{}/locations/{}/services/{}", i.project, i.region, i.service);
+        let Some(raw) = services.iter().find(|s| s.get("name").and_then(Value::as_str) == Some(name.as_str())) else {
+            continue;
+        };
+        let state = RolloutState::read(&ServiceView::parse(raw.clone()).annotations);
+        if state.owner.as_deref() != Some(i.name.as_str()) || !state.phase.is_some_and(crate::state::Phase::in_progress)
+        {
+            continue;
+        }
+        let Some(text) = state.applied else { continue };
+        let Ok(mut applied) = serde_json::from_str::<CanaryRollout>(&text) else { continue };
+        applied.spec.paused = true;
+        frozen.push((applied, text));
+    }
+    let all: Vec<CanaryRollout> = rollouts.iter().cloned().chain(frozen.iter().map(|(r, _)| r.clone())).collect();
+    let originals: Vec<Option<String>> =
+        std::iter::repeat_n(None, rollouts.len()).chain(frozen.iter().map(|(_, t)| Some(t.clone()))).collect();
+    run_pass(platform, &all, &originals, mode).await
+}
+
+async fn run_pass<P: CloudRun + Monitoring + Clock + Prober>(
+    platform: &P,
+    rollouts: &[CanaryRollout],
+    originals: &[Option<String>],
+    mode: Mode,
+) -> Vec<RolloutOutcome> {
     // Observe: one list per project/region, whatever the number of rollouts.
     let mut listed: BTreeMap<(String, String), Result<BTreeMap<String, Value>, ApiFailure>> = BTreeMap::new();
     for r in rollouts {
@@ -114,9 +173,10 @@ pub async fn pass<P: CloudRun + Monitoring + Clock + Prober>(
     let mut outcomes: Vec<(usize, RolloutOutcome)> =
         futures_util::stream::iter(rollouts.iter().zip(observed).enumerate())
             .map(|(i, (r, o))| async move {
+                let frozen = originals.get(i).and_then(Option::as_deref);
                 let outcome = match o {
                     Err(e) => failed(r, e, now),
-                    Ok(o) => one(platform, r, o, metrics.get(&r.spec.project), mode, now).await,
+                    Ok(o) => one(platform, r, o, metrics.get(&r.spec.project), frozen, mode, now).await,
                 };
                 (i, outcome)
             })
@@ -168,12 +228,25 @@ async fn one<P: CloudRun + Prober>(
     r: &CanaryRollout,
     mut observed: Observed,
     metrics: Option<&Result<Metrics, String>>,
+    frozen: Option<&str>,
     mode: Mode,
     now: SystemTime,
 ) -> RolloutOutcome {
     for _attempt in 0..3 {
         let verdict = judge_now(platform, r, &observed, metrics, mode, now).await;
-        let plan = decide::decide(r, &observed, &verdict, now);
+        let mut plan = decide::decide(r, &observed, &verdict, now);
+        if let Some(original) = frozen {
+            // Held as if paused, but said as it is, and the last valid manifest kept as
+            // the applied one (not this held copy of it).
+            if plan.reason.starts_with(decide::SPEC_PAUSE) {
+                plan.reason = decide::FROZEN.to_owned();
+                plan.state.reason = decide::FROZEN.to_owned();
+            }
+            plan.state.applied = Some(original.to_owned());
+            if let Some(change) = &mut plan.change {
+                change.annotations = plan.state.annotations();
+            }
+        }
         let Observed::Service(service) = &observed else {
             return RolloutOutcome {
                 name: r.metadata.name.clone(),

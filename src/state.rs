@@ -25,6 +25,9 @@ const HISTORY: &str = "canary/history";
 const PAUSED_BY: &str = "canary/paused-by";
 const PAUSED_AT: &str = "canary/paused-at";
 const REQUEST: &str = "canary/request";
+/// The last valid manifest applied, compact: it keeps protecting a rollout whose
+/// manifest has since become invalid.
+pub const APPLIED_SPEC: &str = "canary/spec";
 /// How many transitions the history keeps (the newest).
 const HISTORY_CAP: usize = 30;
 
@@ -117,6 +120,8 @@ pub struct RolloutState {
     pub paused_at: Option<SystemTime>,
     /// A manual command for the next pass to act on.
     pub request: Option<Request>,
+    /// The last valid manifest applied, as compact JSON.
+    pub applied: Option<String>,
 }
 
 /// What an operator asked for with `canary promote` / `canary abort`.
@@ -167,6 +172,7 @@ impl RolloutState {
             paused_by: get(PAUSED_BY),
             paused_at: time(PAUSED_AT),
             request: get(REQUEST).and_then(|r| Request::parse(&r)),
+            applied: get(APPLIED_SPEC),
         }
     }
 
@@ -196,6 +202,7 @@ impl RolloutState {
         put(PAUSED_BY, self.paused_by.clone());
         put(PAUSED_AT, self.paused_at.map(rfc3339));
         put(REQUEST, self.request.map(|r| r.name().to_owned()));
+        put(APPLIED_SPEC, self.applied.clone());
         out
     }
 

@@ -26,6 +26,9 @@ pub struct Manifest {
     pub name: Option<String>,
     /// The rollout, when the document has no problem at all.
     pub rollout: Option<CanaryRollout>,
+    /// `spec.project`, `spec.region` and `spec.service`, when the document names them,
+    /// valid or not: an invalid edit still says which service it is about.
+    pub target: Option<(String, String, String)>,
 }
 
 /// Everything found under the named paths.
@@ -117,7 +120,14 @@ fn check_document(file: &str, doc: &Document) -> (Manifest, Vec<Diagnostic>) {
         position: doc.index.value(""),
         name: doc.value.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned),
         rollout: None,
+        target: None,
     };
+    let text = |p: &str| doc.value.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    if let (Some(project), Some(region), Some(service)) =
+        (text("/spec/project"), text("/spec/region"), text("/spec/service"))
+    {
+        manifest.target = Some((project, region, service));
+    }
     let findings = validate(&doc.value);
     let diagnostics: Vec<Diagnostic> = match findings {
         Ok(rollout) => {

@@ -548,3 +548,178 @@ fn resume_cannot_override_spec_paused_and_commands_check_what_they_act_on() {
     let nothing = r.canary(&["retry", "api", "-f", "manifests"]);
     assert_eq!(code(&nothing), 2);
 }
+
+#[test]
+fn an_invalid_edit_freezes_the_rollout_and_its_last_valid_triggers_still_protect_it() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 40.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    r.advance(15);
+    let split = r.service()["trafficStatuses"].clone();
+    // Someone pushes a broken edit.
+    std::fs::write(r.manifests().join("api.yaml"), "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {name: api}\nspec: {project: demo-project, region: us-central1, service: api, stagse: []}\n").unwrap();
+    let (exit, results) = r.reconcile();
+    assert_eq!(exit, 2);
+    assert_eq!(results[0]["name"], "api");
+    assert_eq!(results[0]["phaseAfter"], "Paused");
+    assert!(results[0]["reason"].as_str().unwrap().starts_with("frozen: the manifest is invalid"), "{results:?}");
+    r.advance(3 * 3600);
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["action"], "none", "held well past the hold: {results:?}");
+    assert_eq!(r.service()["trafficStatuses"], split, "traffic as it was");
+    // The incident: the frozen rollout's last valid triggers still roll it back.
+    let profile = json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4});
+    r.http.put(format!("{}/emulator/v1/profiles", r.emulator.base)).body(profile.to_string()).send().unwrap();
+    r.advance(600);
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["phaseAfter"].as_str()), (3, Some("RolledBack")), "{results:?}");
+}
+
+#[test]
+fn fixing_an_invalid_edit_resumes_and_stage_edits_continue_from_the_current_stage() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    r.advance(1900);
+    r.run_until(60, 3, |res| res["action"] == "setTraffic");
+    assert_eq!(annotation(&r, "canary/stage"), "2");
+    std::fs::write(r.manifests().join("api.yaml"), "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {name: api}\nspec: {project: demo-project, region: us-central1, service: api, stagse: []}\n").unwrap();
+    r.reconcile();
+    r.advance(600);
+    // The fix changes only the stages: 5 / 25 / 75 / 100.
+    let fixed = std::fs::read_to_string(r.manifests().join("api.yaml")).unwrap();
+    assert!(fixed.contains("stagse"));
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let edited = std::fs::read_to_string(r.manifests().join("api.yaml"))
+        .unwrap()
+        .replace("{weight: 50, hold: 30m}", "{weight: 75, hold: 30m}");
+    std::fs::write(r.manifests().join("api.yaml"), edited).unwrap();
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["phaseAfter"].as_str()), (0, Some("Progressing")), "{results:?}");
+    assert_eq!(annotation(&r, "canary/stage"), "2", "still at stage 2");
+    let steps = r.run_until(300, 12, |res| res["action"] == "setTraffic");
+    let last = &steps.last().unwrap()["result"];
+    assert!(last["trafficAfter"].as_object().unwrap().values().any(|v| v == 75), "the edited stage 3 weight: {last}");
+}
+
+#[test]
+fn a_new_image_mid_rollout_restarts_at_deploy_while_stable_keeps_serving() {
+    let r = Rollout::start(
+        r#"  - {image: "gcr.io/demo/api:v2"}
+  - {image: "gcr.io/demo/api:v3"}"#,
+        20.0,
+    );
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let first_canary = annotation(&r, "canary/canary");
+    r.advance(15);
+    r.manifest("api.yaml", "gcr.io/demo/api:v3", "");
+    let (exit, results) = r.reconcile();
+    assert_eq!(
+        (exit, results[0]["action"].as_str(), results[0]["phaseAfter"].as_str()),
+        (0, Some("deploy"), Some("Deploying"))
+    );
+    let stable = annotation(&r, "canary/stable");
+    assert_eq!(results[0]["trafficAfter"], json!({stable.as_str(): 100}), "stable serves everything while v3 starts");
+    assert_ne!(annotation(&r, "canary/canary"), first_canary);
+    let steps = r.run_until(300, 40, |res| res["phaseAfter"] == "Promoted");
+    assert_eq!(phase(steps.last().unwrap()), "Promoted");
+    assert_eq!(r.service()["template"]["containers"][0]["image"], "gcr.io/demo/api:v3");
+}
+
+/// Two reconcilers on the same manifests, passes interleaved, with etag conflicts and
+/// stale reads injected: they converge on what one would reach, with no duplicate
+/// revision and no lost transition.
+#[test]
+fn two_reconcilers_racing_converge() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    for fault in [
+        json!({"kind": "etagConflict", "method": "PATCH", "probability": 0.3}),
+        json!({"kind": "staleRead", "method": "GET", "pathContains": "/services/api", "probability": 0.3}),
+    ] {
+        r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+    }
+    let spawn = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+            .current_dir(r.dir.path())
+            .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
+            .args(["reconcile", "--once", "manifests"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for _ in 0..40 {
+        let (mut a, mut b) = (spawn(), spawn());
+        let _ = (a.wait(), b.wait());
+        if annotation(&r, "canary/phase") == "Promoted" {
+            break;
+        }
+        r.advance(300);
+    }
+    r.http.delete(format!("{}/emulator/v1/faults", r.emulator.base)).send().unwrap();
+    assert_eq!(annotation(&r, "canary/phase"), "Promoted");
+    assert_eq!(r.revisions().len(), 2, "{:?}", r.revisions());
+    let history: Vec<Value> = serde_json::from_str(&annotation(&r, "canary/history")).unwrap();
+    let phases: Vec<&str> = history.iter().map(|h| h["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["Deploying", "Progressing", "Promoted"], "{history:?}");
+}
+
+/// With 30% of API calls failing (503, and 429 with Retry-After), rollouts still
+/// complete, with no duplicate revision and every transition recorded.
+#[test]
+fn rollouts_complete_with_30_percent_of_calls_failing() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    for fault in [
+        json!({"status": 503, "probability": 0.15}),
+        json!({"status": 429, "probability": 0.18, "retryAfterSeconds": 0}),
+    ] {
+        r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+    }
+    let steps = r.run_until(300, 60, |res| res["phaseAfter"] == "Promoted");
+    r.http.delete(format!("{}/emulator/v1/faults", r.emulator.base)).send().unwrap();
+    assert_eq!(phase(steps.last().unwrap()), "Promoted", "{steps:#?}");
+    let log = r.emulator.get("/emulator/v1/requests");
+    let failed = log.as_array().unwrap().iter().filter(|c| c["status"] == 503 || c["status"] == 429).count();
+    assert!(
+        failed * 100 / log.as_array().unwrap().len() >= 20,
+        "{failed} of {} calls failed",
+        log.as_array().unwrap().len()
+    );
+    assert_eq!(r.revisions().len(), 2);
+    let history: Vec<Value> = serde_json::from_str(&annotation(&r, "canary/history")).unwrap();
+    let phases: Vec<&str> = history.iter().map(|h| h["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["Deploying", "Progressing", "Promoted"]);
+}
+
+#[test]
+fn shards_split_the_set_between_reconcilers() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
+    let body = json!({"template": {"containers": [{"image": "gcr.io/demo/api:v1"}]}});
+    r.http
+        .post(format!("{}/v2/projects/demo-project/locations/us-central1/services?serviceId=web", r.emulator.base))
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    r.advance(15);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let web = std::fs::read_to_string(r.manifests().join("api.yaml"))
+        .unwrap()
+        .replace("name: api", "name: web")
+        .replace("service: api", "service: web");
+    std::fs::write(r.manifests().join("web.yaml"), web).unwrap();
+    let mut seen = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let out = r.canary(&["plan", "-o", "json", "--shard", shard, "manifests"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        seen.extend(plan.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()));
+    }
+    seen.sort();
+    assert_eq!(seen, ["api", "web"], "each rollout in exactly one shard");
+    let bad = r.canary(&["plan", "--shard", "2/2", "manifests"]);
+    assert_eq!(code(&bad), 2);
+    assert!(stderr(&bad).contains("`2/2` is not a shard"), "{}", stderr(&bad));
+}
