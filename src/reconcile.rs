@@ -148,20 +148,30 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober>(
         })
         .collect();
     // Judge: metrics only where a decision needs them, one pair of queries per project.
-    let mut earliest: BTreeMap<&str, SystemTime> = BTreeMap::new();
+    let mut earliest: BTreeMap<&str, (SystemTime, bool)> = BTreeMap::new();
     for (r, o) in rollouts.iter().zip(&observed) {
         if let Ok(o) = o
             && let Some(window) = metrics_window(r, o, now)
         {
             let start = judge::window_start(r, &window, now);
-            earliest.entry(r.spec.project.as_str()).and_modify(|t| *t = (*t).min(start)).or_insert(start);
+            let latency = judge::needs_latency(r);
+            earliest
+                .entry(r.spec.project.as_str())
+                .and_modify(|(t, l)| {
+                    *t = (*t).min(start);
+                    *l |= latency;
+                })
+                .or_insert((start, latency));
         }
     }
     let mut metrics: BTreeMap<String, Result<Metrics, String>> = BTreeMap::new();
-    for (project, start) in earliest {
+    for (project, (start, latency)) in earliest {
         let [counts, latencies] = judge::project_queries(start, now);
-        let read = match (platform.time_series(project, &counts).await, platform.time_series(project, &latencies).await)
-        {
+        let counts = platform.time_series(project, &counts).await;
+        // Latency distributions are the bulk of the data: read them only when a p95
+        // gate or trigger in this project needs them.
+        let latencies = if latency { platform.time_series(project, &latencies).await } else { Ok(Vec::new()) };
+        let read = match (counts, latencies) {
             (Ok(c), Ok(l)) => Ok(judge::parse(&c, &l)),
             (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
         };

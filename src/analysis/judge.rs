@@ -86,6 +86,12 @@ pub fn project_queries(start: SystemTime, now: SystemTime) -> [Vec<(String, Stri
     [counts, common("run.googleapis.com/request_latencies")]
 }
 
+/// Whether judging `rollout` needs latency distributions (a p95 gate or trigger).
+pub fn needs_latency(rollout: &CanaryRollout) -> bool {
+    rollout.spec.analysis.promotion.max_p95_increase.is_some()
+        || rollout.spec.analysis.rollback.iter().any(|t| t.metric == Metric::P95Latency)
+}
+
 /// How [`Metrics`] names a revision: its region and its name.
 pub fn key(location: &str, revision: &str) -> String {
     format!("{location}/{revision}")
