@@ -103,23 +103,33 @@ impl Gcp {
     }
 }
 
+/// Every page of a list call: `field` of each page, following `nextPageToken`.
+async fn paged(
+    transport: &Transport,
+    path: &str,
+    query: &[(String, String)],
+    field: &str,
+) -> Result<Vec<Value>, ApiFailure> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut q = query.to_vec();
+        if !token.is_empty() {
+            q.push(("pageToken".to_owned(), token.clone()));
+        }
+        let page = transport.get(path, &q).await?;
+        out.extend(page.get(field).and_then(Value::as_array).cloned().unwrap_or_default());
+        match page.get("nextPageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            Some(next) if next != token => token = next.to_owned(),
+            _ => return Ok(out),
+        }
+    }
+}
+
 impl CloudRun for Gcp {
     async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
         let path = format!("/v2/projects/{project}/locations/{region}/services");
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut query = vec![("pageSize".to_owned(), "500".to_owned())];
-            if !token.is_empty() {
-                query.push(("pageToken".to_owned(), token.clone()));
-            }
-            let page = self.run.get(&path, &query).await?;
-            out.extend(page.get("services").and_then(Value::as_array).cloned().unwrap_or_default());
-            match page.get("nextPageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                Some(next) if next != token => token = next.to_owned(),
-                _ => return Ok(out),
-            }
-        }
+        paged(&self.run, &path, &[("pageSize".to_owned(), "500".to_owned())], "services").await
     }
 
     async fn get_service(&self, name: &str) -> Result<Option<Value>, ApiFailure> {
@@ -138,21 +148,7 @@ impl CloudRun for Gcp {
 
 impl Monitoring for Gcp {
     async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
-        let path = format!("/v3/projects/{project}/timeSeries");
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut q = query.to_vec();
-            if !token.is_empty() {
-                q.push(("pageToken".to_owned(), token.clone()));
-            }
-            let page = self.monitoring.get(&path, &q).await?;
-            out.extend(page.get("timeSeries").and_then(Value::as_array).cloned().unwrap_or_default());
-            match page.get("nextPageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                Some(next) if next != token => token = next.to_owned(),
-                _ => return Ok(out),
-            }
-        }
+        paged(&self.monitoring, &format!("/v3/projects/{project}/timeSeries"), query, "timeSeries").await
     }
 }
 

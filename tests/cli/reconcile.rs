@@ -112,6 +112,27 @@ spec:
         self.emulator.get("/emulator/v1/requests").as_array().unwrap().iter().filter(|r| r["method"] == "PATCH").count()
     }
 
+    /// How revisions of an image behave from now on.
+    fn profile(&self, profile: Value) {
+        let r = self
+            .http
+            .put(format!("{}/emulator/v1/profiles", self.emulator.base))
+            .body(profile.to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    fn fault(&self, fault: Value) {
+        let r = self
+            .http
+            .post(format!("{}/emulator/v1/faults", self.emulator.base))
+            .body(fault.to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
     fn revisions(&self) -> Vec<String> {
         let list = self.emulator.get(&format!("/v2/{SERVICE}/revisions"));
         list["revisions"]
@@ -363,7 +384,7 @@ fn a_crash_at_any_call_of_a_pass_converges_without_a_duplicate_revision() {
             // The control API is never faulted: a crash there is a crash before any call.
         } else {
             let fault = json!({"kind": "slow", "method": method, "pathContains": path, "delayMs": 3000, "times": 1});
-            r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+            r.fault(fault);
         }
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
             .current_dir(r.dir.path())
@@ -393,7 +414,7 @@ fn throttling_is_retried_and_a_failed_write_is_never_blindly_repeated() {
         json!({"method": "GET", "pathContains": "/services", "status": 503, "times": 2, "retryAfterSeconds": 0}),
         json!({"method": "PATCH", "status": 429, "times": 1, "retryAfterSeconds": 1}),
     ] {
-        r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+        r.fault(fault);
     }
     let (exit, results) = r.reconcile();
     assert_eq!((exit, results[0]["action"].as_str()), (0, Some("deploy")), "{results:?}");
@@ -407,8 +428,7 @@ fn throttling_is_retried_and_a_failed_write_is_never_blindly_repeated() {
         .collect();
     assert_eq!(patches, [429, 200]);
     r.advance(30);
-    let fault = json!({"method": "PATCH", "status": 500, "times": 1});
-    r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+    r.fault(json!({"method": "PATCH", "status": 500, "times": 1}));
     let out = r.canary(&["reconcile", "--once", "manifests"]);
     assert_eq!(code(&out), 1);
     assert!(
@@ -475,8 +495,7 @@ fn a_paused_rollout_is_still_rolled_back_by_its_triggers() {
     run_ok(&r, &["pause", "api", "-f", "manifests"]);
     r.reconcile();
     // The incident: the canary starts failing while paused.
-    let profile = json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4});
-    r.http.put(format!("{}/emulator/v1/profiles", r.emulator.base)).body(profile.to_string()).send().unwrap();
+    r.profile(json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4}));
     r.advance(600);
     let (exit, results) = r.reconcile();
     assert_eq!((exit, results[0]["phaseAfter"].as_str()), (3, Some("RolledBack")), "{results:?}");
@@ -568,8 +587,7 @@ fn an_invalid_edit_freezes_the_rollout_and_its_last_valid_triggers_still_protect
     assert_eq!(results[0]["action"], "none", "held well past the hold: {results:?}");
     assert_eq!(r.service()["trafficStatuses"], split, "traffic as it was");
     // The incident: the frozen rollout's last valid triggers still roll it back.
-    let profile = json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4});
-    r.http.put(format!("{}/emulator/v1/profiles", r.emulator.base)).body(profile.to_string()).send().unwrap();
+    r.profile(json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4}));
     r.advance(600);
     let (exit, results) = r.reconcile();
     assert_eq!((exit, results[0]["phaseAfter"].as_str()), (3, Some("RolledBack")), "{results:?}");
@@ -638,7 +656,7 @@ fn two_reconcilers_racing_converge() {
         json!({"kind": "etagConflict", "method": "PATCH", "probability": 0.3}),
         json!({"kind": "staleRead", "method": "GET", "pathContains": "/services/api", "probability": 0.3}),
     ] {
-        r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+        r.fault(fault);
     }
     let spawn = || {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
@@ -676,7 +694,7 @@ fn rollouts_complete_with_30_percent_of_calls_failing() {
         json!({"status": 503, "probability": 0.15}),
         json!({"status": 429, "probability": 0.18, "retryAfterSeconds": 0}),
     ] {
-        r.http.post(format!("{}/emulator/v1/faults", r.emulator.base)).body(fault.to_string()).send().unwrap();
+        r.fault(fault);
     }
     let steps = r.run_until(300, 60, |res| res["phaseAfter"] == "Promoted");
     r.http.delete(format!("{}/emulator/v1/faults", r.emulator.base)).send().unwrap();
