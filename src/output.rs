@@ -141,9 +141,14 @@ pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
         let elapsed = outcome.now.duration_since(started).unwrap_or_default();
         Some(hold.saturating_sub(elapsed).as_secs())
     });
+    // The phase is what the service says; before canary has written anything, it is
+    // Pending with what the next pass would do (or Failed, when it cannot act).
     let (phase, reason) = match (&outcome.plan, state.phase) {
         (_, Some(phase)) => (Some(phase.name().to_owned()), state.reason.clone()),
-        (Some(plan), None) => (Some(plan.phase_after.name().to_owned()), plan.reason.clone()),
+        (Some(plan), None) if plan.result == crate::decide::Result_::Blocked => {
+            (Some("Failed".to_owned()), plan.reason.clone())
+        }
+        (Some(plan), None) => (Some("Pending".to_owned()), format!("next pass: {}", plan.reason)),
         (None, None) => (None, outcome.error.clone().unwrap_or_default()),
     };
     let mut out = json!({
