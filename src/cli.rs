@@ -63,30 +63,14 @@ enum Command {
         allow_remote: bool,
     },
     /// Show what one pass would change, and why; writes nothing.
-    Plan {
-        /// Manifest files or folders.
-        #[arg(default_value = "manifests/")]
-        paths: Vec<PathBuf>,
-        #[arg(short, long, value_enum, default_value_t = Format::Table)]
-        output: Format,
-        /// Only the rollouts of shard I of N (FNV-1a of the name, mod N).
-        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
-        shard: Option<Shard>,
-    },
+    Plan(PassArgs),
     /// One pass over every manifest: at most one change per rollout, then exit.
     Reconcile {
         /// Run one pass and exit (continuous reconciling is `canary watch`).
         #[arg(long)]
         once: bool,
-        /// Manifest files or folders.
-        #[arg(default_value = "manifests/")]
-        paths: Vec<PathBuf>,
-        #[arg(short, long, value_enum, default_value_t = Format::Table)]
-        output: Format,
-        /// Only the rollouts of shard I of N (FNV-1a of the name, mod N): run N
-        /// reconcilers, each with its own I, and every rollout has exactly one writer.
-        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
-        shard: Option<Shard>,
+        #[command(flatten)]
+        pass: PassArgs,
     },
     /// Where each rollout is, read live from Cloud Run and Cloud Monitoring.
     Status {
@@ -123,6 +107,20 @@ enum Command {
         #[arg(long, default_value = schema::SCHEMA_PATH)]
         file: PathBuf,
     },
+}
+
+/// What `plan` and `reconcile` run over, and how they print it.
+#[derive(Debug, clap::Args)]
+struct PassArgs {
+    /// Manifest files or folders.
+    #[arg(default_value = "manifests/")]
+    paths: Vec<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// Only the rollouts of shard I of N (FNV-1a of the name, mod N): run N
+    /// reconcilers, each with its own I, and every rollout has exactly one writer.
+    #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+    shard: Option<Shard>,
 }
 
 /// One of N disjoint parts of the manifest set.
@@ -186,10 +184,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
             Ok(validate(&paths, if output == Format::Yaml { Format::Json } else { output }))
         }
         Command::Schema { check, file } => schema_command(check, &file),
-        Command::Plan { paths, output, shard } => run_pass(&paths, Mode::Plan, output, shard),
-        Command::Reconcile { once, paths, output, shard } => {
+        Command::Plan(pass) => run_pass(&pass, Mode::Plan),
+        Command::Reconcile { once, pass } => {
             if once {
-                run_pass(&paths, Mode::Apply, output, shard)
+                run_pass(&pass, Mode::Apply)
             } else {
                 Err(Error::Usage(
                     "`canary reconcile` needs `--once`; to reconcile continuously, run `canary watch`".to_owned(),
@@ -352,8 +350,9 @@ fn print_value(value: &serde_json::Value, output: Format) {
     }
 }
 
-fn run_pass(paths: &[PathBuf], mode: Mode, output: Format, shard: Option<Shard>) -> Result<Exit, Error> {
-    let set = manifest::load(paths);
+fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
+    let (output, shard) = (args.output, args.shard);
+    let set = manifest::load(&args.paths);
     let (rollouts, mut exit) = report_set(&set);
     let mine = |name: &str| shard.is_none_or(|s| s.owns(name));
     let rollouts: Vec<_> = rollouts.into_iter().filter(|r| mine(&r.metadata.name)).collect();
