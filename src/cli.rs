@@ -79,7 +79,7 @@ enum Command {
         /// Where the manifests are.
         #[arg(short = 'f', long = "manifests", default_value = "manifests/")]
         manifests: PathBuf,
-        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        #[arg(short, long, value_enum, default_value_t = Format::Text)]
         output: Format,
     },
     /// Hold a rollout at its current stage (rollback triggers still apply).
@@ -115,7 +115,7 @@ struct PassArgs {
     /// Manifest files or folders.
     #[arg(default_value = "manifests/")]
     paths: Vec<PathBuf>,
-    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
     /// Only the rollouts of shard I of N (FNV-1a of the name, mod N): run N
     /// reconcilers, each with its own I, and every rollout has exactly one writer.
@@ -163,11 +163,6 @@ enum Format {
     Text,
     Json,
     Yaml,
-}
-
-impl Format {
-    #[allow(non_upper_case_globals)]
-    const Table: Format = Format::Text;
 }
 
 /// Runs canary with `args` (the program name first) and returns the exit code.

@@ -31,12 +31,6 @@ impl Exit {
 pub enum Error {
     #[error("cannot read {}", .0.path)]
     Unreadable(Unreadable),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{path} is out of date with this build's manifest types")]
     StaleSchema { path: String },
     #[error("{0}")]
@@ -54,11 +48,7 @@ impl Error {
                 crate::emulator::ServeError::NotLoopback { .. } | crate::emulator::ServeError::Scenario(_),
             )
             | Error::Usage(_) => Exit::Invalid,
-            Error::Unreadable(_)
-            | Error::Write { .. }
-            | Error::StaleSchema { .. }
-            | Error::Emulator(_)
-            | Error::Runtime(_) => Exit::Runtime,
+            Error::Unreadable(_) | Error::StaleSchema { .. } | Error::Emulator(_) | Error::Runtime(_) => Exit::Runtime,
         }
     }
 
@@ -66,7 +56,6 @@ impl Error {
     pub fn cause(&self) -> Option<String> {
         match self {
             Error::Unreadable(u) => Some(u.reason.clone()),
-            Error::Write { source, .. } => Some(source.to_string()),
             Error::StaleSchema { .. } | Error::Emulator(_) | Error::Runtime(_) | Error::Usage(_) => None,
         }
     }
@@ -80,7 +69,7 @@ impl Error {
             Error::Emulator(crate::emulator::ServeError::NotLoopback { .. }) => Some(
                 "the emulator has no authentication; listen on 127.0.0.1, or pass --allow-remote if you really mean to expose it".to_owned(),
             ),
-            Error::Unreadable(_) | Error::Write { .. } | Error::Emulator(_) | Error::Runtime(_) | Error::Usage(_) => None,
+            Error::Unreadable(_) | Error::Emulator(_) | Error::Runtime(_) | Error::Usage(_) => None,
             Error::StaleSchema { .. } => Some(
                 "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"
                     .to_owned(),

@@ -1,10 +1,8 @@
 //! Results on stdout: pass results (`plan`, `reconcile`) and rollout status, as a
 //! table for people or JSON / YAML for programs, in the shapes DESIGN.md fixes.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
-
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 use crate::analysis::verdict::Check;
 use crate::decide::Action;
@@ -190,9 +188,4 @@ pub fn status_table(statuses: &[Value]) -> String {
         ]);
     }
     table(&rows)
-}
-
-/// When a value was produced, for logs.
-pub fn stamp(t: SystemTime) -> String {
-    rfc3339(t)
 }

@@ -130,7 +130,6 @@ struct Status {
     traffic: Vec<Value>,
     terminal: Value,
     conditions: Vec<Value>,
-    transition: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -432,12 +431,12 @@ impl World {
             status: Status::default(),
             previous: None,
         };
-        let planned = self.plan_write(&record, spec, true, now)?;
+        let planned = self.plan_write(&record, spec, true)?;
         if validate_only {
-            return Ok(self.validated_operation(&mut record, planned, now));
+            return Ok(self.validated_operation(&mut record, planned));
         }
         self.commit(&mut record, planned, now);
-        let op = self.start_operation(&record, now);
+        let op = self.start_operation(&record);
         self.services.insert(name.full(), record);
         Ok(op)
     }
@@ -446,7 +445,7 @@ impl World {
     pub fn get_service(&mut self, name: &str, now: SystemTime) -> Result<Value, ApiError> {
         self.settle(name, now);
         let record = self.services.get(name).ok_or_else(|| ApiError::not_found(name))?;
-        Ok(self.output(record, now))
+        Ok(self.output(record))
     }
 
     /// What a reader saw before the newest write: the `staleRead` fault.
@@ -519,13 +518,13 @@ impl World {
             Some(mask) => masked_spec(&record.spec, body, mask)?,
             None => input_spec(body, &parsed)?,
         };
-        let planned = self.plan_write(&record, spec, false, now)?;
+        let planned = self.plan_write(&record, spec, false)?;
         if validate_only {
-            return Ok(self.validated_operation(&mut record, planned, now));
+            return Ok(self.validated_operation(&mut record, planned));
         }
-        record.previous = Some(self.output(&record, now));
+        record.previous = Some(self.output(&record));
         self.commit(&mut record, planned, now);
-        let op = self.start_operation(&record, now);
+        let op = self.start_operation(&record);
         self.services.insert(name.to_owned(), record);
         Ok(op)
     }
@@ -539,7 +538,7 @@ impl World {
         {
             return Err(ApiError::aborted(format!("The etag '{etag}' does not match the current etag of '{name}'.")));
         }
-        let output = self.output(record, now);
+        let output = self.output(record);
         let record = self.services.remove(name).ok_or_else(|| ApiError::not_found(name))?;
         let prefix = format!("{name}/revisions/");
         self.revisions.retain(|k, _| !k.starts_with(&prefix));
@@ -638,7 +637,7 @@ impl World {
         if record.status.observed_generation < op.generation {
             return Ok(operation_json(name, &op.metadata, None, None));
         }
-        let output = self.output(record, now);
+        let output = self.output(record);
         let error = (output.pointer("/terminalCondition/state").and_then(Value::as_str) == Some("CONDITION_FAILED"))
             .then(|| {
                 let message = output.pointer("/terminalCondition/message").and_then(Value::as_str).unwrap_or_default();
@@ -728,7 +727,6 @@ impl World {
         record: &ServiceRecord,
         mut spec: Map<String, Value>,
         creating: bool,
-        now: SystemTime,
     ) -> Result<Planned, ApiError> {
         check_spec(&spec, &record.name)?;
         let service_full = record.name.full();
@@ -766,7 +764,6 @@ impl World {
                 ));
             }
         }
-        let _ = now;
         Ok(Planned { spec, new_revision, template })
     }
 
@@ -804,17 +801,17 @@ impl World {
         }
     }
 
-    fn validated_operation(&mut self, record: &mut ServiceRecord, planned: Planned, now: SystemTime) -> Value {
+    fn validated_operation(&mut self, record: &mut ServiceRecord, planned: Planned) -> Value {
         let mut preview = record.clone();
         preview.spec = planned.spec;
-        let output = self.output(&preview, now);
+        let output = self.output(&preview);
         let name = format!("{}/operations/{}", record.name.parent(), self.rng.uuid());
         operation_json(&name, &output, Some(&output), None)
     }
 
-    fn start_operation(&mut self, record: &ServiceRecord, now: SystemTime) -> Value {
+    fn start_operation(&mut self, record: &ServiceRecord) -> Value {
         let name = format!("{}/operations/{}", record.name.parent(), self.rng.uuid());
-        let metadata = self.output(record, now);
+        let metadata = self.output(record);
         self.operations.insert(
             name.clone(),
             OperationRecord {
@@ -919,7 +916,6 @@ impl World {
             .filter_map(|t| Some((t.get("revision")?.as_str()?.to_owned(), t.get("percent").and_then(Value::as_u64)?)))
             .collect();
         status.traffic = traffic;
-        status.transition = Some(settled_at);
         let history = self.splits.entry(name.to_owned()).or_default();
         if history.last().map(|(_, s)| s) != Some(&split) {
             let when = history.last().map_or(settled_at, |(t, _)| settled_at.max(*t));
@@ -931,7 +927,7 @@ impl World {
         }
     }
 
-    fn output(&self, record: &ServiceRecord, now: SystemTime) -> Value {
+    fn output(&self, record: &ServiceRecord) -> Value {
         let mut out = record.spec.clone();
         let name = record.name.full();
         let settled = record.status.observed_generation >= record.generation;
@@ -967,7 +963,6 @@ impl World {
         out.insert("uri".into(), uri.clone().into());
         out.insert("urls".into(), json!([uri]));
         out.insert("etag".into(), record.etag.clone().into());
-        let _ = now;
         Value::Object(out)
     }
 
