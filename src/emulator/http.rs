@@ -103,25 +103,21 @@ fn proto_status_text(status: u16) -> &'static str {
 
 // ---- request helpers -------------------------------------------------------------
 
-/// Query parameters, repeated ones kept in order.
+/// Query parameters, repeated ones kept in order, names in camelCase (`page_size` and
+/// `pageSize` are the same parameter, as in Google's APIs).
 struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(raw: Option<&str>) -> Query {
-        Query(form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect())
+        Query(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (proto::camel(&k), v.into_owned()))
+                .collect(),
+        )
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        let snake = key.chars().fold(String::new(), |mut s, c| {
-            if c.is_ascii_uppercase() {
-                s.push('_');
-                s.push(c.to_ascii_lowercase());
-            } else {
-                s.push(c);
-            }
-            s
-        });
-        self.0.iter().find(|(k, _)| k == key || *k == snake).map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     fn flag(&self, key: &str) -> Result<bool, ApiError> {
