@@ -71,22 +71,29 @@ pub async fn pass_with_invalid<P: CloudRun + Monitoring + Clock + Prober>(
     invalid: &[Invalid],
     mode: Mode,
 ) -> Vec<RolloutOutcome> {
-    let mut listed_invalid: BTreeMap<(String, String), Result<Vec<Value>, ApiFailure>> = BTreeMap::new();
-    for i in invalid {
-        let key = (i.project.clone(), i.region.clone());
-        if let std::collections::btree_map::Entry::Vacant(slot) = listed_invalid.entry(key) {
-            let (project, region) = slot.key().clone();
-            slot.insert(platform.list_services(&project, &region).await);
+    // Observe: one list per project/region, whatever the number of rollouts — valid
+    // ones and invalid edits alike.
+    let keys = rollouts
+        .iter()
+        .map(|r| (&r.spec.project, &r.spec.region))
+        .chain(invalid.iter().map(|i| (&i.project, &i.region)));
+    let mut listed: Listed = BTreeMap::new();
+    for (project, region) in keys {
+        if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry((project.clone(), region.clone())) {
+            let services = platform.list_services(project, region).await.map(|list| {
+                list.into_iter()
+                    .filter_map(|s| Some((s.get("name")?.as_str()?.to_owned(), s)))
+                    .collect::<BTreeMap<_, _>>()
+            });
+            slot.insert(services);
         }
     }
     // The last valid manifest of each invalid one whose rollout is under way, held.
     let mut frozen: Vec<(CanaryRollout, String)> = Vec::new();
     for i in invalid {
-        let Some(Ok(services)) = listed_invalid.get(&(i.project.clone(), i.region.clone())) else { continue };
+        let Some(Ok(services)) = listed.get(&(i.project.clone(), i.region.clone())) else { continue };
         let name = format!("projects/{}/locations/{}/services/{}", i.project, i.region, i.service);
-        let Some(raw) = services.iter().find(|s| s.get("name").and_then(Value::as_str) == Some(name.as_str())) else {
-            continue;
-        };
+        let Some(raw) = services.get(&name) else { continue };
         let state = RolloutState::read(&ServiceView::parse(raw.clone()).annotations);
         if state.owner.as_deref() != Some(i.name.as_str()) || !state.phase.is_some_and(crate::state::Phase::in_progress)
         {
@@ -100,29 +107,19 @@ pub async fn pass_with_invalid<P: CloudRun + Monitoring + Clock + Prober>(
     let all: Vec<CanaryRollout> = rollouts.iter().cloned().chain(frozen.iter().map(|(r, _)| r.clone())).collect();
     let originals: Vec<Option<String>> =
         std::iter::repeat_n(None, rollouts.len()).chain(frozen.iter().map(|(_, t)| Some(t.clone()))).collect();
-    run_pass(platform, &all, &originals, mode).await
+    run_pass(platform, &all, &originals, &listed, mode).await
 }
+
+/// Every service of each project/region, by full name, or why it could not be listed.
+type Listed = BTreeMap<(String, String), Result<BTreeMap<String, Value>, ApiFailure>>;
 
 async fn run_pass<P: CloudRun + Monitoring + Clock + Prober>(
     platform: &P,
     rollouts: &[CanaryRollout],
     originals: &[Option<String>],
+    listed: &Listed,
     mode: Mode,
 ) -> Vec<RolloutOutcome> {
-    // Observe: one list per project/region, whatever the number of rollouts.
-    let mut listed: BTreeMap<(String, String), Result<BTreeMap<String, Value>, ApiFailure>> = BTreeMap::new();
-    for r in rollouts {
-        let key = (r.spec.project.clone(), r.spec.region.clone());
-        if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry(key) {
-            let (project, region) = slot.key().clone();
-            let services = platform.list_services(&project, &region).await.map(|list| {
-                list.into_iter()
-                    .filter_map(|s| Some((s.get("name")?.as_str()?.to_owned(), s)))
-                    .collect::<BTreeMap<_, _>>()
-            });
-            slot.insert(services);
-        }
-    }
     // "Now" after listing: against Google it is the time Cloud Run's answer carried.
     let now = match platform.now().await {
         Ok(now) => now,
