@@ -364,7 +364,7 @@ fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
             (!taken && mine(&name)).then_some(reconcile::Invalid { name, project, region, service })
         })
         .collect();
-    let platform = Gcp::from_environment().map_err(Error::Runtime)?;
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
     let outcomes = runtime()?.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, mode));
     match output {
         Format::Text => print!("{}", output::pass_table(&outcomes)),
@@ -399,7 +399,7 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
             return Err(Error::Usage(format!("no valid manifest named `{name}` under {}", manifests.display())));
         }
     }
-    let platform = Gcp::from_environment().map_err(Error::Runtime)?;
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
     let outcomes = runtime()?.block_on(reconcile::pass(&platform, &rollouts, Mode::Plan));
     let statuses: Vec<serde_json::Value> =
         rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
@@ -419,7 +419,7 @@ fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
             target.manifests.display()
         )));
     };
-    let platform = Gcp::from_environment().map_err(Error::Runtime)?;
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
     match runtime()?.block_on(operate::run(&platform, &rollout, command)) {
         Ok(message) => {
             println!("{message}");

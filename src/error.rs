@@ -39,6 +39,9 @@ pub enum Error {
     Runtime(String),
     #[error("{0}")]
     Usage(String),
+    /// No way to reach Google's APIs: Application Default Credentials are missing.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 impl Error {
@@ -48,7 +51,11 @@ impl Error {
                 crate::emulator::ServeError::NotLoopback { .. } | crate::emulator::ServeError::Scenario(_),
             )
             | Error::Usage(_) => Exit::Invalid,
-            Error::Unreadable(_) | Error::StaleSchema { .. } | Error::Emulator(_) | Error::Runtime(_) => Exit::Runtime,
+            Error::Unreadable(_)
+            | Error::StaleSchema { .. }
+            | Error::Emulator(_)
+            | Error::Runtime(_)
+            | Error::Credentials(_) => Exit::Runtime,
         }
     }
 
@@ -56,7 +63,11 @@ impl Error {
     pub fn cause(&self) -> Option<String> {
         match self {
             Error::Unreadable(u) => Some(u.reason.clone()),
-            Error::StaleSchema { .. } | Error::Emulator(_) | Error::Runtime(_) | Error::Usage(_) => None,
+            Error::StaleSchema { .. }
+            | Error::Emulator(_)
+            | Error::Runtime(_)
+            | Error::Usage(_)
+            | Error::Credentials(_) => None,
         }
     }
 
@@ -65,6 +76,9 @@ impl Error {
             Error::Unreadable(u) if u.reason.contains("no such file") => Some(
                 "name the files or folders that hold your manifests, like `canary validate deploy/manifests/`"
                     .to_owned(),
+            ),
+            Error::Credentials(_) => Some(
+                "set GOOGLE_APPLICATION_CREDENTIALS to a key or workload-identity file, or run `gcloud auth application-default login`; to use the emulator instead, set CLOUD_RUN_EMULATOR_HOST=host:port".to_owned(),
             ),
             Error::Emulator(crate::emulator::ServeError::NotLoopback { .. }) => Some(
                 "the emulator has no authentication; listen on 127.0.0.1, or pass --allow-remote if you really mean to expose it".to_owned(),

@@ -741,3 +741,20 @@ fn shards_split_the_set_between_reconcilers() {
     assert_eq!(code(&bad), 2);
     assert!(stderr(&bad).contains("`2/2` is not a shard"), "{}", stderr(&bad));
 }
+
+#[test]
+fn without_credentials_or_an_emulator_the_error_says_what_to_set() {
+    let out = assert_cmd::Command::cargo_bin("canary")
+        .unwrap()
+        .current_dir(crate::support::repo())
+        .env_remove("CLOUD_RUN_EMULATOR_HOST")
+        .env("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+        .args(["plan", "manifests/minimal.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let text = stderr(&out);
+    assert!(text.starts_with("error: no Application Default Credentials:"), "{text}");
+    assert!(text.contains("hint: set GOOGLE_APPLICATION_CREDENTIALS"), "{text}");
+    assert!(text.contains("CLOUD_RUN_EMULATOR_HOST"), "{text}");
+}
