@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::decide::Result_;
+use crate::decide::PassResult;
 use crate::diagnostic::{self, Colour, Diagnostic};
 use crate::emulator;
 use crate::error::{Error, Exit};
@@ -376,8 +376,10 @@ fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
             exit = exit.and(Exit::Runtime);
         }
         match outcome.plan.as_ref().map(|p| p.result) {
-            Some(Result_::RolledBack | Result_::Failed) if mode == Mode::Apply => exit = exit.and(Exit::RolledBack),
-            Some(Result_::Blocked) => {
+            Some(PassResult::RolledBack | PassResult::Failed) if mode == Mode::Apply => {
+                exit = exit.and(Exit::RolledBack)
+            }
+            Some(PassResult::Blocked) => {
                 eprintln!(
                     "error: {}: {}",
                     outcome.name,

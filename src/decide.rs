@@ -57,7 +57,7 @@ pub enum Action {
 
 /// How a pass ended for one rollout, for exit codes and notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Result_ {
+pub enum PassResult {
     /// Moving along, or nothing to do.
     Steady,
     /// Rolled back in this plan.
@@ -81,7 +81,7 @@ pub struct Plan {
     pub change: Option<Change>,
     /// When to look again.
     pub requeue: Duration,
-    pub result: Result_,
+    pub result: PassResult,
     /// The state after the plan is applied.
     pub state: RolloutState,
 }
@@ -142,7 +142,7 @@ impl Plan {
             traffic_after: split,
             change: None,
             requeue: IDLE,
-            result: Result_::Blocked,
+            result: PassResult::Blocked,
             state,
         }
     }
@@ -232,7 +232,7 @@ impl<'a> Decision<'a> {
             self.state.image = Some(self.image().to_owned());
             let reason = format!("{} is already serving {}", self.service.short_name, self.image());
             self.state.enter(Phase::Promoted, reason, self.now);
-            return self.write(Action::Annotate, None, None, Result_::Steady, IDLE);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
         }
         if self.rollout.spec.paused {
             let reason = format!("{SPEC_PAUSE}: {} is not deployed yet", self.image());
@@ -259,7 +259,7 @@ impl<'a> Decision<'a> {
         let reason = format!("deploying {canary} ({}) at 0% beside {stable}", self.image());
         self.state.enter(Phase::Deploying, reason, self.now);
         let traffic = self.traffic(&stable, Some((&canary, 0)));
-        self.write(Action::Deploy, Some(template), Some(traffic), Result_::Steady, POLL)
+        self.write(Action::Deploy, Some(template), Some(traffic), PassResult::Steady, POLL)
     }
 
     fn continue_rollout(self) -> Plan {
@@ -339,7 +339,7 @@ impl<'a> Decision<'a> {
                 return self.wait(reason, interval);
             }
             self.pause(SPEC_PAUSE);
-            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         if self.state.request == Some(Request::Resume) {
             self.state.request = None;
@@ -347,14 +347,14 @@ impl<'a> Decision<'a> {
             if paused {
                 self.resume(stage);
             }
-            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         if self.state.paused_by.is_some() && !held_for_a_person {
             if paused {
                 return self.wait(CLI_PAUSE, interval);
             }
             self.pause(CLI_PAUSE);
-            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         match self.state.request.take() {
             Some(Request::PromoteFull) => return self.promote(),
@@ -365,7 +365,7 @@ impl<'a> Decision<'a> {
         if paused {
             // `spec.paused` was lifted.
             self.resume(stage);
-            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         let hold = self
             .rollout
@@ -389,7 +389,7 @@ impl<'a> Decision<'a> {
                 GateFailurePolicy::Rollback => self.roll_back(format!("promotion gate {}", describe(&check))),
                 GateFailurePolicy::Pause => {
                     self.state.enter(Phase::Paused, format!("GateFailed: {}", describe(&check)), self.now);
-                    self.write(Action::Annotate, None, None, Result_::Steady, interval)
+                    self.write(Action::Annotate, None, None, PassResult::Steady, interval)
                 }
             };
         }
@@ -402,14 +402,14 @@ impl<'a> Decision<'a> {
                     humantime::format_duration(waited)
                 );
                 self.state.enter(Phase::Paused, reason, self.now);
-                return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+                return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
             }
             let reason = format!("waiting for data: {}", describe(&check));
             if self.state.phase == Some(Phase::Waiting) {
                 return self.wait(reason, interval);
             }
             self.state.enter(Phase::Waiting, reason, self.now);
-            return self.write(Action::Annotate, None, None, Result_::Steady, interval);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         if stage >= stages {
             return self.promote();
@@ -429,7 +429,7 @@ impl<'a> Decision<'a> {
         self.state.enter(Phase::Progressing, reason, self.now);
         let traffic = self.traffic(&stable, Some((&canary, weight)));
         let interval = self.interval();
-        self.write(Action::SetTraffic, None, Some(traffic), Result_::Steady, interval)
+        self.write(Action::SetTraffic, None, Some(traffic), PassResult::Steady, interval)
     }
 
     fn promote(mut self) -> Plan {
@@ -440,7 +440,7 @@ impl<'a> Decision<'a> {
         self.state.enter(Phase::Promoted, reason, self.now);
         let mut traffic = vec![Target { revision: Some(canary), percent: 100, tag: Some(STABLE_TAG.to_owned()) }];
         traffic.extend(self.service.user_targets());
-        self.write(Action::Promote, None, Some(traffic), Result_::Steady, IDLE)
+        self.write(Action::Promote, None, Some(traffic), PassResult::Steady, IDLE)
     }
 
     fn roll_back(mut self, why: String) -> Plan {
@@ -449,14 +449,14 @@ impl<'a> Decision<'a> {
         self.state.reject(&image);
         self.state.enter(Phase::RolledBack, format!("rolled back: {why}"), self.now);
         let traffic = self.traffic(&stable, None);
-        self.write(Action::Rollback, None, Some(traffic), Result_::RolledBack, IDLE)
+        self.write(Action::Rollback, None, Some(traffic), PassResult::RolledBack, IDLE)
     }
 
     fn fail(mut self, reason: String) -> Plan {
         let image = self.image().to_owned();
         self.state.reject(&image);
         self.state.enter(Phase::Failed, reason, self.now);
-        self.write(Action::Annotate, None, None, Result_::Failed, IDLE)
+        self.write(Action::Annotate, None, None, PassResult::Failed, IDLE)
     }
 
     /// Holds the stage; the time until [`Decision::resume`] does not count toward its hold.
@@ -510,7 +510,7 @@ impl<'a> Decision<'a> {
             traffic_after: self.split,
             change: None,
             requeue,
-            result: Result_::Steady,
+            result: PassResult::Steady,
             state: self.state,
         }
     }
@@ -524,7 +524,7 @@ impl<'a> Decision<'a> {
         action: Action,
         template: Option<serde_json::Value>,
         traffic: Option<Vec<Target>>,
-        result: Result_,
+        result: PassResult,
         requeue: Duration,
     ) -> Plan {
         let traffic_after = match &traffic {

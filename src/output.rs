@@ -143,7 +143,7 @@ pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
     // Pending with what the next pass would do (or Failed, when it cannot act).
     let (phase, reason) = match (&outcome.plan, state.phase) {
         (_, Some(phase)) => (Some(phase.name().to_owned()), state.reason.clone()),
-        (Some(plan), None) if plan.result == crate::decide::Result_::Blocked => {
+        (Some(plan), None) if plan.result == crate::decide::PassResult::Blocked => {
             (Some("Failed".to_owned()), plan.reason.clone())
         }
         (Some(plan), None) => (Some("Pending".to_owned()), format!("next pass: {}", plan.reason)),

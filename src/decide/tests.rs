@@ -156,7 +156,7 @@ fn at_stage(rollout: &CanaryRollout, stage: usize, started: u64) -> (ServiceView
 #[test]
 fn a_missing_service_is_failed_with_nothing_written() {
     let plan = decide(&rollout(""), &Observed::Missing, &Verdict::default(), at(0));
-    assert_eq!((plan.phase_after, plan.action, plan.result), (Phase::Failed, Action::None, Result_::Blocked));
+    assert_eq!((plan.phase_after, plan.action, plan.result), (Phase::Failed, Action::None, PassResult::Blocked));
     assert_eq!(plan.reason, "ServiceNotFound: no Cloud Run service api in your-project-id/us-central1");
     assert!(plan.change.is_none());
 }
@@ -165,7 +165,7 @@ fn a_missing_service_is_failed_with_nothing_written() {
 fn a_service_owned_by_another_rollout_is_left_alone() {
     let plan =
         decide(&rollout(""), &observed(service(json!({"canary/owner": "checkout"}))), &Verdict::default(), at(0));
-    assert_eq!((plan.action, plan.result), (Action::None, Result_::Blocked));
+    assert_eq!((plan.action, plan.result), (Action::None, PassResult::Blocked));
     assert_eq!(plan.reason, "NotOwned: service api is managed by rollout `checkout`");
 }
 
@@ -174,7 +174,7 @@ fn an_unowned_service_needs_adopt() {
     let mut r = rollout("");
     r.spec.adopt = false;
     let plan = decide(&r, &observed(service(json!({}))), &Verdict::default(), at(0));
-    assert_eq!(plan.result, Result_::Blocked);
+    assert_eq!(plan.result, PassResult::Blocked);
     assert!(
         plan.reason.starts_with("NotOwned: service api has no canary/owner annotation; set spec.adopt: true"),
         "{}",
@@ -190,7 +190,7 @@ fn a_split_service_cannot_be_adopted() {
         crate::cloudrun::service::TargetStatus { revision: "b".into(), percent: 50, tag: None, uri: None },
     ];
     let plan = decide(&rollout(""), &observed(view), &Verdict::default(), at(0));
-    assert_eq!(plan.result, Result_::Blocked);
+    assert_eq!(plan.result, PassResult::Blocked);
     assert!(plan.reason.starts_with("NotAdoptable"), "{}", plan.reason);
 }
 
@@ -230,7 +230,7 @@ fn deploying_waits_for_readiness_then_fails_at_the_deadline() {
     let waiting = decide(&r, &observed(starting.clone()), &Verdict::default(), at(60));
     assert_eq!((waiting.phase_after, waiting.action), (Phase::Deploying, Action::None));
     let late = decide(&r, &observed(starting), &Verdict::default(), at(601));
-    assert_eq!((late.phase_after, late.action, late.result), (Phase::Failed, Action::Annotate, Result_::Failed));
+    assert_eq!((late.phase_after, late.action, late.result), (Phase::Failed, Action::Annotate, PassResult::Failed));
     assert!(late.reason.starts_with("ProgressDeadlineExceeded"), "{}", late.reason);
     assert_eq!(late.state.rejected, vec![IMAGE.to_owned()]);
     assert!(late.change.unwrap().traffic.is_none(), "traffic untouched");
@@ -245,7 +245,7 @@ fn a_revision_cloud_run_fails_fails_the_rollout_with_its_message() {
     raw["terminalCondition"] =
         json!({"state": "CONDITION_FAILED", "message": "Revision 'x' is not ready and cannot serve traffic."});
     let failed = decide(&r, &observed(ServiceView::parse(raw)), &Verdict::default(), at(30));
-    assert_eq!((failed.phase_after, failed.result), (Phase::Failed, Result_::Failed));
+    assert_eq!((failed.phase_after, failed.result), (Phase::Failed, PassResult::Failed));
     assert_eq!(failed.reason, "RevisionFailed: Revision 'x' is not ready and cannot serve traffic.");
 }
 
@@ -259,7 +259,7 @@ fn smoke_tests_gate_the_first_stage() {
     assert_eq!((pending.phase_after, pending.action), (Phase::Verifying, Action::None));
     let failed = Verdict { smoke: Some(Smoke::Failed("GET /health -> 503".into())), ..Verdict::default() };
     let plan = decide(&r, &observed(ready.clone()), &failed, at(30));
-    assert_eq!((plan.phase_after, plan.result), (Phase::Failed, Result_::Failed));
+    assert_eq!((plan.phase_after, plan.result), (Phase::Failed, PassResult::Failed));
     assert_eq!(plan.reason, "SmokeTestFailed: GET /health -> 503");
     assert_eq!(plan.traffic_after, split(&[(STABLE, 100)]), "the canary never got traffic");
     let passed = Verdict { smoke: Some(Smoke::Passed), ..Verdict::default() };
@@ -293,7 +293,7 @@ fn a_failed_trigger_rolls_back_at_once_in_any_stage() {
     let plan = decide(&r, &observed(view), &verdict(Outcome::Pass, Outcome::Fail), at(10));
     assert_eq!(
         (plan.action, plan.phase_after, plan.result),
-        (Action::Rollback, Phase::RolledBack, Result_::RolledBack)
+        (Action::Rollback, Phase::RolledBack, PassResult::RolledBack)
     );
     assert_eq!(plan.traffic_after, split(&[(STABLE, 100)]));
     assert_eq!(plan.reason, "rolled back: rollback trigger errorRate failed: observed 12.00%, threshold 5.00%");
@@ -321,11 +321,11 @@ fn a_failed_gate_rolls_back_or_pauses_as_the_policy_says() {
     let r = rollout("");
     let (view, _) = at_stage(&r, 1, 0);
     let plan = decide(&r, &observed(view.clone()), &verdict(Outcome::Fail, Outcome::Pass), at(3600));
-    assert_eq!((plan.action, plan.result), (Action::Rollback, Result_::RolledBack));
+    assert_eq!((plan.action, plan.result), (Action::Rollback, PassResult::RolledBack));
     let mut pausing = rollout("    onGateFailure: pause");
     pausing.spec.analysis.on_gate_failure = crate::manifest::types::GateFailurePolicy::Pause;
     let plan = decide(&pausing, &observed(view), &verdict(Outcome::Fail, Outcome::Pass), at(3600));
-    assert_eq!((plan.action, plan.phase_after, plan.result), (Action::Annotate, Phase::Paused, Result_::Steady));
+    assert_eq!((plan.action, plan.phase_after, plan.result), (Action::Annotate, Phase::Paused, PassResult::Steady));
     assert_eq!(plan.traffic_after, plan.traffic_before, "pausing moves no traffic");
 }
 

@@ -46,6 +46,15 @@ loads:
         Rollout { emulator, dir, http: reqwest::blocking::Client::new() }
     }
 
+    /// A healthy v2 canary of `api`, deployed and holding its first stage (5%).
+    fn at_first_stage(rps: f64) -> Rollout {
+        let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, rps);
+        r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+        let steps = r.run_until(60, 5, |res| res["action"] == "setTraffic");
+        assert_eq!(steps.last().unwrap()["result"]["action"], "setTraffic", "{steps:#?}");
+        r
+    }
+
     fn manifest(&self, file: &str, image: &str, extra: &str) {
         let text = format!(
             r#"apiVersion: canary/v1alpha1
@@ -458,9 +467,7 @@ fn run_ok(r: &Rollout, args: &[&str]) -> String {
 
 #[test]
 fn pause_holds_the_stage_without_counting_the_time_and_resume_carries_on() {
-    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
-    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let r = Rollout::at_first_stage(20.0);
     r.advance(600);
     let said = run_ok(&r, &["pause", "api", "-f", "manifests"]);
     assert!(said.starts_with("api: pause requested. The next pass"), "{said}");
@@ -489,9 +496,7 @@ fn pause_holds_the_stage_without_counting_the_time_and_resume_carries_on() {
 
 #[test]
 fn a_paused_rollout_is_still_rolled_back_by_its_triggers() {
-    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 40.0);
-    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let r = Rollout::at_first_stage(40.0);
     run_ok(&r, &["pause", "api", "-f", "manifests"]);
     r.reconcile();
     // The incident: the canary starts failing while paused.
@@ -503,9 +508,7 @@ fn a_paused_rollout_is_still_rolled_back_by_its_triggers() {
 
 #[test]
 fn promote_skips_the_rest_of_the_stage_and_full_goes_straight_to_promoted() {
-    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
-    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let r = Rollout::at_first_stage(20.0);
     let said = run_ok(&r, &["promote", "api", "-f", "manifests"]);
     assert!(said.contains("skipping the rest of its hold and its gates, and moves to stage 2 (25%)"), "{said}");
     let (_, results) = r.reconcile();
@@ -528,9 +531,7 @@ fn promote_skips_the_rest_of_the_stage_and_full_goes_straight_to_promoted() {
 
 #[test]
 fn abort_rolls_back_and_rejects_and_retry_deploys_again() {
-    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
-    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let r = Rollout::at_first_stage(20.0);
     let said = run_ok(&r, &["abort", "api", "-f", "manifests"]);
     assert!(said.contains("sends 100% back to api-00001-"), "{said}");
     let (exit, results) = r.reconcile();
@@ -548,9 +549,7 @@ fn abort_rolls_back_and_rejects_and_retry_deploys_again() {
 
 #[test]
 fn resume_cannot_override_spec_paused_and_commands_check_what_they_act_on() {
-    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
-    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let r = Rollout::at_first_stage(20.0);
     r.manifest("api.yaml", "gcr.io/demo/api:v2", "  paused: true\n");
     let (_, results) = r.reconcile();
     assert_eq!(results[0]["phaseAfter"], "Paused");
@@ -570,9 +569,7 @@ fn resume_cannot_override_spec_paused_and_commands_check_what_they_act_on() {
 
 #[test]
 fn an_invalid_edit_freezes_the_rollout_and_its_last_valid_triggers_still_protect_it() {
-    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 40.0);
-    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let r = Rollout::at_first_stage(40.0);
     r.advance(15);
     let split = r.service()["trafficStatuses"].clone();
     // Someone pushes a broken edit.
@@ -595,9 +592,7 @@ fn an_invalid_edit_freezes_the_rollout_and_its_last_valid_triggers_still_protect
 
 #[test]
 fn fixing_an_invalid_edit_resumes_and_stage_edits_continue_from_the_current_stage() {
-    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
-    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-    r.run_until(60, 5, |res| res["action"] == "setTraffic");
+    let r = Rollout::at_first_stage(20.0);
     r.advance(1900);
     r.run_until(60, 3, |res| res["action"] == "setTraffic");
     assert_eq!(annotation(&r, "canary/stage"), "2");
