@@ -367,6 +367,17 @@ impl<'a> Decision<'a> {
             self.resume(stage);
             return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
+        // A gate fails only on conclusive evidence (see analysis::judge), so it acts at
+        // once, mid-hold: waiting out the hold would only serve more users a bad canary.
+        if let Some(check) = self.verdict.gates.iter().find(|c| c.result == Outcome::Fail).cloned() {
+            return match self.rollout.spec.analysis.on_gate_failure {
+                GateFailurePolicy::Rollback => self.roll_back(format!("promotion gate {}", describe(&check))),
+                GateFailurePolicy::Pause => {
+                    self.state.enter(Phase::Paused, format!("GateFailed: {}", describe(&check)), self.now);
+                    self.write(Action::Annotate, None, None, PassResult::Steady, interval)
+                }
+            };
+        }
         let hold = self
             .rollout
             .spec
@@ -383,15 +394,6 @@ impl<'a> Decision<'a> {
         }
         if let Some(error) = &self.verdict.metrics_error {
             return self.wait(format!("metrics unavailable, nothing advances without data: {error}"), interval);
-        }
-        if let Some(check) = self.verdict.gates.iter().find(|c| c.result == Outcome::Fail).cloned() {
-            return match self.rollout.spec.analysis.on_gate_failure {
-                GateFailurePolicy::Rollback => self.roll_back(format!("promotion gate {}", describe(&check))),
-                GateFailurePolicy::Pause => {
-                    self.state.enter(Phase::Paused, format!("GateFailed: {}", describe(&check)), self.now);
-                    self.write(Action::Annotate, None, None, PassResult::Steady, interval)
-                }
-            };
         }
         if let Some(check) = self.verdict.gates.iter().find(|c| c.result == Outcome::Inconclusive).cloned() {
             let waited = elapsed - hold;

@@ -1,31 +1,47 @@
-//! A first judgement, simple and honest (part 2 of the reconciler replaces it with
-//! sequential tests): per-revision request counts and latency distributions from Cloud
-//! Monitoring, over the right minutes, become rollback triggers and promotion gates,
-//! each pass, fail or inconclusive. Too little data is inconclusive — never a failure,
-//! never a pass.
+//! The judgement: a rollout's per-minute request counts and latency distributions
+//! (from Cloud Monitoring) become rollback triggers and promotion gates, each pass,
+//! fail or inconclusive, by sequential tests whose chance of failing a healthy canary
+//! is bounded over the whole rollout — every look of every stage — not per look.
+//! The method, its assumptions and its guarantee: README "How canary judges".
 //!
-//! - Only minutes Cloud Monitoring has published are seen (it withholds the rest), and
-//!   minutes that start within `warmup` of the stage's traffic change are left out.
-//! - A trigger without `for` judges the newest published minute; with `for: D`, the
-//!   minutes of the last D up to the newest.
-//! - Gates compare canary with stable over the same minutes of the stage; at 100%,
-//!   stable has no traffic, so its minutes come from the stage before.
+//! - Budget: a rollout may roll back a healthy canary with probability at most
+//!   [`FALSE_ROLLBACK_BUDGET`], shared equally by every (stage, check) pair.
+//! - Triggers: a [`Detector`] per trigger (and alternative rate) over the stage's
+//!   minutes; it fires only on evidence spanning at least the trigger's `for`.
+//!   Error-rate and availability triggers count every minute of the stage (errors
+//!   during warm-up are errors users saw); latency triggers leave warm-up out (cold
+//!   starts are slow by nature). p95 > L is tested as "more than 5% of requests are
+//!   slower than L", counting only requests in buckets wholly above L.
+//! - Gates: canary against stable over the same minutes after warm-up (at 100%, stable's
+//!   minutes from the stage before). A gate fails, at any moment of the hold, only when
+//!   time-uniform confidence sequences show the difference beyond the allowed margin;
+//!   it passes when the estimate is within the margin on enough requests; otherwise it
+//!   is inconclusive and says how many more requests would settle it.
+//! - Only minutes Cloud Monitoring has published are seen (it withholds the rest).
+//!   Everything is recomputed from Cloud Monitoring each pass: no state of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use super::distribution::Distribution;
+use super::stats::{self, Detector};
 use super::verdict::{Check, Outcome};
 use crate::emulator::clock::{parse_rfc3339, rfc3339};
 use crate::manifest::quantity::Threshold;
 use crate::manifest::types::{CanaryRollout, Metric};
 
-/// Fewer requests than this in a trigger's window is inconclusive.
+/// The most likely a rollout is to roll back (or pause on a failed gate) a canary that
+/// meets every trigger and gate, over all its stages and looks.
+pub const FALSE_ROLLBACK_BUDGET: f64 = 0.001;
+/// A trigger whose window holds fewer requests than this, and has not fired, is
+/// inconclusive (it shows no evidence either way).
 pub const MIN_TRIGGER_REQUESTS: u64 = 20;
-/// Fewer requests than this on either side makes a comparison inconclusive.
+/// A comparison passes only on at least this many requests on each side.
 pub const MIN_COMPARISON_REQUESTS: u64 = 100;
+/// p95 means: at most this share of requests slower.
+const TAIL: f64 = 0.05;
 
 /// Which revisions and minutes a judgement is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,28 +151,30 @@ fn series_key(series: &Value) -> String {
 }
 
 /// Sums of some minutes of one revision.
-#[derive(Debug, Default)]
-struct Totals {
-    total: u64,
-    server_errors: u64,
-    latency: Option<Distribution>,
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub total: u64,
+    pub server_errors: u64,
+    pub latency: Option<Distribution>,
 }
 
 impl Totals {
-    fn of<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {
-        let mut t = Totals::default();
-        for m in minutes {
-            t.total += m.total;
-            t.server_errors += m.server_errors;
-            if let Some(d) = &m.latency {
-                match &mut t.latency {
-                    Some(sum) => {
-                        sum.merge(d);
-                    }
-                    None => t.latency = Some(d.clone()),
+    pub fn add(&mut self, m: &Minute) {
+        self.total += m.total;
+        self.server_errors += m.server_errors;
+        if let Some(d) = &m.latency {
+            match &mut self.latency {
+                Some(sum) => {
+                    sum.merge(d);
                 }
+                None => self.latency = Some(d.clone()),
             }
         }
+    }
+
+    fn of<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {
+        let mut t = Totals::default();
+        minutes.for_each(|m| t.add(m));
         t
     }
 
@@ -165,7 +183,7 @@ impl Totals {
     }
 
     fn p95(&self) -> Option<f64> {
-        self.latency.as_ref().and_then(|d| d.percentile(0.95))
+        self.latency.as_ref().and_then(|d| d.percentile(1.0 - TAIL))
     }
 }
 
@@ -173,113 +191,345 @@ fn secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
-/// Judges the rollback triggers and the promotion gates.
-pub fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Metrics) -> (Vec<Check>, Vec<Check>) {
-    let analysis = &rollout.spec.analysis;
-    let warm_from = secs(window.stage_started) + analysis.warmup.as_secs();
-    let empty = BTreeMap::new();
-    let canary = metrics.get(&window.canary).unwrap_or(&empty);
-    // A minute counts once it started after the warm-up.
-    let judged = |minutes: &'_ BTreeMap<u64, Minute>, from: u64, to: u64| -> Vec<(u64, Minute)> {
-        minutes.iter().filter(|(end, _)| **end >= from + 60 && **end <= to).map(|(e, m)| (*e, m.clone())).collect()
-    };
-    let canary_minutes = judged(canary, warm_from, u64::MAX);
-    let newest = canary_minutes.iter().map(|(end, _)| *end).max();
-    let triggers = analysis
-        .rollback
-        .iter()
-        .map(|rule| {
-            let span = rule.window.as_secs().max(60);
-            let in_window: Vec<&Minute> = match newest {
-                Some(newest) => canary_minutes.iter().filter(|(end, _)| *end + span > newest).map(|(_, m)| m).collect(),
-                None => Vec::new(),
-            };
-            let totals = Totals::of(in_window.into_iter());
-            let (threshold, observed, fails) = match (rule.metric, rule.above.as_ref().or(rule.below.as_ref())) {
-                (Metric::ErrorRate, Some(Threshold::Percent(p))) => {
-                    let rate = totals.error_rate();
-                    (p.fraction(), rate, rate.is_some_and(|r| r > p.fraction()))
-                }
-                (Metric::Availability, Some(Threshold::Percent(p))) => {
-                    let availability = totals.error_rate().map(|r| 1.0 - r);
-                    (p.fraction(), availability, availability.is_some_and(|a| a < p.fraction()))
-                }
-                (Metric::P95Latency, Some(Threshold::Latency(d))) => {
-                    let limit = d.as_std().as_secs_f64() * 1000.0;
-                    let p95 = totals.p95();
-                    (limit, p95, p95.is_some_and(|v| v > limit))
-                }
-                _ => (0.0, None, false),
-            };
-            let enough = totals.total >= MIN_TRIGGER_REQUESTS;
-            Check {
-                name: rule.metric.name().to_owned(),
-                observed,
-                threshold,
-                result: if !enough || observed.is_none() {
-                    Outcome::Inconclusive
-                } else if fails {
-                    Outcome::Fail
-                } else {
-                    Outcome::Pass
-                },
-                requests_needed: (!enough).then(|| MIN_TRIGGER_REQUESTS - totals.total),
-            }
-        })
-        .collect();
-
-    // Gates: the stage's minutes after warm-up; stable over the same minutes, or over
-    // the stage before when the canary has all the traffic.
-    let stable_all = metrics.get(&window.stable).unwrap_or(&empty);
-    let canary_totals = Totals::of(canary_minutes.iter().map(|(_, m)| m));
-    let stable_totals = if window.weight >= 100 {
-        let from = window.previous_stage_started.map_or(warm_from, |t| secs(t) + analysis.warmup.as_secs());
-        Totals::of(judged(stable_all, from, secs(window.stage_started)).iter().map(|(_, m)| m))
-    } else {
-        let ends: Vec<u64> = canary_minutes.iter().map(|(e, _)| *e).collect();
-        Totals::of(judged(stable_all, warm_from, u64::MAX).iter().filter(|(e, _)| ends.contains(e)).map(|(_, m)| m))
-    };
-    let promotion = &analysis.promotion;
-    let mut gates = Vec::new();
-    if let Some(min) = promotion.min_requests {
-        let enough = canary_totals.total >= min;
-        gates.push(Check {
-            name: "minRequests".into(),
-            observed: Some(canary_totals.total as f64),
-            threshold: min as f64,
-            result: if enough { Outcome::Pass } else { Outcome::Inconclusive },
-            requests_needed: (!enough).then(|| min - canary_totals.total),
-        });
-    }
-    let comparable = canary_totals.total >= MIN_COMPARISON_REQUESTS && stable_totals.total >= MIN_COMPARISON_REQUESTS;
-    let needed = MIN_COMPARISON_REQUESTS.saturating_sub(canary_totals.total.min(stable_totals.total));
-    if let Some(max) = &promotion.max_error_rate_increase {
-        let increase = canary_totals.error_rate().zip(stable_totals.error_rate()).map(|(c, s)| c - s);
-        gates.push(compare("errorRateIncrease", increase, max.fraction(), comparable, needed));
-    }
-    if let Some(max) = &promotion.max_p95_increase {
-        let increase = canary_totals.p95().zip(stable_totals.p95()).filter(|(_, s)| *s > 0.0).map(|(c, s)| c / s - 1.0);
-        gates.push(compare("p95Increase", increase, max.fraction(), comparable, needed));
-    }
-    (triggers, gates)
+/// Requests in buckets wholly above `limit` (conservative: a bucket straddling the limit
+/// is not counted), and all requests.
+fn slower_than(d: &Distribution, limit: f64) -> (u64, u64) {
+    let slow = d.counts.iter().enumerate().filter(|(i, _)| d.options.bounds(*i).0 >= limit).map(|(_, c)| *c).sum();
+    (slow, d.counts.iter().sum())
 }
 
-fn compare(name: &str, observed: Option<f64>, threshold: f64, comparable: bool, needed: u64) -> Check {
-    let result = match observed {
-        Some(v) if comparable => {
-            if v > threshold {
-                Outcome::Fail
-            } else {
-                Outcome::Pass
+/// How a rollout's budget is shared: one equal part per (stage, check). The period
+/// before stage 1 (the canary at 0%) counts as a stage, since triggers watch it too.
+pub fn check_alpha(rollout: &CanaryRollout) -> f64 {
+    let promotion = &rollout.spec.analysis.promotion;
+    let gates =
+        usize::from(promotion.max_error_rate_increase.is_some()) + usize::from(promotion.max_p95_increase.is_some());
+    let checks = (rollout.spec.analysis.rollback.len() + gates).max(1);
+    let stages = rollout.spec.stages.len() + 1;
+    FALSE_ROLLBACK_BUDGET / (stages * checks) as f64
+}
+
+/// What a trigger tests: a rate of failing requests above a limit.
+#[derive(Debug, Clone, Copy)]
+enum Tested {
+    /// 5xx ÷ requests above the limit (availability below 1 − limit).
+    Errors,
+    /// The share of requests slower than this many milliseconds above 5%.
+    SlowerThan(f64),
+}
+
+/// One rollback trigger's evidence in the current stage.
+#[derive(Debug, Clone)]
+struct TriggerEvidence {
+    name: &'static str,
+    tested: Tested,
+    /// The limit on the tested rate.
+    limit: f64,
+    /// What the manifest says (a fraction, or milliseconds), and how to show the
+    /// observed value against it.
+    threshold: f64,
+    metric: Metric,
+    /// Only minutes ending after this (epoch seconds) count.
+    after: u64,
+    span: u64,
+    detectors: Vec<(f64, Detector)>,
+    /// The minutes of the trigger's window, newest last, for the observed value.
+    window: VecDeque<(u64, Minute)>,
+}
+
+impl TriggerEvidence {
+    fn push(&mut self, end: u64, minute: &Minute) {
+        if end <= self.after {
+            return;
+        }
+        let (x, n) = match self.tested {
+            Tested::Errors => (minute.server_errors, minute.total),
+            Tested::SlowerThan(limit) => minute.latency.as_ref().map_or((0, 0), |d| slower_than(d, limit)),
+        };
+        if n > 0 {
+            for (p1, d) in &mut self.detectors {
+                d.push(end, stats::binomial_llr(x, n, self.limit, *p1));
             }
         }
-        _ => Outcome::Inconclusive,
-    };
-    Check {
-        name: name.to_owned(),
-        observed,
-        threshold,
-        result,
-        requests_needed: (result == Outcome::Inconclusive).then_some(needed.max(1)),
+        self.window.push_back((end, minute.clone()));
+        while self.window.front().is_some_and(|(e, _)| *e + self.span.max(60) <= end) {
+            self.window.pop_front();
+        }
     }
+
+    fn check(&self) -> Check {
+        let totals = Totals::of(self.window.iter().map(|(_, m)| m));
+        let (observed, rate) = match self.tested {
+            Tested::Errors => {
+                let rate = totals.error_rate();
+                (if self.metric == Metric::Availability { rate.map(|r| 1.0 - r) } else { rate }, rate)
+            }
+            Tested::SlowerThan(limit) => {
+                let rate = totals
+                    .latency
+                    .as_ref()
+                    .map(|d| slower_than(d, limit))
+                    .and_then(|(x, n)| (n > 0).then(|| x as f64 / n as f64));
+                (totals.p95(), rate)
+            }
+        };
+        let fired = self.detectors.iter().any(|(_, d)| d.fired());
+        let beyond = rate.is_some_and(|r| r > self.limit);
+        let (result, needed) = if fired {
+            (Outcome::Fail, None)
+        } else if totals.total < MIN_TRIGGER_REQUESTS || observed.is_none() {
+            (Outcome::Inconclusive, Some(MIN_TRIGGER_REQUESTS.saturating_sub(totals.total).max(1)))
+        } else if beyond {
+            // Over the limit, not yet conclusively: at the rate seen, how many more
+            // requests until the nearest detector fires.
+            let r = rate.unwrap_or_default();
+            let needed = self
+                .detectors
+                .iter()
+                .filter_map(|(p1, d)| {
+                    let per_request = stats::binomial_llr(0, 1, self.limit, *p1) * (1.0 - r)
+                        + stats::binomial_llr(1, 1, self.limit, *p1) * r;
+                    let gap = -d.statistic();
+                    (per_request > 0.0 && gap.is_finite()).then(|| (gap / per_request).ceil() as u64)
+                })
+                .min();
+            (Outcome::Inconclusive, Some(needed.unwrap_or(MIN_TRIGGER_REQUESTS).max(1)))
+        } else {
+            (Outcome::Pass, None)
+        };
+        Check { name: self.name.to_owned(), observed, threshold: self.threshold, result, requests_needed: needed }
+    }
+}
+
+/// One stage's evidence for a rollout: fed minute by minute (in order), judged at any
+/// moment. [`judge`] builds it from Cloud Monitoring's minutes each pass; the judge-eval
+/// feeds it as minutes are published.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    alpha: f64,
+    /// Gate minutes are those ending at or after this.
+    gates_from: u64,
+    at_full_weight: bool,
+    triggers: Vec<TriggerEvidence>,
+    canary: Totals,
+    stable: Totals,
+    min_requests: Option<u64>,
+    max_error_rate_increase: Option<f64>,
+    max_p95_increase: Option<f64>,
+}
+
+impl Evidence {
+    pub fn new(rollout: &CanaryRollout, window: &Window) -> Evidence {
+        let analysis = &rollout.spec.analysis;
+        let alpha = check_alpha(rollout);
+        let started = secs(window.stage_started);
+        let warm = started + analysis.warmup.as_secs();
+        let triggers = analysis
+            .rollback
+            .iter()
+            .filter_map(|rule| {
+                let bound = rule.above.as_ref().or(rule.below.as_ref())?;
+                let (tested, limit, threshold, after) = match (rule.metric, bound) {
+                    (Metric::ErrorRate, Threshold::Percent(p)) => (Tested::Errors, p.fraction(), p.fraction(), started),
+                    (Metric::Availability, Threshold::Percent(p)) => {
+                        (Tested::Errors, 1.0 - p.fraction(), p.fraction(), started)
+                    }
+                    (Metric::P95Latency, Threshold::Latency(d)) => {
+                        let ms = d.as_std().as_secs_f64() * 1000.0;
+                        (Tested::SlowerThan(ms), TAIL, ms, warm + 59)
+                    }
+                    _ => return None,
+                };
+                // A limit of 100% (or availability below 0%) can never be exceeded.
+                let detectors = if limit >= 1.0 {
+                    Vec::new()
+                } else {
+                    let alternatives = stats::alternatives(limit);
+                    let share = alpha / alternatives.len() as f64;
+                    alternatives.into_iter().map(|p1| (p1, Detector::new(share, rule.window.as_secs()))).collect()
+                };
+                Some(TriggerEvidence {
+                    name: rule.metric.name(),
+                    tested,
+                    limit,
+                    threshold,
+                    metric: rule.metric,
+                    after,
+                    span: rule.window.as_secs().max(60),
+                    detectors,
+                    window: VecDeque::new(),
+                })
+            })
+            .collect();
+        let promotion = &analysis.promotion;
+        Evidence {
+            alpha,
+            gates_from: warm + 60,
+            at_full_weight: window.weight >= 100,
+            triggers,
+            canary: Totals::default(),
+            stable: Totals::default(),
+            min_requests: promotion.min_requests,
+            max_error_rate_increase: promotion.max_error_rate_increase.as_ref().map(|p| p.fraction()),
+            max_p95_increase: promotion.max_p95_increase.as_ref().map(|p| p.fraction()),
+        }
+    }
+
+    /// Adds the minute ending at `end` (epoch seconds): the canary's, and stable's same
+    /// minute (ignored at 100%, where stable's reference comes from [`Evidence::set_reference`]).
+    pub fn push(&mut self, end: u64, canary: &Minute, stable: Option<&Minute>) {
+        for t in &mut self.triggers {
+            t.push(end, canary);
+        }
+        if end >= self.gates_from && canary.total > 0 {
+            self.canary.add(canary);
+            if let (Some(s), false) = (stable, self.at_full_weight) {
+                self.stable.add(s);
+            }
+        }
+    }
+
+    /// Stable's minutes to compare with when the canary has all the traffic.
+    pub fn set_reference(&mut self, stable: Totals) {
+        self.stable = stable;
+    }
+
+    /// Stable's totals over the compared minutes (the next stage's reference at 100%).
+    pub fn stable_totals(&self) -> &Totals {
+        &self.stable
+    }
+
+    pub fn triggers(&self) -> Vec<Check> {
+        self.triggers.iter().map(TriggerEvidence::check).collect()
+    }
+
+    pub fn gates(&self) -> Vec<Check> {
+        let (canary, stable) = (&self.canary, &self.stable);
+        let mut gates = Vec::new();
+        if let Some(min) = self.min_requests {
+            let enough = canary.total >= min;
+            gates.push(Check {
+                name: "minRequests".into(),
+                observed: Some(canary.total as f64),
+                threshold: min as f64,
+                result: if enough { Outcome::Pass } else { Outcome::Inconclusive },
+                requests_needed: (!enough).then(|| min - canary.total),
+            });
+        }
+        let enough = canary.total.min(stable.total);
+        let short = MIN_COMPARISON_REQUESTS.saturating_sub(enough);
+        // Each side of a comparison gets half of the check's budget.
+        let alpha = self.alpha / 2.0;
+        if let Some(margin) = self.max_error_rate_increase {
+            let increase = canary.error_rate().zip(stable.error_rate()).map(|(c, s)| c - s);
+            let conclusive = |f: f64| {
+                let scale = |v: u64| (v as f64 * f).round() as u64;
+                let (low, _) = stats::rate_bounds(scale(canary.server_errors), scale(canary.total), alpha);
+                let (_, high) = stats::rate_bounds(scale(stable.server_errors), scale(stable.total), alpha);
+                low - high > margin
+            };
+            gates.push(comparison("errorRateIncrease", increase, margin, short, canary.total, conclusive));
+        }
+        if let Some(margin) = self.max_p95_increase {
+            let increase = canary.p95().zip(stable.p95()).filter(|(_, s)| *s > 0.0).map(|(c, s)| c / s - 1.0);
+            let failing = increase.is_some_and(|i| i > margin);
+            // p95 above (1 + margin) × stable's p95: more than 5% of canary requests are
+            // slower than (1 + margin) × a bound stable's p95 is surely under.
+            let bound = if failing { stable.latency.as_ref().and_then(|d| p95_upper_bound(d, alpha)) } else { None };
+            let slow = match (bound, &canary.latency) {
+                (Some(b), Some(d)) => Some(slower_than(d, b * (1.0 + margin))),
+                _ => None,
+            };
+            let conclusive = |f: f64| {
+                slow.is_some_and(|(x, n)| {
+                    let scale = |v: u64| (v as f64 * f).round() as u64;
+                    stats::rate_bounds(scale(x), scale(n), alpha).0 > TAIL
+                })
+            };
+            gates.push(comparison("p95Increase", increase, margin, short, canary.total, conclusive));
+        }
+        gates
+    }
+}
+
+/// The smallest bucket bound that stable's p95 is, with confidence 1 − `alpha`, under:
+/// the first bound with fewer than 5% of requests above it, by the confidence sequence.
+fn p95_upper_bound(d: &Distribution, alpha: f64) -> Option<f64> {
+    let n: u64 = d.counts.iter().sum();
+    let start = d.percentile(1.0 - TAIL)?;
+    let mut above = n;
+    for (i, c) in d.counts.iter().enumerate() {
+        above -= c;
+        let upper = d.options.bounds(i).1;
+        if upper.is_finite() && upper >= start && stats::rate_bounds(above, n, alpha).1 < TAIL {
+            return Some(upper);
+        }
+    }
+    None
+}
+
+/// A comparison gate: fails when `conclusive` (at the data seen), passes when the
+/// estimate is within the margin on enough requests, and is otherwise inconclusive with
+/// the requests still needed.
+fn comparison(
+    name: &str,
+    observed: Option<f64>,
+    margin: f64,
+    short: u64,
+    canary_requests: u64,
+    conclusive: impl Fn(f64) -> bool,
+) -> Check {
+    let failing = observed.is_some_and(|v| v > margin);
+    let (result, needed) = if failing && conclusive(1.0) {
+        (Outcome::Fail, None)
+    } else if failing {
+        // At the rates seen, the least multiple of the data that would be conclusive.
+        let needed = scale_needed(&conclusive).map(|f| (canary_requests as f64 * (f - 1.0)).ceil() as u64);
+        (Outcome::Inconclusive, Some(needed.unwrap_or(short).max(short).max(1)))
+    } else if observed.is_some() && short == 0 {
+        (Outcome::Pass, None)
+    } else {
+        (Outcome::Inconclusive, Some(short.max(1)))
+    };
+    Check { name: name.to_owned(), observed, threshold: margin, result, requests_needed: needed }
+}
+
+/// The least factor f > 1 (to 1%) with `conclusive(f)`, if one up to 2^16 is.
+fn scale_needed(conclusive: &impl Fn(f64) -> bool) -> Option<f64> {
+    let mut high = 2.0;
+    while !conclusive(high) {
+        high *= 2.0;
+        if high > 65_536.0 {
+            return None;
+        }
+    }
+    let mut low = 1.0;
+    while high / low > 1.01 {
+        let mid = (low * high).sqrt();
+        if conclusive(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Some(high)
+}
+
+/// Judges the rollback triggers and the promotion gates of the current stage.
+pub fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Metrics) -> (Vec<Check>, Vec<Check>) {
+    let empty = BTreeMap::new();
+    let canary = metrics.get(&window.canary).unwrap_or(&empty);
+    let stable = metrics.get(&window.stable).unwrap_or(&empty);
+    let mut evidence = Evidence::new(rollout, window);
+    let started = secs(window.stage_started);
+    if window.weight >= 100 {
+        // Stable has no traffic now: its minutes from the stage before, after warm-up.
+        let warmup = rollout.spec.analysis.warmup.as_secs();
+        let from = window.previous_stage_started.map_or(started, secs) + warmup + 60;
+        evidence.set_reference(Totals::of(stable.range(from..=started).map(|(_, m)| m)));
+    }
+    for (end, minute) in canary.range(started + 1..) {
+        evidence.push(*end, minute, stable.get(end));
+    }
+    (evidence.triggers(), evidence.gates())
 }

@@ -1,6 +1,8 @@
-//! Metrics → judgement. This part holds the pure building blocks shared with the
-//! emulator: latency distributions and their percentiles.
+//! Metrics → judgement: latency distributions and their percentiles, the statistics
+//! (sequential tests, confidence sequences), and the judge that turns a rollout's
+//! minutes into rollback triggers and promotion gates.
 
 pub mod distribution;
 pub mod judge;
+pub mod stats;
 pub mod verdict;

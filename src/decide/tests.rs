@@ -473,7 +473,11 @@ proptest! {
                     // clock of the stage, which is a move of time).
                     let resumed = plan.phase_before == Some(Phase::Paused) && plan.phase_after == Phase::Progressing;
                     let deployed_ready = plan.action == Action::Deploy && ready;
-                    if !resumed && !deployed_ready {
+                    // A verdict is about one stage: a failed gate acts at once, so it
+                    // cannot be carried into the stage just entered.
+                    let new_stage = plan.state.stage != RolloutState::read(&view.annotations).stage
+                        && verdict.gates.iter().any(|g| g.result == Outcome::Fail);
+                    if !resumed && !deployed_ready && !new_stage {
                         let again = decide(&r, &observed(next.clone()), &verdict, at(now));
                         prop_assert!(again.change.is_none(), "{:?} then {:?}: {}", plan.action, again.action, again.reason);
                     }

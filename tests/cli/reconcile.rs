@@ -55,6 +55,41 @@ loads:
         r
     }
 
+    /// The manifest of [`Rollout::manifest`] with its own `analysis` block (indented
+    /// four spaces).
+    fn manifest_judged(&self, image: &str, analysis: &str) {
+        let text = format!(
+            r#"apiVersion: canary/v1alpha1
+kind: CanaryRollout
+metadata: {{name: api}}
+spec:
+  project: demo-project
+  region: us-central1
+  service: api
+  adopt: true
+  template: {{image: "{image}"}}
+  stages:
+    - {{weight: 5, hold: 30m}}
+    - {{weight: 25, hold: 30m}}
+    - {{weight: 50, hold: 30m}}
+    - {{weight: 100, hold: 10m}}
+  analysis:
+{analysis}"#
+        );
+        std::fs::write(self.dir.path().join("manifests").join("api.yaml"), text).unwrap();
+    }
+
+    /// The emulator's clock, as seconds since the epoch.
+    fn now(&self) -> u64 {
+        let clock = self.emulator.get("/emulator/v1/clock");
+        let text = clock["now"].as_str().unwrap_or_default().to_owned();
+        canary::emulator::clock::parse_rfc3339(&text)
+            .unwrap_or_else(|| panic!("clock: {clock}"))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
     fn manifest(&self, file: &str, image: &str, extra: &str) {
         let text = format!(
             r#"apiVersion: canary/v1alpha1
@@ -227,8 +262,11 @@ fn a_canary_with_10_percent_errors_is_rolled_back_with_exit_3_and_never_redeploy
     assert_eq!(phase(last), "RolledBack", "{steps:#?}");
     assert_eq!(last["exit"], 3, "exit 3 in the pass that rolled back");
     assert_eq!(last["result"]["action"], "rollback");
+    // Whichever sees it first: the 5% trigger, or the comparison with stable's 0.5%.
+    let reason = last["result"]["reason"].as_str().unwrap();
     assert!(
-        last["result"]["reason"].as_str().unwrap().starts_with("rolled back: rollback trigger errorRate failed"),
+        reason.starts_with("rolled back: rollback trigger errorRate failed")
+            || reason.starts_with("rolled back: promotion gate errorRateIncrease failed"),
         "{last}"
     );
     assert_eq!(last["result"]["trafficAfter"].as_object().unwrap().len(), 1);
@@ -752,4 +790,111 @@ fn without_credentials_or_an_emulator_the_error_says_what_to_set() {
     assert!(text.starts_with("error: no Application Default Credentials:"), "{text}");
     assert!(text.contains("hint: set GOOGLE_APPLICATION_CREDENTIALS"), "{text}");
     assert!(text.contains("CLOUD_RUN_EMULATOR_HOST"), "{text}");
+}
+
+// ---- judgement ------------------------------------------------------------------------
+
+/// Runs passes `step` seconds apart until the rollout leaves stage 1's traffic or
+/// `max` passes; returns the steps and the moment the canary first got traffic.
+fn first_traffic_then(r: &Rollout, step: u64, max: usize, done: impl Fn(&Value) -> bool) -> (u64, Vec<Value>) {
+    let start = r.run_until(30, 10, |res| res["action"] == "setTraffic");
+    assert_eq!(start.last().unwrap()["result"]["action"], "setTraffic", "{start:#?}");
+    let traffic_from = r.now();
+    r.advance(step);
+    (traffic_from, r.run_until(step, max, done))
+}
+
+#[test]
+fn a_slow_canary_is_rolled_back_after_its_5_minute_window_not_before() {
+    // p95 3 s against a trigger "p95 > 2 s for 5 m"; plenty of traffic, so the window,
+    // not the amount of data, decides when it fires.
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2", p50Ms: 600, p95Ms: 3000}"#, 200.0);
+    r.manifest_judged(
+        "gcr.io/demo/api:v2",
+        "    warmup: 2m\n    rollback:\n      - {metric: p95Latency, above: 2s, for: 5m}\n",
+    );
+    let (from, steps) = first_traffic_then(&r, 30, 60, |res| res["phaseAfter"] == "RolledBack");
+    let last = steps.last().unwrap();
+    assert_eq!(phase(last), "RolledBack", "{steps:#?}");
+    assert!(last["result"]["reason"].as_str().unwrap().contains("rollback trigger p95Latency failed"), "{last}");
+    let elapsed = r.now() - from;
+    // Warm-up (2 m) and then five whole published minutes: never sooner.
+    assert!(elapsed >= 7 * 60, "rolled back {elapsed}s after the canary got traffic");
+    assert!(elapsed <= 14 * 60, "took {elapsed}s");
+    // Every pass before it saw a slow canary and held.
+    for s in &steps[..steps.len() - 1] {
+        assert_eq!(phase(s), "Progressing", "{s}");
+    }
+}
+
+#[test]
+fn a_canary_that_degrades_mid_stage_is_rolled_back() {
+    let r = Rollout::start(
+        r#"  - {image: "gcr.io/demo/api:v2", errorRate: 0.005, p50Ms: 80, p95Ms: 250, changes: [{after: 12m, errorRate: 0.10}]}"#,
+        40.0,
+    );
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let (from, steps) = first_traffic_then(&r, 60, 60, |res| res["phaseAfter"] == "RolledBack");
+    let last = steps.last().unwrap();
+    assert_eq!(phase(last), "RolledBack", "{steps:#?}");
+    let elapsed = r.now() - from;
+    assert!(elapsed > 12 * 60, "rolled back {elapsed}s in, before it degraded");
+    assert!(elapsed <= 30 * 60, "took {elapsed}s: caught within the first stage");
+    let healthy = &steps[..steps.len() - 1];
+    assert!(healthy.iter().all(|s| s["exit"] == 0 && phase(s) == "Progressing"), "{healthy:#?}");
+}
+
+#[test]
+fn a_quiet_healthy_canary_is_promoted() {
+    // 3 requests a second: the canary sees 9 a minute at 5%; it waits for data and is
+    // promoted, never rolled back.
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2", errorRate: 0.005, p50Ms: 80, p95Ms: 250}"#, 3.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    let (_, steps) = first_traffic_then(&r, 300, 80, |res| res["phaseAfter"] == "Promoted");
+    assert_eq!(phase(steps.last().unwrap()), "Promoted", "{steps:#?}");
+    assert!(steps.iter().all(|s| s["exit"] == 0 && phase(s) != "RolledBack"), "{steps:#?}");
+    assert!(steps.iter().any(|s| phase(s) == "Waiting"), "too little data at 5% should make it wait: {steps:#?}");
+}
+
+#[test]
+fn on_gate_failure_pause_pauses_for_a_person() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2", errorRate: 0.08}"#, 40.0);
+    r.manifest_judged(
+        "gcr.io/demo/api:v2",
+        "    warmup: 2m\n    promotion: {maxErrorRateIncrease: 0.5%}\n    onGateFailure: pause\n",
+    );
+    let (_, steps) = first_traffic_then(&r, 60, 40, |res| res["phaseAfter"] == "Paused");
+    let last = steps.last().unwrap();
+    assert_eq!(phase(last), "Paused", "{steps:#?}");
+    assert!(last["result"]["reason"].as_str().unwrap().starts_with("GateFailed: errorRateIncrease failed"), "{last}");
+    assert_eq!(last["exit"], 0);
+    // Paused at its traffic: nothing moves until a person acts.
+    let canary_weight = |v: &Value| v["result"]["trafficAfter"].as_object().unwrap().values().any(|p| p == 5);
+    assert!(canary_weight(last), "{last}");
+    r.advance(3600);
+    let (exit, results) = r.reconcile();
+    assert_eq!((exit, results[0]["phaseAfter"].as_str()), (0, Some("Paused")));
+    let status = r.canary(&["status", "api", "-f", "manifests", "-o", "json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let gate = &status[0]["gates"][0];
+    assert_eq!((gate["name"].as_str(), gate["result"].as_str()), (Some("errorRateIncrease"), Some("fail")), "{status}");
+    assert!(gate["observed"].as_f64().unwrap() > 0.05, "{gate}");
+}
+
+#[test]
+fn status_says_how_many_more_requests_an_inconclusive_gate_needs() {
+    let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 2.0);
+    r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
+    first_traffic_then(&r, 60, 5, |_| false);
+    let out = r.canary(&["status", "api", "-f", "manifests", "-o", "json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let min = &status[0]["gates"][0];
+    assert_eq!((min["name"].as_str(), min["result"].as_str()), (Some("minRequests"), Some("inconclusive")));
+    let (observed, needed) = (min["observed"].as_f64().unwrap(), min["requestsNeeded"].as_f64().unwrap());
+    assert_eq!(observed + needed, 500.0, "{min}");
+    for t in status[0]["triggers"].as_array().unwrap() {
+        if t["result"] == "inconclusive" {
+            assert!(t["requestsNeeded"].as_u64().unwrap() >= 1, "{t}");
+        }
+    }
 }

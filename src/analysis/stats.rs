@@ -1,0 +1,326 @@
+//! The statistics behind the judgement, pure: per-minute likelihood ratios for counts,
+//! a sequential detector whose false-alarm probability holds over every look, and
+//! time-uniform confidence sequences for a rate. See README "How canary judges".
+//!
+//! Everything here is a statement about requests as independent Bernoulli trials (a
+//! request fails, or is slower than a bound, with some probability). Two tools:
+//!
+//! - [`Detector`]: is a rate above a limit? For a fixed start minute k, the product of
+//!   per-minute likelihood ratios (alternative over limit) is a non-negative
+//!   supermartingale while the true rate is at or below the limit, so by Ville's
+//!   inequality it ever reaches 1/a with probability at most a. The detector considers
+//!   every start minute k (so a release that turns bad mid-stage is caught without
+//!   first paying back the evidence of its healthy minutes) and gives start k the
+//!   share a_k = α / (k(k+1)) of its budget; the shares sum to α, so the chance that
+//!   any start ever fires on a rate at or below the limit is at most α, however many
+//!   times it is looked at.
+//! - [`rate_bounds`]: a confidence sequence for a rate, from a Beta(½, ½) mixture of
+//!   likelihood ratios (a martingale for the true rate); it contains the true rate at
+//!   every n simultaneously with probability at least 1 − α.
+
+use std::collections::VecDeque;
+
+use statrs::function::beta::ln_beta;
+
+/// Rates are kept inside (0, 1) so logarithms stay finite.
+const EDGE: f64 = 1e-12;
+
+fn clamp_rate(p: f64) -> f64 {
+    p.clamp(EDGE, 1.0 - EDGE)
+}
+
+/// The log-likelihood ratio of `x` events in `n` trials under rate `p1` against `p0`.
+pub fn binomial_llr(x: u64, n: u64, p0: f64, p1: f64) -> f64 {
+    let (p0, p1) = (clamp_rate(p0), clamp_rate(p1));
+    let (x, n) = (x as f64, n as f64);
+    x * (p1 / p0).ln() + (n - x) * ((1.0 - p1) / (1.0 - p0)).ln()
+}
+
+/// The rates a detector for "above `limit`" watches for: the limit's odds times 1.5, 2
+/// and 4 (a mixture over a small grid, each alternative with a third of the budget), so
+/// a rate anywhere from 1.5× to well past 4× the limit is caught near its fastest.
+pub fn alternatives(limit: f64) -> Vec<f64> {
+    let limit = clamp_rate(limit);
+    let odds = limit / (1.0 - limit);
+    [1.5, 2.0, 4.0].iter().map(|r| odds * r / (1.0 + odds * r)).collect()
+}
+
+/// A sequential test of "the rate is above a limit", fed one minute of evidence (a log-
+/// likelihood ratio) at a time, with start points spread over the minutes.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    ln_alpha: f64,
+    /// Evidence must span at least this many seconds (a trigger's `for`), so a burst
+    /// shorter than the window never fires it.
+    min_span: u64,
+    /// Σ of all evidence so far.
+    total: f64,
+    /// Starts not yet admissible (their minute is too recent for `min_span`): the
+    /// minute's end and ln a_k − (evidence before it).
+    pending: VecDeque<(u64, f64)>,
+    /// max over admissible starts of ln a_k − (evidence before start k).
+    best: f64,
+    starts: u64,
+}
+
+impl Detector {
+    /// A detector with false-alarm probability at most `alpha`, over evidence spanning
+    /// at least `min_span` seconds (0 or 60: the newest minute alone may decide).
+    pub fn new(alpha: f64, min_span: u64) -> Detector {
+        Detector {
+            ln_alpha: alpha.clamp(f64::MIN_POSITIVE, 1.0).ln(),
+            min_span,
+            total: 0.0,
+            pending: VecDeque::new(),
+            best: f64::NEG_INFINITY,
+            starts: 0,
+        }
+    }
+
+    /// Adds the minute ending at `end` (seconds) with log-likelihood ratio `llr`.
+    /// Minutes must come in order.
+    pub fn push(&mut self, end: u64, llr: f64) {
+        self.starts += 1;
+        let k = self.starts as f64;
+        self.pending.push_back((end, self.ln_alpha - (k * (k + 1.0)).ln() - self.total));
+        self.total += llr;
+        // A start is admissible once the evidence from it to now spans `min_span`.
+        while let Some(&(start_end, value)) = self.pending.front() {
+            if end.saturating_sub(start_end) + 60 < self.min_span.max(60) {
+                break;
+            }
+            self.best = self.best.max(value);
+            self.pending.pop_front();
+        }
+    }
+
+    /// max over admissible starts k of (ln a_k + evidence since k): at or above 0, the
+    /// rate is above the limit with the promised confidence. −∞ before any start is
+    /// admissible.
+    pub fn statistic(&self) -> f64 {
+        self.total + self.best
+    }
+
+    pub fn fired(&self) -> bool {
+        self.statistic() >= 0.0
+    }
+}
+
+/// ln of the Beta(½, ½) mixture likelihood ratio against rate `p`, after `x` events in
+/// `n` trials: large when `p` explains the data badly.
+fn ln_mixture_ratio(x: f64, n: f64, p: f64) -> f64 {
+    ln_beta(0.5 + x, 0.5 + n - x) - ln_beta(0.5, 0.5) - x * p.ln() - (n - x) * (1.0 - p).ln()
+}
+
+/// A time-uniform confidence sequence for a rate after `x` events in `n` trials: with
+/// probability at least 1 − `alpha` the true rate lies inside at every n at once.
+/// `(0, 1)` when there is no data.
+pub fn rate_bounds(x: u64, n: u64, alpha: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (x, n) = (x.min(n) as f64, n as f64);
+    let limit = (1.0 / alpha.clamp(f64::MIN_POSITIVE, 1.0)).ln();
+    let estimate = x / n;
+    let outside = |p: f64| ln_mixture_ratio(x, n, p) >= limit;
+    // The ratio is convex in p with its minimum near the estimate: bisect each side.
+    let bisect = |mut inside: f64, mut out: f64| {
+        for _ in 0..64 {
+            let mid = (inside + out) / 2.0;
+            if outside(mid) {
+                out = mid;
+            } else {
+                inside = mid;
+            }
+        }
+        inside
+    };
+    let centre = clamp_rate(estimate);
+    let lower = if x == 0.0 || !outside(EDGE) { 0.0 } else { bisect(centre, EDGE) };
+    let upper = if x == n || !outside(1.0 - EDGE) { 1.0 } else { bisect(centre, 1.0 - EDGE) };
+    (lower, upper)
+}
+
+/// The exact (Clopper–Pearson) two-sided interval at level 1 − `alpha` for a fixed
+/// number of trials: the reference any sequential interval must contain, since it is
+/// valid at one look only.
+pub fn clopper_pearson(x: u64, n: u64, alpha: f64) -> (f64, f64) {
+    use statrs::distribution::{Beta, ContinuousCDF};
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (xf, nf) = (x as f64, n as f64);
+    let lower = if x == 0 { 0.0 } else { Beta::new(xf, nf - xf + 1.0).map_or(0.0, |b| b.inverse_cdf(alpha / 2.0)) };
+    let upper =
+        if x >= n { 1.0 } else { Beta::new(xf + 1.0, nf - xf).map_or(1.0, |b| b.inverse_cdf(1.0 - alpha / 2.0)) };
+    (lower, upper)
+}
+
+/// The fewest requests at rate `rate` that could give a detector with budget `alpha`
+/// its first conclusive look: ln(1/α) divided by the information per request
+/// (Kullback–Leibler divergence from the limit). Wald's bound for any sequential test
+/// with that error rate, up to the overshoot: no test can do better on average.
+pub fn requests_to_detect(rate: f64, limit: f64, alpha: f64) -> Option<f64> {
+    let (p, q) = (clamp_rate(rate), clamp_rate(limit));
+    if p <= q {
+        return None;
+    }
+    let kl = p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln();
+    Some((1.0 / alpha).ln() / kl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::ids::Rng;
+    use crate::emulator::sampling::binomial;
+    use proptest::prelude::*;
+
+    #[test]
+    fn clopper_pearson_matches_published_values() {
+        // Clopper & Pearson (1934) / standard tables, 95% two-sided.
+        let (lo, hi) = clopper_pearson(0, 10, 0.05);
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.3085).abs() < 1e-4, "{hi}");
+        let (lo, hi) = clopper_pearson(5, 10, 0.05);
+        assert!((lo - 0.1871).abs() < 1e-4 && (hi - 0.8129).abs() < 1e-4, "{lo} {hi}");
+        let (lo, hi) = clopper_pearson(1, 20, 0.05);
+        assert!((lo - 0.001265).abs() < 1e-5 && (hi - 0.2487).abs() < 1e-4, "{lo} {hi}");
+    }
+
+    #[test]
+    fn confidence_sequence_contains_the_fixed_n_interval() {
+        // A bound valid at every n must be at least as wide as the exact one-look bound.
+        for &(x, n) in &[(0, 10), (1, 20), (5, 10), (3, 1000), (50, 1000), (999, 1000), (120, 120)] {
+            for &alpha in &[0.05, 0.001] {
+                let (clo, chi) = clopper_pearson(x, n, alpha);
+                let (lo, hi) = rate_bounds(x, n, alpha);
+                assert!(lo <= clo + 1e-9 && hi >= chi - 1e-9, "x={x} n={n}: cs [{lo}, {hi}] vs cp [{clo}, {chi}]");
+                let estimate = x as f64 / n as f64;
+                assert!(lo <= estimate && estimate <= hi);
+            }
+        }
+    }
+
+    #[test]
+    fn confidence_sequence_shrinks_with_data() {
+        let widths: Vec<f64> = [100, 1_000, 10_000, 100_000]
+            .iter()
+            .map(|&n| {
+                let (lo, hi) = rate_bounds(n / 100, n, 0.001);
+                hi - lo
+            })
+            .collect();
+        assert!(widths.windows(2).all(|w| w[1] < w[0] * 0.5), "{widths:?}");
+    }
+
+    #[test]
+    fn one_start_is_wald_one_sided_sprt() {
+        // With a single start the detector is Wald's one-sided SPRT with β = 0: it fires
+        // when the log-likelihood ratio reaches ln((1 − β)/α) = ln(1/α), here for start
+        // 1's share of the budget, α/2.
+        let alpha: f64 = 0.01;
+        let boundary = (2.0 / alpha).ln();
+        let mut d = Detector::new(alpha, 0);
+        d.push(60, boundary + 1e-9);
+        assert!(d.fired());
+        let mut d = Detector::new(alpha, 0);
+        d.push(60, boundary - 1e-6);
+        assert!(!d.fired());
+        // Evidence adds up across minutes.
+        d.push(120, 2e-6);
+        assert!(d.fired());
+    }
+
+    #[test]
+    fn a_window_must_be_spanned_before_firing() {
+        let mut d = Detector::new(0.001, 300);
+        for minute in 1..=4 {
+            d.push(minute * 60, 100.0);
+            assert!(!d.fired(), "fired after {minute} minutes of a 5-minute window");
+        }
+        d.push(300, 100.0);
+        assert!(d.fired());
+    }
+
+    #[test]
+    fn a_late_change_is_found_without_repaying_early_evidence() {
+        // 600 healthy minutes drive the cumulative ratio far below zero; a restart at the
+        // change still fires within a few minutes of strong evidence.
+        let mut d = Detector::new(0.001, 0);
+        let healthy = binomial_llr(3, 600, 0.05, 0.10);
+        let bad = binomial_llr(60, 600, 0.05, 0.10);
+        for m in 1..=600 {
+            d.push(m * 60, healthy);
+        }
+        let mut minutes = 0;
+        while !d.fired() && minutes < 60 {
+            minutes += 1;
+            d.push((600 + minutes) * 60, bad);
+        }
+        assert!(minutes <= 3, "took {minutes} minutes");
+    }
+
+    #[test]
+    fn false_alarms_stay_within_budget_over_every_look() {
+        // At the limit itself (the hardest healthy case), with a budget large enough to
+        // measure: 2,000 streams of 300 looks each.
+        let (alpha, limit) = (0.05, 0.05);
+        let mut rng = Rng::new(7);
+        let alts = alternatives(limit);
+        let mut alarms = 0;
+        for _ in 0..2_000 {
+            let mut ds: Vec<Detector> = alts.iter().map(|_| Detector::new(alpha / 3.0, 0)).collect();
+            let mut fired = false;
+            for m in 1..=300u64 {
+                let x = binomial(&mut rng, 20, limit);
+                for (d, &p1) in ds.iter_mut().zip(&alts) {
+                    d.push(m * 60, binomial_llr(x, 20, limit, p1));
+                    fired |= d.fired();
+                }
+            }
+            alarms += u32::from(fired);
+        }
+        // Binomial(2000, 0.05) exceeds 130 with probability < 1e-4.
+        assert!(alarms <= 130, "{alarms} false alarms in 2000 (budget 5%)");
+    }
+
+    #[test]
+    fn information_bound_is_wald_s() {
+        // 10% against a 5% limit: KL = 0.1 ln 2 + 0.9 ln(0.9/0.95) = 0.020653 nats.
+        let n = requests_to_detect(0.10, 0.05, 0.001).unwrap();
+        assert!((n - 1000f64.ln() / 0.020_653).abs() < 1.0, "{n}");
+        assert!(requests_to_detect(0.04, 0.05, 0.001).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn more_errors_never_make_firing_less_likely(
+            minutes in prop::collection::vec((0u64..200, 0u64..200), 1..40),
+            bump in 0usize..40,
+            span in prop::sample::select(vec![0u64, 60, 300, 900]),
+        ) {
+            let minutes: Vec<(u64, u64)> = minutes.into_iter().map(|(x, n)| (x.min(n), n)).collect();
+            let bump = bump % minutes.len();
+            let run = |extra: u64| {
+                let mut d = Detector::new(0.001, span);
+                for (i, &(x, n)) in minutes.iter().enumerate() {
+                    let x = if i == bump { (x + extra).min(n) } else { x };
+                    d.push(60 * (i as u64 + 1), binomial_llr(x, n, 0.05, 0.10));
+                }
+                d.statistic()
+            };
+            let (base, more) = (run(0), run(1));
+            prop_assert!(more >= base || (base == f64::NEG_INFINITY && more == f64::NEG_INFINITY));
+        }
+
+        #[test]
+        fn bounds_move_up_with_more_events(x in 0u64..500, n in 1u64..2000, alpha in 0.0001f64..0.1) {
+            let x = x.min(n.saturating_sub(1));
+            let (lo, hi) = rate_bounds(x, n, alpha);
+            let (lo2, hi2) = rate_bounds(x + 1, n, alpha);
+            prop_assert!(lo2 >= lo - 1e-12 && hi2 >= hi - 1e-12);
+            prop_assert!(0.0 <= lo && lo <= hi && hi <= 1.0);
+        }
+    }
+}
