@@ -3,7 +3,7 @@ CARGO ?= cargo
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: build test lint schema bench tools clean
+.PHONY: build test lint schema bench tools clean judge-eval
 
 build:
 	$(CARGO) build
@@ -41,3 +41,8 @@ $(NODE_CLIENTS)/node_modules/.installed: $(NODE_CLIENTS)/package.json $(NODE_CLI
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(NODE_CLIENTS)/node_modules
+
+# Thousands of simulated rollouts per class, canary's judgement beside a runbook's;
+# writes docs/judge-eval.md (see README "How canary judges").
+judge-eval:
+	$(CARGO) run --release --quiet --example judge_eval -- --out docs/judge-eval.md

@@ -399,6 +399,12 @@ impl Evidence {
         &self.stable
     }
 
+    /// The first trigger whose detector has fired, without working out the values a
+    /// status shows (what the judge-eval needs each simulated minute).
+    pub fn fired_trigger(&self) -> Option<&'static str> {
+        self.triggers.iter().find(|t| t.detectors.iter().any(|(_, d)| d.fired())).map(|t| t.name)
+    }
+
     pub fn triggers(&self) -> Vec<Check> {
         self.triggers.iter().map(TriggerEvidence::check).collect()
     }
@@ -532,4 +538,110 @@ pub fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Metrics) -> (Ve
         evidence.push(*end, minute, stable.get(end));
     }
     (evidence.triggers(), evidence.gates())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rollout(analysis: &str) -> CanaryRollout {
+        let text = format!(
+            "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: api}}\nspec:\n  project: p\n  \
+             region: r\n  service: api\n  template: {{image: \"gcr.io/p/api:v2\"}}\n  stages:\n    - {{weight: 5, hold: 1h}}\n    \
+             - {{weight: 100}}\n  analysis:\n{analysis}"
+        );
+        serde_saphyr::from_str(&text).unwrap()
+    }
+
+    fn window() -> Window {
+        Window {
+            canary: "canary".into(),
+            stable: "stable".into(),
+            stage_started: SystemTime::UNIX_EPOCH,
+            previous_stage_started: None,
+            weight: 5,
+        }
+    }
+
+    fn minute(total: u64, server_errors: u64) -> Minute {
+        Minute { total, server_errors, latency: None }
+    }
+
+    fn gate(e: &Evidence, name: &str) -> Check {
+        e.gates().into_iter().find(|g| g.name == name).unwrap()
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_every_stage_and_check() {
+        let r = rollout(
+            "    promotion: {maxErrorRateIncrease: 0.5%, maxP95Increase: 10%, minRequests: 10}\n    rollback:\n      - {metric: errorRate, above: 5%}\n",
+        );
+        // (2 stages + before stage 1) × (1 trigger + 2 comparison gates).
+        assert!((check_alpha(&r) - FALSE_ROLLBACK_BUDGET / 9.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_clearly_worse_canary_fails_its_gate_and_a_close_one_waits() {
+        let r = rollout("    promotion: {maxErrorRateIncrease: 0.5%}\n");
+        let mut bad = Evidence::new(&r, &window());
+        let mut close = Evidence::new(&r, &window());
+        for m in 1..=5u64 {
+            bad.push(m * 60, &minute(100, 10), Some(&minute(1900, 10)));
+            close.push(m * 60, &minute(100, 2), Some(&minute(1900, 10)));
+        }
+        assert_eq!(gate(&bad, "errorRateIncrease").result, Outcome::Fail);
+        // 2% against 0.5%: over the margin, not yet conclusive; it says what would settle it.
+        let c = gate(&close, "errorRateIncrease");
+        assert_eq!(c.result, Outcome::Inconclusive);
+        assert!(c.requests_needed.unwrap() > 0);
+    }
+
+    #[test]
+    fn one_unlucky_error_on_thin_data_fails_nothing() {
+        // 1 error in 6 requests is "17%" — far above 5% raw, but no evidence.
+        let r = rollout("    rollback:\n      - {metric: errorRate, above: 5%}\n");
+        let mut e = Evidence::new(&r, &window());
+        e.push(60, &minute(6, 1), Some(&minute(114, 0)));
+        let t = &e.triggers()[0];
+        assert_eq!(t.result, Outcome::Inconclusive, "{t:?}");
+        assert!(e.fired_trigger().is_none());
+    }
+
+    #[test]
+    fn warm_up_is_left_out_of_gates_and_latency_but_not_error_triggers() {
+        let r = rollout(
+            "    warmup: 2m\n    promotion: {minRequests: 1}\n    rollback:\n      - {metric: errorRate, above: 5%}\n",
+        );
+        let mut e = Evidence::new(&r, &window());
+        // The first two minutes: all errors.
+        e.push(60, &minute(500, 500), None);
+        e.push(120, &minute(500, 500), None);
+        assert_eq!(gate(&e, "minRequests").result, Outcome::Inconclusive, "warm-up minutes are not the stage's");
+        assert_eq!(e.fired_trigger(), Some("errorRate"), "errors in warm-up still roll back");
+    }
+
+    proptest! {
+        /// More canary errors never make a failed gate pass or a fired trigger quiet.
+        #[test]
+        fn more_canary_errors_never_make_a_rollback_less_likely(
+            minutes in prop::collection::vec((1u64..300, 0u64..60, 100u64..3000, 0u64..30), 1..30),
+            which in 0usize..30,
+        ) {
+            let r = rollout("    promotion: {maxErrorRateIncrease: 0.5%}\n    rollback:\n      - {metric: errorRate, above: 5%, for: 3m}\n");
+            let which = which % minutes.len();
+            let run = |extra: u64| {
+                let mut e = Evidence::new(&r, &window());
+                for (i, &(n, x, ns, xs)) in minutes.iter().enumerate() {
+                    let x = if i == which { x + extra } else { x };
+                    e.push(60 * (i as u64 + 1), &minute(n, x.min(n)), Some(&minute(ns, xs.min(ns))));
+                }
+                (e.fired_trigger().is_some(), gate(&e, "errorRateIncrease").result == Outcome::Fail)
+            };
+            let (trigger, gate_fails) = run(0);
+            let (trigger_more, gate_fails_more) = run(5);
+            prop_assert!(!trigger || trigger_more);
+            prop_assert!(!gate_fails || gate_fails_more);
+        }
+    }
 }
