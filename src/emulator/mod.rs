@@ -189,24 +189,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     };
     let start = loaded.as_ref().and_then(|s| s.start).unwrap_or_else(SystemTime::now);
     let scale = options.time_scale.or(loaded.as_ref().and_then(|s| s.time_scale)).unwrap_or(1.0);
-    let config = WorldConfig {
-        seed: options.seed.or(loaded.as_ref().and_then(|s| s.seed)).unwrap_or(0),
-        settle: Duration::from_secs_f64(
-            options
-                .settle_seconds
-                .or(loaded.as_ref().and_then(|s| s.settle_seconds))
-                .unwrap_or(10.0)
-                .clamp(0.0, 86_400.0),
-        ),
-        base_url: format!("http://{bound}"),
-        publish_delay: Duration::from_secs_f64(
-            options
-                .publish_delay_seconds
-                .or(loaded.as_ref().and_then(|s| s.publish_delay_seconds))
-                .unwrap_or(180.0)
-                .clamp(0.0, 86_400.0),
-        ),
-    };
+    let config = world_config(
+        options.seed.or(loaded.as_ref().and_then(|s| s.seed)),
+        options.settle_seconds.or(loaded.as_ref().and_then(|s| s.settle_seconds)),
+        options.publish_delay_seconds.or(loaded.as_ref().and_then(|s| s.publish_delay_seconds)),
+        bound,
+    );
     let emulator = Arc::new(Emulator::new(config, Clock::new(start, scale)));
     if let Some(loaded) = loaded {
         loaded.apply(&emulator)?;
@@ -220,6 +208,39 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         })
         .await
         .map_err(ServeError::Serve)
+}
+
+/// The world's settings, with the defaults for what neither flags nor scenario set.
+fn world_config(seed: Option<u64>, settle: Option<f64>, publish_delay: Option<f64>, bound: SocketAddr) -> WorldConfig {
+    WorldConfig {
+        seed: seed.unwrap_or(0),
+        settle: Duration::from_secs_f64(settle.unwrap_or(10.0).clamp(0.0, 86_400.0)),
+        base_url: format!("http://{bound}"),
+        publish_delay: Duration::from_secs_f64(publish_delay.unwrap_or(180.0).clamp(0.0, 86_400.0)),
+    }
+}
+
+/// An emulator in this process, serving on a loopback port the OS picks: what `canary
+/// demo` runs against. `scenario` is a scenario file's text (shown as `source` in errors).
+pub async fn embedded(
+    scenario: &str,
+    source: &str,
+    time_scale: f64,
+) -> Result<(Arc<Emulator>, SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| ServeError::Bind { addr: "127.0.0.1:0".to_owned(), source })?;
+    let bound = listener.local_addr().map_err(ServeError::Serve)?;
+    let loaded = scenario::Scenario::parse(scenario, source)?;
+    let config = world_config(loaded.seed, loaded.settle_seconds, loaded.publish_delay_seconds, bound);
+    let start = loaded.start.unwrap_or_else(SystemTime::now);
+    let emulator = Arc::new(Emulator::new(config, Clock::new(start, time_scale)));
+    loaded.apply(&emulator)?;
+    let router = http::router(emulator.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((emulator, bound, task))
 }
 
 #[cfg(test)]
