@@ -676,7 +676,11 @@ fn two_reconcilers_racing_converge() {
     assert_eq!(r.revisions().len(), 2, "{:?}", r.revisions());
     let history: Vec<Value> = serde_json::from_str(&annotation(&r, "canary/history")).unwrap();
     let phases: Vec<&str> = history.iter().map(|h| h["phase"].as_str().unwrap()).collect();
-    assert_eq!(phases, ["Deploying", "Progressing", "Promoted"], "{history:?}");
+    assert_eq!(
+        phases,
+        ["Deploying", "Progressing", "Progressing", "Progressing", "Progressing", "Promoted"],
+        "{history:?}"
+    );
 }
 
 /// With 30% of API calls failing (503, and 429 with Retry-After), rollouts still
@@ -704,7 +708,7 @@ fn rollouts_complete_with_30_percent_of_calls_failing() {
     assert_eq!(r.revisions().len(), 2);
     let history: Vec<Value> = serde_json::from_str(&annotation(&r, "canary/history")).unwrap();
     let phases: Vec<&str> = history.iter().map(|h| h["phase"].as_str().unwrap()).collect();
-    assert_eq!(phases, ["Deploying", "Progressing", "Promoted"]);
+    assert_eq!(phases, ["Deploying", "Progressing", "Progressing", "Progressing", "Progressing", "Promoted"]);
 }
 
 #[test]
