@@ -15,6 +15,7 @@ use crate::operate;
 use crate::output;
 use crate::platform::Gcp;
 use crate::reconcile::{self, Mode};
+use crate::view;
 
 /// canary rolls new container images out to Google Cloud Run in traffic stages,
 /// judges each stage against SLOs from Cloud Monitoring, and advances, holds or rolls
@@ -81,6 +82,12 @@ enum Command {
         manifests: PathBuf,
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         output: Format,
+        /// Keep looking and redraw (a new block per change when piped); Ctrl-C to quit.
+        #[arg(short, long)]
+        watch: bool,
+        /// How often --watch looks (real time), like `2s` or `500ms`.
+        #[arg(long, default_value = "2s", value_parser = parse_interval, requires = "watch")]
+        interval: std::time::Duration,
     },
     /// Hold a rollout at its current stage (rollback triggers still apply).
     Pause(Target),
@@ -189,7 +196,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
                 ))
             }
         }
-        Command::Status { name, manifests, output } => status(name.as_deref(), &manifests, output),
+        Command::Status { name, manifests, output, watch: false, .. } => status(name.as_deref(), &manifests, output),
+        Command::Status { name, manifests, output, watch: true, interval } => {
+            status_watch(name.as_deref(), &manifests, output, interval)
+        }
         Command::Pause(target) => operate(&target, operate::Command::Pause),
         Command::Resume(target) => operate(&target, operate::Command::Resume),
         Command::Promote { target, full } => operate(&target, operate::Command::Promote { full }),
@@ -393,7 +403,19 @@ fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
     Ok(exit)
 }
 
-fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration: {e}"))?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!("`{text}` is too short: look at most every 100ms"));
+    }
+    Ok(interval)
+}
+
+/// The valid rollouts under `manifests`, or the one named.
+fn status_rollouts(
+    name: Option<&str>,
+    manifests: &std::path::Path,
+) -> Result<(Vec<crate::manifest::CanaryRollout>, Exit), Error> {
     let (mut rollouts, exit) = load_valid(&[manifests.to_path_buf()]);
     if let Some(name) = name {
         rollouts.retain(|r| r.metadata.name == name);
@@ -401,6 +423,36 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
             return Err(Error::Usage(format!("no valid manifest named `{name}` under {}", manifests.display())));
         }
     }
+    Ok((rollouts, exit))
+}
+
+fn status_watch(
+    name: Option<&str>,
+    manifests: &std::path::Path,
+    output: Format,
+    interval: std::time::Duration,
+) -> Result<Exit, Error> {
+    let (rollouts, exit) = status_rollouts(name, manifests)?;
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
+    let output = match output {
+        Format::Text => view::live::Output::Text,
+        Format::Json => view::live::Output::Json,
+        Format::Yaml => view::live::Output::Yaml,
+    };
+    let look = || async {
+        let outcomes = reconcile::pass(&platform, &rollouts, Mode::Plan).await;
+        let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
+        let statuses = rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
+        view::live::Snapshot { statuses, now }
+    };
+    runtime()?
+        .block_on(view::live::run(look, output, interval))
+        .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
+    Ok(exit)
+}
+
+fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
+    let (rollouts, exit) = status_rollouts(name, manifests)?;
     let platform = Gcp::from_environment().map_err(Error::Credentials)?;
     let outcomes = runtime()?.block_on(reconcile::pass(&platform, &rollouts, Mode::Plan));
     let statuses: Vec<serde_json::Value> =

@@ -18,5 +18,6 @@ pub mod platform;
 pub mod reconcile;
 pub mod state;
 pub mod transport;
+pub mod view;
 
 pub use cli::run;
