@@ -15,6 +15,7 @@ use crate::operate;
 use crate::output;
 use crate::platform::Gcp;
 use crate::reconcile::{self, Mode};
+use crate::report;
 use crate::view;
 
 /// canary rolls new container images out to Google Cloud Run in traffic stages,
@@ -88,6 +89,18 @@ enum Command {
         /// How often --watch looks (real time), like `2s` or `500ms`.
         #[arg(long, default_value = "2s", value_parser = parse_interval, requires = "watch")]
         interval: std::time::Duration,
+    },
+    /// Write a rollout or rollback report: Markdown, with an SVG chart of error rate
+    /// and p95 for stable and canary (from Cloud Run's annotations and Cloud Monitoring).
+    Report {
+        /// The rollout's name (`metadata.name`).
+        name: String,
+        /// Where the manifests are.
+        #[arg(short = 'f', long = "manifests", default_value = "manifests/")]
+        manifests: PathBuf,
+        /// The folder to write NAME-<start>.md and .svg into.
+        #[arg(long, default_value = "reports/")]
+        out: PathBuf,
     },
     /// Hold a rollout at its current stage (rollback triggers still apply).
     Pause(Target),
@@ -200,6 +213,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
         Command::Status { name, manifests, output, watch: true, interval } => {
             status_watch(name.as_deref(), &manifests, output, interval)
         }
+        Command::Report { name, manifests, out } => report_command(&name, &manifests, &out),
         Command::Pause(target) => operate(&target, operate::Command::Pause),
         Command::Resume(target) => operate(&target, operate::Command::Resume),
         Command::Promote { target, full } => operate(&target, operate::Command::Promote { full }),
@@ -448,6 +462,18 @@ fn status_watch(
     runtime()?
         .block_on(view::live::run(look, output, interval))
         .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
+    Ok(exit)
+}
+
+fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path) -> Result<Exit, Error> {
+    let (rollouts, exit) = status_rollouts(Some(name), manifests)?;
+    let Some(rollout) = rollouts.first() else { return Ok(exit) };
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
+    let written = runtime()?.block_on(report::write(&platform, rollout, out)).map_err(|e| match e {
+        report::Failure::NotStarted(why) => Error::Usage(why),
+        report::Failure::Api(why) | report::Failure::Io(why) => Error::Runtime(why),
+    })?;
+    println!("{}", written.display());
     Ok(exit)
 }
 
