@@ -176,6 +176,8 @@ fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, top: f64) {
     let threshold =
         panel.threshold.filter(|t| t.is_finite() && *t > 0.0 && (values.is_empty() || *t <= data_max * 2.0));
     let top_value = data_max.max(threshold.unwrap_or(0.0)).max(panel.floor) * 1.1;
+    // Absurd values from a server must not make an endless axis.
+    let top_value = if top_value.is_finite() { top_value } else { f64::MAX / 10.0 };
     let step = nice_step(top_value / 4.0);
     let y_max = (top_value / step).ceil() * step;
     let y_of = |v: f64| bottom - (v / y_max).clamp(0.0, 1.0) * PANEL_HEIGHT;
@@ -350,5 +352,27 @@ mod tests {
         assert_eq!(nice_step(120.0), 200.0);
         assert_eq!(nice_step(0.0), 1.0);
         assert_eq!(nice_step(f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn absurd_values_still_make_a_finite_chart() {
+        let point = |end: u64, v: f64| Point { end, requests: 1, error_rate: Some(v), p95: Some(v) };
+        let stable = [point(60, f64::MAX), point(120, 1e300), point(180, f64::INFINITY)];
+        let chart = Chart {
+            title: "a <b> & \"c\"".to_owned(),
+            from: 0,
+            to: 240,
+            period: 60,
+            stable: &stable,
+            canary: &[],
+            spans: &[],
+            deployed: Some(u64::MAX),
+            end: Some((End::RolledBack, 10_000)),
+            error_threshold: Some(f64::NAN),
+            p95_threshold: Some(-1.0),
+        };
+        let text = svg(&chart);
+        assert!(text.contains("a &lt;b&gt; &amp; &quot;c&quot;"));
+        assert!(text.len() < 20_000, "a bounded number of ticks");
     }
 }

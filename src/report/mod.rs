@@ -51,7 +51,8 @@ pub struct Range {
 /// The range a report covers: from a little before the deploy (or the first stage
 /// known) to a little after the end, never past `now`.
 pub fn range(t: &timeline::Timeline, now: SystemTime) -> Range {
-    let first = t.started.or_else(|| t.spans.first().map(|s| s.start)).unwrap_or(now - Duration::from_secs(3600));
+    let hour_ago = now.checked_sub(Duration::from_secs(3600)).unwrap_or(now);
+    let first = t.started.or_else(|| t.spans.first().map(|s| s.start)).unwrap_or(hour_ago);
     let from = first.checked_sub(BEFORE).unwrap_or(first);
     let to = t.ended.map_or(now, |e| (e + AFTER).min(now)).max(from + Duration::from_secs(60));
     let minutes = to.duration_since(from).unwrap_or_default().as_secs().div_ceil(60);

@@ -140,14 +140,14 @@ fn progress(s: &Value, phase: &str, hold: u64, colour: Colour) -> String {
     let remaining = number(s, "holdRemainingSeconds").unwrap_or(hold).min(hold);
     // Minutes, not seconds: a redraw changes only when the minute does.
     let elapsed_minutes = (hold - remaining) / 60;
-    let cells =
-        if hold == 0 { BAR } else { (usize::try_from(elapsed_minutes * 60).unwrap_or(0) * BAR) / hold as usize };
-    let cells = cells.min(BAR);
+    // In u128: a hold read from a server may be any u64.
+    let cells = if hold == 0 { BAR as u128 } else { u128::from(elapsed_minutes * 60) * BAR as u128 / u128::from(hold) };
+    let cells = usize::try_from(cells).unwrap_or(BAR).min(BAR);
     let bar = format!("[{}{}]", paint(colour, "36", &"█".repeat(cells)), paint(colour, "2", &"░".repeat(BAR - cells)));
     let left = match remaining {
         0 => "hold over".to_owned(),
         1..60 => "<1m left".to_owned(),
-        r => format!("{} left", duration(r.div_ceil(60) * 60)),
+        r => format!("{} left", duration(r.div_ceil(60).saturating_mul(60))),
     };
     let state = match phase {
         "Paused" => " · paused".to_owned(),

@@ -77,6 +77,8 @@ fn nonsense_renders_without_panicking() {
         json!({"stage": 99, "stageWeights": [5], "holdRemainingSeconds": 10_000, "stageHoldSeconds": [60]}),
         json!({"stage": -1, "stageWeights": "x", "traffic": {"a": "b"}, "gates": [{"name": 3}], "triggers": {}}),
         json!({"phase": "Progressing", "stage": 1, "stageWeights": [5, 100], "stageHoldSeconds": [0, 0]}),
+        json!({"phase": "Waiting", "stage": 1, "stageWeights": [5, 100], "stageHoldSeconds": [u64::MAX, 0],
+            "holdRemainingSeconds": u64::MAX - 1, "traffic": {"a": u64::MAX}}),
     ] {
         let lines = render(&[junk], at(0), Colour::Always);
         assert!(lines.len() > 1);
