@@ -73,7 +73,6 @@ pub fn svg(chart: &Chart) -> String {
     let _ = writeln!(out, r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
     let _ =
         writeln!(out, r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}</text>"#, escape(&chart.title));
-    legend(&mut out, chart);
     let panels = [
         Panel {
             metric: "error-rate",
@@ -92,9 +91,13 @@ pub fn svg(chart: &Chart) -> String {
             unit: " ms",
         },
     ];
+    let mut drawn = String::new();
+    let mut thresholds = false;
     for (panel, top) in panels.iter().zip(PANEL_TOPS) {
-        draw_panel(&mut out, chart, panel, top);
+        thresholds |= draw_panel(&mut drawn, chart, panel, top);
     }
+    legend(&mut out, chart, thresholds);
+    out.push_str(&drawn);
     if let Some((end, at)) = chart.end {
         let (class, colour, label) = match end {
             End::RolledBack => ("rollback", THRESHOLD, "rolled back"),
@@ -139,7 +142,8 @@ fn x_of(chart: &Chart, t: f64) -> f64 {
     LEFT + ((t - chart.from as f64) / span).clamp(0.0, 1.0) * plot_width()
 }
 
-fn legend(out: &mut String, chart: &Chart) {
+/// The legend; `thresholds`: a trigger's bound is drawn in some panel.
+fn legend(out: &mut String, chart: &Chart, thresholds: bool) {
     let mut x = LEFT;
     let y = 50.0;
     let mut item = |out: &mut String, colour: &str, dash: &str, label: &str| {
@@ -155,7 +159,7 @@ fn legend(out: &mut String, chart: &Chart) {
     item(out, STABLE, "none", "stable");
     item(out, CANARY, "none", "canary");
     item(out, STAGE, "4 3", "stage start (canary weight)");
-    if chart.error_threshold.is_some() || chart.p95_threshold.is_some() {
+    if thresholds {
         item(out, THRESHOLD, "2 3", "rollback trigger");
     }
     match chart.end.map(|(e, _)| e) {
@@ -166,15 +170,16 @@ fn legend(out: &mut String, chart: &Chart) {
     }
 }
 
-fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, top: f64) {
+/// Draws one panel; says whether it drew a trigger's bound.
+fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, top: f64) -> bool {
     let bottom = top + PANEL_HEIGHT;
     let values: Vec<f64> =
         chart.stable.iter().chain(chart.canary).filter_map(panel.value).filter(|v| v.is_finite()).collect();
     let data_max = values.iter().copied().fold(0.0_f64, f64::max);
     // A trigger far above the data would flatten it: show the bound only when it is
-    // within twice the data's range.
+    // within three times the data's range.
     let threshold =
-        panel.threshold.filter(|t| t.is_finite() && *t > 0.0 && (values.is_empty() || *t <= data_max * 2.0));
+        panel.threshold.filter(|t| t.is_finite() && *t > 0.0 && (values.is_empty() || *t <= data_max * 3.0));
     let top_value = data_max.max(threshold.unwrap_or(0.0)).max(panel.floor) * 1.1;
     // Absurd values from a server must not make an endless axis.
     let top_value = if top_value.is_finite() { top_value } else { f64::MAX / 10.0 };
@@ -284,6 +289,7 @@ fn draw_panel(out: &mut String, chart: &Chart, panel: &Panel, top: f64) {
         }
     }
     let _ = writeln!(out, "</g>");
+    threshold.is_some()
 }
 
 /// The series as one path; a gap in the data (a missing period) lifts the pen.
