@@ -114,3 +114,34 @@ fn status_watch_piped_prints_plain_blocks_when_something_changes() {
     assert!(second.contains("5m of 30m · 25m left"), "{second}");
     assert!(second.contains("stable  api-") && second.contains(" 95%"), "{second}");
 }
+
+#[test]
+fn status_watch_json_prints_one_array_per_line() {
+    let r = Rollout::at_first_stage(20.0);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+        .current_dir(r.dir.path())
+        .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
+        .args(["status", "--watch", "-o", "json", "--interval", "100ms", "-f", "manifests"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (send, receive) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let line = receive.recv_timeout(Duration::from_secs(30)).expect("a first line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let statuses: serde_json::Value = serde_json::from_str(&line).expect("the line is one JSON value");
+    let s = &statuses[0];
+    assert_eq!((s["name"].as_str(), s["phase"].as_str()), (Some("api"), Some("Progressing")));
+    assert_eq!(s["stageWeights"], serde_json::json!([5, 25, 50, 100]));
+    assert_eq!(s["holdSeconds"], 1800);
+    assert_eq!(s["traffic"].as_object().unwrap().values().filter_map(serde_json::Value::as_u64).sum::<u64>(), 100);
+}
