@@ -15,6 +15,8 @@ use crate::operate;
 use crate::output;
 use crate::platform::Gcp;
 use crate::reconcile::{self, Mode};
+use crate::report;
+use crate::view;
 
 /// canary rolls new container images out to Google Cloud Run in traffic stages,
 /// judges each stage against SLOs from Cloud Monitoring, and advances, holds or rolls
@@ -81,6 +83,24 @@ enum Command {
         manifests: PathBuf,
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         output: Format,
+        /// Keep looking and redraw (a new block per change when piped); Ctrl-C to quit.
+        #[arg(short, long)]
+        watch: bool,
+        /// How often --watch looks (real time), like `2s` or `500ms`.
+        #[arg(long, default_value = "2s", value_parser = parse_interval, requires = "watch")]
+        interval: std::time::Duration,
+    },
+    /// Write a rollout or rollback report: Markdown, with an SVG chart of error rate
+    /// and p95 for stable and canary (from Cloud Run's annotations and Cloud Monitoring).
+    Report {
+        /// The rollout's name (`metadata.name`).
+        name: String,
+        /// Where the manifests are.
+        #[arg(short = 'f', long = "manifests", default_value = "manifests/")]
+        manifests: PathBuf,
+        /// The folder to write NAME-<start>.md and .svg into.
+        #[arg(long, default_value = "reports/")]
+        out: PathBuf,
     },
     /// Hold a rollout at its current stage (rollback triggers still apply).
     Pause(Target),
@@ -189,7 +209,11 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
                 ))
             }
         }
-        Command::Status { name, manifests, output } => status(name.as_deref(), &manifests, output),
+        Command::Status { name, manifests, output, watch: false, .. } => status(name.as_deref(), &manifests, output),
+        Command::Status { name, manifests, output, watch: true, interval } => {
+            status_watch(name.as_deref(), &manifests, output, interval)
+        }
+        Command::Report { name, manifests, out } => report_command(&name, &manifests, &out),
         Command::Pause(target) => operate(&target, operate::Command::Pause),
         Command::Resume(target) => operate(&target, operate::Command::Resume),
         Command::Promote { target, full } => operate(&target, operate::Command::Promote { full }),
@@ -393,7 +417,19 @@ fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
     Ok(exit)
 }
 
-fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration: {e}"))?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!("`{text}` is too short: look at most every 100ms"));
+    }
+    Ok(interval)
+}
+
+/// The valid rollouts under `manifests`, or the one named.
+fn status_rollouts(
+    name: Option<&str>,
+    manifests: &std::path::Path,
+) -> Result<(Vec<crate::manifest::CanaryRollout>, Exit), Error> {
     let (mut rollouts, exit) = load_valid(&[manifests.to_path_buf()]);
     if let Some(name) = name {
         rollouts.retain(|r| r.metadata.name == name);
@@ -401,6 +437,48 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
             return Err(Error::Usage(format!("no valid manifest named `{name}` under {}", manifests.display())));
         }
     }
+    Ok((rollouts, exit))
+}
+
+fn status_watch(
+    name: Option<&str>,
+    manifests: &std::path::Path,
+    output: Format,
+    interval: std::time::Duration,
+) -> Result<Exit, Error> {
+    let (rollouts, exit) = status_rollouts(name, manifests)?;
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
+    let output = match output {
+        Format::Text => view::live::Output::Text,
+        Format::Json => view::live::Output::Json,
+        Format::Yaml => view::live::Output::Yaml,
+    };
+    let look = || async {
+        let outcomes = reconcile::pass(&platform, &rollouts, Mode::Plan).await;
+        let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
+        let statuses = rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
+        view::live::Snapshot { statuses, now }
+    };
+    runtime()?
+        .block_on(view::live::run(look, output, interval))
+        .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
+    Ok(exit)
+}
+
+fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path) -> Result<Exit, Error> {
+    let (rollouts, exit) = status_rollouts(Some(name), manifests)?;
+    let Some(rollout) = rollouts.first() else { return Ok(exit) };
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
+    let written = runtime()?.block_on(report::write(&platform, rollout, out)).map_err(|e| match e {
+        report::Failure::NotStarted(why) => Error::Usage(why),
+        report::Failure::Api(why) | report::Failure::Io(why) => Error::Runtime(why),
+    })?;
+    println!("{}", written.display());
+    Ok(exit)
+}
+
+fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
+    let (rollouts, exit) = status_rollouts(name, manifests)?;
     let platform = Gcp::from_environment().map_err(Error::Credentials)?;
     let outcomes = runtime()?.block_on(reconcile::pass(&platform, &rollouts, Mode::Plan));
     let statuses: Vec<serde_json::Value> =

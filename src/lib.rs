@@ -16,7 +16,9 @@ pub mod operate;
 pub mod output;
 pub mod platform;
 pub mod reconcile;
+pub mod report;
 pub mod state;
 pub mod transport;
+pub mod view;
 
 pub use cli::run;

@@ -149,6 +149,7 @@ pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
         (Some(plan), None) => (Some("Pending".to_owned()), format!("next pass: {}", plan.reason)),
         (None, None) => (None, outcome.error.clone().unwrap_or_default()),
     };
+    let holds: Vec<u64> = rollout.spec.stages.iter().map(|s| s.hold.as_ref().map_or(0, |h| h.as_secs())).collect();
     let mut out = json!({
         "name": rollout.metadata.name,
         "project": rollout.spec.project,
@@ -166,6 +167,12 @@ pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
         "holdRemainingSeconds": hold_remaining,
         "gates": outcome.verdict.gates.iter().map(check_json).collect::<Vec<_>>(),
         "triggers": outcome.verdict.triggers.iter().map(check_json).collect::<Vec<_>>(),
+        // For the live view: every stage, the current hold, and the split in force.
+        "stageWeights": rollout.spec.stages.iter().map(|s| s.weight).collect::<Vec<_>>(),
+        "stageHoldSeconds": holds,
+        "holdSeconds": state.stage.checked_sub(1).and_then(|i| holds.get(i)),
+        "traffic": outcome.service.as_ref().map(|s| s.split()).unwrap_or_default(),
+        "observedAt": rfc3339(outcome.now),
     });
     if let Some(error) = &outcome.error {
         out["error"] = error.clone().into();

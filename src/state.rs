@@ -29,7 +29,7 @@ const REQUEST: &str = "canary/request";
 /// manifest has since become invalid.
 pub const APPLIED_SPEC: &str = "canary/spec";
 /// How many transitions the history keeps (the newest).
-const HISTORY_CAP: usize = 30;
+pub const HISTORY_CAP: usize = 30;
 
 /// Where a rollout is. Each comes with a one-line reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,10 +206,12 @@ impl RolloutState {
         out
     }
 
-    /// Moves to `phase` with `reason`, recording the transition when the phase changes.
+    /// Moves to `phase` with `reason`, recording the transition when the phase or the
+    /// stage changes (a report draws each stage's start from the history).
     pub fn enter(&mut self, phase: Phase, reason: impl Into<String>, now: SystemTime) {
         let reason = reason.into();
-        if self.phase != Some(phase) {
+        let new_stage = self.history.last().is_some_and(|t| t.stage != self.stage);
+        if self.phase != Some(phase) || new_stage {
             self.history.push(Transition { at: rfc3339(now), phase, stage: self.stage, reason: reason.clone() });
             let excess = self.history.len().saturating_sub(HISTORY_CAP);
             self.history.drain(..excess);
@@ -280,5 +282,17 @@ mod tests {
             state.enter(if i % 2 == 0 { Phase::Progressing } else { Phase::Waiting }, "x", now);
         }
         assert_eq!(state.history.len(), HISTORY_CAP);
+    }
+
+    #[test]
+    fn a_new_stage_in_the_same_phase_is_a_transition() {
+        let now = SystemTime::UNIX_EPOCH;
+        let mut state = RolloutState { stage: 1, ..RolloutState::default() };
+        state.enter(Phase::Progressing, "holding 5% (stage 1 of 4)", now);
+        state.stage = 2;
+        state.enter(Phase::Progressing, "holding 25% (stage 2 of 4)", now);
+        state.enter(Phase::Progressing, "holding 25% (stage 2 of 4)", now);
+        let stages: Vec<usize> = state.history.iter().map(|t| t.stage).collect();
+        assert_eq!(stages, [1, 2]);
     }
 }
