@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod emulator;
 pub mod error;
 pub mod hash;
+pub mod logging;
 pub mod manifest;
 pub mod operate;
 pub mod output;
@@ -18,5 +19,6 @@ pub mod platform;
 pub mod reconcile;
 pub mod state;
 pub mod transport;
+pub mod watch;
 
 pub use cli::run;
