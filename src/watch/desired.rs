@@ -111,7 +111,10 @@ mod tests {
         write(dir.path(), "c", "gcr.io/x/c:v1");
         std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
         let second = load(dir.path());
-        assert_eq!(second.changes_since(&first), Changes { changed: vec!["a".into(), "c".into()], removed: vec!["b".into()] });
+        assert_eq!(
+            second.changes_since(&first),
+            Changes { changed: vec!["a".into(), "c".into()], removed: vec!["b".into()] }
+        );
     }
 
     #[test]

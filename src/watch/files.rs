@@ -31,7 +31,9 @@ impl FileWatch {
     /// Starts watching; `changed` gets a message after each burst that touched the paths.
     pub fn start(paths: &[PathBuf], changed: UnboundedSender<()>) -> Result<FileWatch, String> {
         let roots: Vec<PathBuf> = paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
-        let debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
+        // Ticking once per timeout hands a burst (a checkout) over in one or two batches
+        // rather than file by file, so it becomes one or two passes.
+        let debouncer = new_debouncer(DEBOUNCE, Some(DEBOUNCE), move |result: DebounceEventResult| match result {
             Ok(events) => {
                 let relevant = events
                     .iter()
@@ -107,9 +109,9 @@ fn is_read(kind: &EventKind) -> bool {
 /// Whether an event at `path` can change the manifests under `roots`: inside one of
 /// them (as named or as resolved), or one of them itself (a swapped symlink).
 fn relevant(path: &Path, roots: &[PathBuf]) -> bool {
-    roots.iter().any(|root| {
-        path.starts_with(root) || std::fs::canonicalize(root).is_ok_and(|real| path.starts_with(real))
-    })
+    roots
+        .iter()
+        .any(|root| path.starts_with(root) || std::fs::canonicalize(root).is_ok_and(|real| path.starts_with(real)))
 }
 
 #[cfg(test)]

@@ -112,6 +112,36 @@ impl Metrics {
         out
     }
 
+    /// The same in the Prometheus text format (0.0.4), for scrapers and tools that do
+    /// not ask for OpenMetrics (`promtool check metrics` among them). The encoder's
+    /// output is kept; only a counter's `# HELP` / `# TYPE` lines take the name its
+    /// samples carry (`…_total`), which is where the two formats differ for us.
+    pub fn encode_prometheus(&self) -> String {
+        let text = self.encode();
+        let counters: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+        let mut out = String::with_capacity(text.len() + counters.len() * 12);
+        for line in text.lines() {
+            let descriptor = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
+            match descriptor {
+                Some((prefix, rest)) => {
+                    let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                    if counters.contains(&name) {
+                        out.push_str(&format!("{prefix}{name}_total {tail}\n"));
+                    } else {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
     pub fn pass_started(&self) {
         self.passes.inc();
     }
@@ -268,6 +298,10 @@ mod tests {
         assert!(text.contains(r#"canary_rollout_canary_weight_percent{rollout="api"} 25"#), "{text}");
         assert!(text.contains(r#"canary_api_calls_total{method="run.services.list",status="200"} 1"#), "{text}");
         assert!(text.contains("canary_decision_duration_seconds_count 1"), "{text}");
+        let prometheus = m.encode_prometheus();
+        assert!(prometheus.contains("# TYPE canary_api_calls_total counter\n"), "{prometheus}");
+        assert!(prometheus.contains("# HELP canary_errors_total Errors"), "{prometheus}");
+        assert!(prometheus.contains("# TYPE canary_rollouts gauge\n"), "{prometheus}");
         m.forget("api");
         assert!(!m.encode().contains(r#"rollout="api""#));
     }

@@ -116,13 +116,12 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
         None => TimeBase::new(Pace::Real, SystemTime::now(), Instant::now()),
     };
     let platform = Arc::new(Metered { inner: gcp, metrics: metrics.clone(), health: health.clone() });
-    let started = time.now(Instant::now());
     let mut watch = Watch {
         paths: options.paths.clone(),
         mine: options.mine,
         desired: Desired::default(),
         schedule: Schedule::new(options.concurrency, COALESCE),
-        outbox: Outbox::new(started, metrics.clone()),
+        outbox: Outbox::new(metrics.clone()),
         metrics,
         health,
         platform,
@@ -388,7 +387,6 @@ impl Watch {
         }
     }
 }
-
 
 /// The kind of error, for `canary_errors_total{kind}`.
 fn error_kind(error: &str) -> &'static str {

@@ -7,16 +7,16 @@
 //!   and a task per target sends them in order, retrying with backoff.
 //! - Each transition is sent once. Transitions come from the `canary/history`
 //!   annotation (so one written by any writer is announced), keyed by rollout, time and
-//!   phase; those recorded before this watch started count as sent, so a restart does
-//!   not announce them again. The price: a transition written just before a crash and
-//!   not yet delivered is not sent. A graceful stop delivers what it can in its grace
-//!   period.
+//!   phase. Those already there when this process first reads a rollout count as sent
+//!   (bar the ones its own first write made), so a restart does not announce them
+//!   again. The price: a transition written just before a crash and not yet delivered
+//!   is not sent. A graceful stop delivers what it can in its grace period.
 //! - A webhook URL is a secret: it is never logged, not even in an error.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::analysis::verdict::{Check, Outcome};
 use crate::decide::Action;
-use crate::emulator::clock::{parse_rfc3339, rfc3339};
+use crate::emulator::clock::rfc3339;
 use crate::manifest::types::{CanaryRollout, Notify};
 use crate::reconcile::RolloutOutcome;
 use crate::state::{Phase, RolloutState};
@@ -66,17 +66,17 @@ fn announced(phase: Phase) -> bool {
     !matches!(phase, Phase::Pending | Phase::Verifying)
 }
 
-/// The events a pass's outcome shows: transitions in the service's history at or after
-/// `since`, and a stage advanced by this pass (which moves no phase, so history has no
-/// entry for it).
-pub fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome, since: SystemTime) -> Vec<Event> {
+/// The events a pass's outcome shows: the transitions in the service's history, and a
+/// stage advanced by this pass (which moves no phase, so history has no entry for it).
+pub fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Vec<Event> {
     let Some(service) = &outcome.service else { return Vec::new() };
     let state = RolloutState::read(&service.annotations);
     if state.owner.as_deref() != Some(rollout.metadata.name.as_str()) {
         return Vec::new();
     }
     let stages = rollout.spec.stages.len();
-    let weight = |stage: usize| stage.checked_sub(1).and_then(|i| rollout.spec.stages.get(i)).map(|s| u32::from(s.weight));
+    let weight =
+        |stage: usize| stage.checked_sub(1).and_then(|i| rollout.spec.stages.get(i)).map(|s| u32::from(s.weight));
     let checks: Vec<Check> = outcome
         .verdict
         .gates
@@ -101,7 +101,7 @@ pub fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome, since: SystemTi
     let mut out: Vec<Event> = state
         .history
         .iter()
-        .filter(|t| announced(t.phase) && parse_rfc3339(&t.at).is_some_and(|at| at >= since))
+        .filter(|t| announced(t.phase))
         .map(|t| event("phaseChanged", t.phase, t.stage, &t.reason, t.at.clone()))
         .collect();
     if let Some(plan) = &outcome.plan {
@@ -109,7 +109,7 @@ pub fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome, since: SystemTi
             && plan.phase_before == Some(Phase::Progressing)
             && plan.phase_after == Phase::Progressing
             && outcome.error.is_none();
-        if advanced && outcome.now >= since {
+        if advanced {
             out.push(event("stageAdvanced", Phase::Progressing, plan.state.stage, &plan.reason, rfc3339(outcome.now)));
         }
     }
@@ -164,10 +164,7 @@ pub fn slack_text(e: &Event) -> String {
         Phase::Promoted => ":white_check_mark:",
         _ => ":arrow_forward:",
     };
-    let mut text = format!(
-        "{icon} *{}* ({}/{}/{}) {what}\n>{}",
-        e.rollout, e.project, e.region, e.service, e.reason
-    );
+    let mut text = format!("{icon} *{}* ({}/{}/{}) {what}\n>{}", e.rollout, e.project, e.region, e.service, e.reason);
     for c in &e.checks {
         let observed = c.observed.map_or_else(|| "no data".to_owned(), |v| format_value(&c.name, v));
         let result = match c.result {
@@ -175,11 +172,7 @@ pub fn slack_text(e: &Event) -> String {
             Outcome::Fail => "FAIL",
             Outcome::Inconclusive => "inconclusive",
         };
-        text.push_str(&format!(
-            "\n• {}: {observed} (limit {}) — {result}",
-            c.name,
-            format_value(&c.name, c.threshold)
-        ));
+        text.push_str(&format!("\n• {}: {observed} (limit {}) — {result}", c.name, format_value(&c.name, c.threshold)));
     }
     text
 }
@@ -205,9 +198,15 @@ pub fn webhook_json(e: &Event) -> Value {
     })
 }
 
+/// Whether this pass wrote the service: the transitions stamped with its `now` are its.
+fn wrote(outcome: &RolloutOutcome) -> bool {
+    outcome.error.is_none() && outcome.plan.as_ref().is_some_and(|p| p.change.is_some())
+}
+
 /// The queues, one per target, and which events were already handed to them.
 pub struct Outbox {
-    since: SystemTime,
+    /// Rollouts read at least once by this process.
+    known: BTreeSet<String>,
     sent: BTreeSet<(String, String, String)>,
     queues: HashMap<Target, mpsc::Sender<Event>>,
     pending: Arc<AtomicUsize>,
@@ -216,8 +215,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Announces transitions from `since` (the watch's start, on the platform clock) on.
-    pub fn new(since: SystemTime, metrics: Arc<Metrics>) -> Outbox {
+    pub fn new(metrics: Arc<Metrics>) -> Outbox {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
@@ -225,7 +223,7 @@ impl Outbox {
             .build()
             .unwrap_or_default();
         Outbox {
-            since,
+            known: BTreeSet::new(),
             sent: BTreeSet::new(),
             queues: HashMap::new(),
             pending: Arc::default(),
@@ -236,15 +234,27 @@ impl Outbox {
 
     /// Queues what `outcome` shows that was not queued before. Never waits.
     pub fn offer(&mut self, rollout: &CanaryRollout, outcome: &RolloutOutcome) {
-        for event in events(rollout, outcome, self.since) {
+        let first_look = self.known.insert(rollout.metadata.name.clone());
+        let this_pass = rfc3339(outcome.now);
+        for event in events(rollout, outcome) {
             if !self.sent.insert(event.key()) {
+                continue;
+            }
+            // History from before this process: announced by whoever wrote it.
+            if first_look && event.kind == "phaseChanged" && !(wrote(outcome) && event.at == this_pass) {
                 continue;
             }
             for notify in &rollout.spec.notify {
                 let target = Target::of(notify);
                 let queue = self.queues.entry(target.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(QUEUE);
-                    tokio::spawn(deliver(target.clone(), rx, self.client.clone(), self.metrics.clone(), self.pending.clone()));
+                    tokio::spawn(deliver(
+                        target.clone(),
+                        rx,
+                        self.client.clone(),
+                        self.metrics.clone(),
+                        self.pending.clone(),
+                    ));
                     tx
                 });
                 self.pending.fetch_add(1, Ordering::SeqCst);

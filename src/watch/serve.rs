@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -34,12 +34,17 @@ pub async fn start(listen: &str, metrics: Arc<Metrics>, health: Arc<Health>) -> 
     Ok(addr)
 }
 
-async fn metrics_page(State(s): State<Shared>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        s.metrics.encode(),
-    )
-        .into_response()
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text
+/// format.
+async fn metrics_page(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.encode_prometheus())
+            .into_response()
+    }
 }
 
 async fn ready(State(s): State<Shared>) -> Response {

@@ -8,3 +8,4 @@ mod reconcile;
 mod schema;
 mod support;
 mod validate;
+mod watch;
