@@ -85,9 +85,9 @@ enum Command {
         /// Read every manifest again this often, whatever file events say.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         resync: std::time::Duration,
-        /// At most this many rollouts in passes at once.
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
-        concurrency: u16,
+        /// At most this many passes at once (each works on up to 16 rollouts at a time).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+        max_passes: u16,
         /// Only the rollouts of shard I of N (see `reconcile --shard`).
         #[arg(long, value_parser = parse_shard, value_name = "I/N")]
         shard: Option<Shard>,
@@ -215,13 +215,13 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
                 ))
             }
         }
-        Command::Watch { paths, listen, resync, concurrency, shard, log_format, no_file_events } => {
+        Command::Watch { paths, listen, resync, max_passes, shard, log_format, no_file_events } => {
             logging::init(log_format);
             let options = watch::Options {
                 paths,
                 listen,
                 resync,
-                concurrency: usize::from(concurrency),
+                max_passes: usize::from(max_passes),
                 mine: Box::new(move |name: &str| shard.is_none_or(|s| s.owns(name))),
                 file_events: !no_file_events,
             };

@@ -78,6 +78,56 @@ impl FileWatch {
     }
 }
 
+/// A digest of what the manifest files look like on disk — each one's path, size,
+/// modification time and inode, and where each named path leads — without reading
+/// them. The resync reloads only when it changed, so an idle watch over thousands of
+/// manifests costs a directory walk per resync, not a parse of every file.
+pub fn stamp(paths: &[PathBuf]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    use std::os::unix::fs::MetadataExt as _;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut visited = BTreeSet::new();
+    let mut files = Vec::new();
+    for path in paths {
+        std::fs::canonicalize(path).ok().hash(&mut hasher);
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => walk(path, &mut files, &mut visited),
+            Ok(_) => files.push(path.clone()),
+            Err(_) => {}
+        }
+    }
+    for file in files {
+        file.hash(&mut hasher);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino(), meta.ctime_nsec()).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// The manifest files under `dir` as the loader finds them: `*.yaml` / `*.yml`, hidden
+/// entries skipped, symlinks followed, each real folder once.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, visited: &mut BTreeSet<PathBuf>) {
+    let Ok(real) = std::fs::canonicalize(dir) else { return };
+    if !visited.insert(real) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        match std::fs::metadata(&entry) {
+            Ok(meta) if meta.is_dir() => walk(&entry, files, visited),
+            Ok(_) if entry.extension().is_some_and(|e| e == "yaml" || e == "yml") => files.push(entry),
+            _ => {}
+        }
+    }
+}
+
 /// The folders to watch for `paths`: each one's real location (recursively when a
 /// folder), and the folder holding each as named (not recursively).
 fn folders(paths: &[PathBuf]) -> BTreeSet<(PathBuf, bool)> {
@@ -117,6 +167,24 @@ fn relevant(path: &Path, roots: &[PathBuf]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stamp_moves_when_a_manifest_changes_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = [dir.path().to_path_buf()];
+        std::fs::write(dir.path().join("a.yaml"), "a: 1").unwrap();
+        let first = stamp(&paths);
+        assert_eq!(stamp(&paths), first);
+        std::fs::write(dir.path().join(".a.yaml.swp"), "scratch").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+        assert_eq!(stamp(&paths), first, "hidden files and other extensions are not manifests");
+        std::fs::write(dir.path().join("a.yaml"), "a: 2").unwrap();
+        let second = stamp(&paths);
+        assert_ne!(second, first);
+        std::fs::create_dir(dir.path().join("team")).unwrap();
+        std::fs::write(dir.path().join("team/b.yml"), "b: 1").unwrap();
+        assert_ne!(stamp(&paths), second);
+    }
 
     #[test]
     fn reads_are_not_changes() {

@@ -6,8 +6,8 @@
 //! Rollouts due together go through one `reconcile` pass (which lists each
 //! project/region once for all of them); each rollout reports the moment its own
 //! decision is carried out, so a slow one (a smoke test timing out, a slow write)
-//! holds up no other rollout's next pass. Passes run as tasks, at most `concurrency`
-//! rollouts in them at once.
+//! holds up no other rollout's next pass. Passes run as tasks, at most `max_passes` at
+//! once, each working on up to [`reconcile::CONCURRENCY`] rollouts at a time.
 //!
 //! # Guarantees
 //! - Nothing needed for correctness lives here: state is on the services, so a restart
@@ -61,8 +61,8 @@ pub struct Options {
     pub listen: Option<String>,
     /// How often the manifests are read again whatever the file events say.
     pub resync: Duration,
-    /// At most this many rollouts in passes at once.
-    pub concurrency: usize,
+    /// At most this many passes at once.
+    pub max_passes: usize,
     /// Which rollouts are this process's (`--shard`).
     pub mine: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// Ignore file events and rely on the resync alone (a test's missed events).
@@ -120,12 +120,13 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
         paths: options.paths.clone(),
         mine: options.mine,
         desired: Desired::default(),
-        schedule: Schedule::new(options.concurrency, COALESCE),
+        schedule: Schedule::new(options.max_passes, COALESCE),
         outbox: Outbox::new(metrics.clone()),
         metrics,
         health,
         platform,
         last: BTreeMap::new(),
+        stamp: 0,
         problems: String::new(),
         first_pass: None,
     };
@@ -189,7 +190,7 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
                     next_poll = time.poll().map(|p| Instant::now() + p);
                 }
                 if real >= next_resync {
-                    watch.reload(time.now(real));
+                    watch.resync(time.now(real));
                     if let Some(files) = &mut files {
                         files.follow(&options.paths);
                     }
@@ -202,7 +203,7 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
     // Stopping: no new pass; wait for the ones under way and the notification queue.
     let deadline = tokio::time::Instant::now() + GRACE;
     tracing::info!(in_flight = watch.schedule.running(), "stopping: finishing writes under way");
-    while watch.schedule.running() > 0 || watch.outbox.pending() > 0 {
+    while watch.schedule.passes() > 0 || watch.outbox.pending() > 0 {
         tokio::select! {
             _ = terminate.recv() => return Ok(Exit::Ok),
             _ = interrupt.recv() => return Ok(Exit::Ok),
@@ -234,6 +235,8 @@ struct Watch {
     platform: Arc<Platform>,
     /// Each rollout's last logged decision (phase, reason) or error: a repeat is quiet.
     last: BTreeMap<String, String>,
+    /// What the manifest files looked like at the last reload (see [`files::stamp`]).
+    stamp: u64,
     /// The last problems reported for the manifest set: reported again only on change.
     problems: String,
     /// Rollouts the first pass has yet to report on; `None` once it has.
@@ -241,8 +244,17 @@ struct Watch {
 }
 
 impl Watch {
+    /// The periodic look: reloads only when the files changed on disk (a missed event).
+    fn resync(&mut self, now: SystemTime) {
+        if files::stamp(&self.paths) != self.stamp {
+            tracing::debug!("resync: the manifests changed on disk");
+            self.reload(now);
+        }
+    }
+
     /// Reads the manifests again and schedules what changed.
     fn reload(&mut self, now: SystemTime) {
+        self.stamp = files::stamp(&self.paths);
         let set = manifest::load(&self.paths);
         self.report_problems(&set);
         let desired = Desired::from_set(&set, &self.mine);
@@ -318,12 +330,10 @@ impl Watch {
         match report {
             Report::Outcome(outcome, took) => self.outcome(&outcome, took, now),
             Report::Done(names) => {
-                for name in names {
-                    if self.schedule.is_running(&name) {
-                        self.schedule.finished(&name, now, UNDECIDED_RETRY);
-                    }
-                    if let Some(first) = &mut self.first_pass {
-                        first.remove(&name);
+                self.schedule.pass_done(&names, now, UNDECIDED_RETRY);
+                if let Some(first) = &mut self.first_pass {
+                    for name in &names {
+                        first.remove(name);
                     }
                 }
                 self.check_first_pass();

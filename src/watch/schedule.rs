@@ -4,9 +4,11 @@
 //! # Guarantees
 //! - A rollout is never in two passes at once; a change seen while it is in one makes
 //!   it due again the moment that pass reports.
-//! - At most `limit` rollouts are in passes at once.
-//! - Rollouts due within `coalesce` of each other go into one pass, which lists each
-//!   project/region once for all of them.
+//! - At most `max_passes` passes at once (each works on up to
+//!   [`crate::reconcile::CONCURRENCY`] rollouts at a time). Rollouts that fall due while
+//!   every slot is taken wait, and then share the next pass.
+//! - Every rollout due (within `coalesce`) goes into one pass, which lists each
+//!   project/region once for all of them: a first pass over 1,000 rollouts is one pass.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -14,7 +16,8 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone)]
 pub struct Schedule {
     entries: BTreeMap<String, Entry>,
-    limit: usize,
+    max_passes: usize,
+    passes: usize,
     coalesce: Duration,
 }
 
@@ -27,8 +30,8 @@ struct Entry {
 }
 
 impl Schedule {
-    pub fn new(limit: usize, coalesce: Duration) -> Schedule {
-        Schedule { entries: BTreeMap::new(), limit: limit.max(1), coalesce }
+    pub fn new(max_passes: usize, coalesce: Duration) -> Schedule {
+        Schedule { entries: BTreeMap::new(), max_passes: max_passes.max(1), passes: 0, coalesce }
     }
 
     /// Makes `name` due at `now` (a new or changed manifest), adding it if new.
@@ -52,21 +55,43 @@ impl Schedule {
         self.entries.contains_key(name)
     }
 
-    /// The rollouts to pass now, earliest first, marked as in a pass: every one due by
-    /// `now + coalesce`, as many as the limit leaves room for.
+    /// The rollouts for a new pass, marked as in it: every one due by `now + coalesce`;
+    /// none while `max_passes` passes are under way. Call [`Schedule::pass_done`] when
+    /// the pass is over.
     pub fn take(&mut self, now: SystemTime) -> Vec<String> {
-        let room = self.limit.saturating_sub(self.running());
+        if self.passes >= self.max_passes {
+            return Vec::new();
+        }
         let horizon = now.checked_add(self.coalesce).unwrap_or(now);
         let mut due: Vec<(SystemTime, &String)> =
             self.entries.iter().filter(|(_, e)| !e.running && e.due <= horizon).map(|(n, e)| (e.due, n)).collect();
         due.sort();
-        let names: Vec<String> = due.into_iter().take(room).map(|(_, n)| n.clone()).collect();
+        let names: Vec<String> = due.into_iter().map(|(_, n)| n.clone()).collect();
         for name in &names {
             if let Some(entry) = self.entries.get_mut(name) {
                 entry.running = true;
             }
         }
+        if !names.is_empty() {
+            self.passes += 1;
+        }
         names
+    }
+
+    /// A pass is over (each of its rollouts has reported through [`Schedule::finished`],
+    /// or is finished here with `requeue`: a pass need not decide on every rollout).
+    pub fn pass_done(&mut self, names: &[String], now: SystemTime, requeue: Duration) {
+        for name in names {
+            if self.is_running(name) {
+                self.finished(name, now, requeue);
+            }
+        }
+        self.passes = self.passes.saturating_sub(1);
+    }
+
+    /// Passes under way.
+    pub fn passes(&self) -> usize {
+        self.passes
     }
 
     /// A pass reported on `name` at `now`: look again after `requeue`, or at once if its
@@ -139,16 +164,28 @@ mod tests {
     }
 
     #[test]
-    fn concurrency_is_bounded_and_the_earliest_go_first() {
-        let mut s = Schedule::new(2, Duration::ZERO);
+    fn passes_are_bounded_and_what_falls_due_meanwhile_shares_the_next() {
+        let mut s = Schedule::new(1, Duration::ZERO);
         s.due_now("c", t(0));
+        assert_eq!(s.take(t(0)), ["c"]);
         s.due_now("a", t(5));
         s.due_now("b", t(3));
-        assert_eq!(s.take(t(5)), ["c", "b"]);
-        assert!(s.take(t(5)).is_empty());
+        assert!(s.take(t(5)).is_empty(), "the one pass slot is taken");
         s.finished("c", t(6), Duration::from_secs(60));
-        assert_eq!(s.take(t(6)), ["a"]);
-        assert_eq!(s.running(), 2);
+        assert!(s.take(t(6)).is_empty(), "still taken until the pass is over");
+        s.pass_done(&["c".to_owned()], t(6), Duration::from_secs(300));
+        assert_eq!(s.next_due(), Some(t(3)));
+        assert_eq!(s.take(t(6)), ["b", "a"], "earliest first, in one pass");
+        assert_eq!((s.running(), s.passes()), (2, 1));
+    }
+
+    #[test]
+    fn a_rollout_a_pass_did_not_decide_on_is_looked_at_again_later() {
+        let mut s = Schedule::new(4, Duration::ZERO);
+        s.due_now("held", t(0));
+        let names = s.take(t(0));
+        s.pass_done(&names, t(1), Duration::from_secs(300));
+        assert_eq!((s.running(), s.passes(), s.next_due()), (0, 0, Some(t(301))));
     }
 
     #[test]
