@@ -376,9 +376,11 @@ impl Watch {
                 let phase = plan.phase_after.name();
                 match plan.result {
                     PassResult::RolledBack | PassResult::Failed | PassResult::Blocked => {
-                        tracing::warn!(rollout = %name, %service, phase, action, "{}", plan.reason);
+                        tracing::warn!(rollout = %name, %service, phase = %phase, action = %action, "{}", plan.reason);
                     }
-                    PassResult::Steady => tracing::info!(rollout = %name, %service, phase, action, "{}", plan.reason),
+                    PassResult::Steady => {
+                        tracing::info!(rollout = %name, %service, phase = %phase, action = %action, "{}", plan.reason)
+                    }
                 }
                 self.last.insert(name.to_owned(), said);
             }
