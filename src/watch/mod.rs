@@ -164,7 +164,9 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
         if let Some(poll) = next_poll {
             wake = wake.min(poll);
         }
-        if let Some(due) = watch.schedule.next_due()
+        // With every pass slot taken, a report (not the clock) frees the next one.
+        if watch.schedule.has_room()
+            && let Some(due) = watch.schedule.next_due()
             && let Some(wait) = time.real_wait(due, real)
         {
             wake = wake.min(real + wait);

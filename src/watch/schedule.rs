@@ -94,6 +94,11 @@ impl Schedule {
         self.passes
     }
 
+    /// Whether another pass may start now.
+    pub fn has_room(&self) -> bool {
+        self.passes < self.max_passes
+    }
+
     /// A pass reported on `name` at `now`: look again after `requeue`, or at once if its
     /// manifest changed meanwhile.
     pub fn finished(&mut self, name: &str, now: SystemTime, requeue: Duration) {
@@ -170,6 +175,7 @@ mod tests {
         assert_eq!(s.take(t(0)), ["c"]);
         s.due_now("a", t(5));
         s.due_now("b", t(3));
+        assert!(!s.has_room());
         assert!(s.take(t(5)).is_empty(), "the one pass slot is taken");
         s.finished("c", t(6), Duration::from_secs(60));
         assert!(s.take(t(6)).is_empty(), "still taken until the pass is over");

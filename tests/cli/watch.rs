@@ -40,14 +40,19 @@ struct World {
 
 impl World {
     fn start(services: &[&str], rps: f64) -> World {
+        World::start_at_scale(services, rps, 0.0)
+    }
+
+    /// `scale` simulated seconds a real second; 0 is stepped.
+    fn start_at_scale(services: &[&str], rps: f64, scale: f64) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let mut scenario = String::from(
+        let mut scenario = format!(
             r#"start: "2026-11-26T08:00:00Z"
-timeScale: 0
+timeScale: {scale}
 seed: 5
 profiles:
-  - {image: "gcr.io/demo/app:v1", errorRate: 0.005, p50Ms: 80, p95Ms: 250}
-  - {image: "gcr.io/demo/app:v2", errorRate: 0.005, p50Ms: 80, p95Ms: 250}
+  - {{image: "gcr.io/demo/app:v1", errorRate: 0.005, p50Ms: 80, p95Ms: 250}}
+  - {{image: "gcr.io/demo/app:v2", errorRate: 0.005, p50Ms: 80, p95Ms: 250}}
 services:
 "#,
         );
@@ -573,4 +578,26 @@ fn a_slow_rollout_does_not_delay_the_others() {
     eventually("slow's deploy", Duration::from_secs(10), || {
         (world.image("slow") == "gcr.io/demo/app:v2").then_some(())
     });
+}
+
+#[test]
+fn on_an_accelerated_emulator_clock_holds_take_their_simulated_time_in_real_seconds() {
+    // 600×: the 25 simulated minutes of holds are 2.5 real seconds.
+    let world = World::start_at_scale(&["api"], 20.0, 600.0);
+    world.write("api.yaml", "api", "gcr.io/demo/app:v2", "");
+    let start = Instant::now();
+    let _watch = world.watch(&["manifests"], &[]);
+    eventually("the promotion", Duration::from_secs(20), || {
+        (world.annotation("api", "canary/phase").as_deref() == Some("Promoted")).then_some(())
+    });
+    let took = start.elapsed();
+    let history: Vec<Value> = serde_json::from_str(&world.annotation("api", "canary/history").unwrap()).unwrap();
+    let at = |phase: &str| {
+        let t = history.iter().find(|t| t["phase"] == phase).unwrap()["at"].as_str().unwrap().to_owned();
+        humantime::parse_rfc3339(&t).unwrap()
+    };
+    let simulated = at("Promoted").duration_since(at("Progressing")).unwrap();
+    assert!(simulated >= Duration::from_secs(25 * 60), "holds were cut short: {simulated:?}");
+    assert!(simulated < Duration::from_secs(45 * 60), "the schedule lagged: {simulated:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?} of real time");
 }
