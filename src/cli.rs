@@ -10,6 +10,7 @@ use crate::decide::PassResult;
 use crate::diagnostic::{self, Colour, Diagnostic};
 use crate::emulator;
 use crate::error::{Error, Exit};
+use crate::logging::{self, LogFormat};
 use crate::manifest::{self, schema};
 use crate::operate;
 use crate::output;
@@ -17,6 +18,7 @@ use crate::platform::Gcp;
 use crate::reconcile::{self, Mode};
 use crate::report;
 use crate::view;
+use crate::watch;
 
 /// canary rolls new container images out to Google Cloud Run in traffic stages,
 /// judges each stage against SLOs from Cloud Monitoring, and advances, holds or rolls
@@ -73,6 +75,30 @@ enum Command {
         once: bool,
         #[command(flatten)]
         pass: PassArgs,
+    },
+    /// Reconcile continuously: each rollout on its own schedule, re-run on file change.
+    Watch {
+        /// Manifest files or folders (watched recursively; symlinks followed).
+        #[arg(default_value = "manifests/")]
+        paths: Vec<PathBuf>,
+        /// Serve /metrics, /healthz and /readyz here, like 127.0.0.1:9090 (port 0 picks one).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Read every manifest again this often, whatever file events say.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        resync: std::time::Duration,
+        /// At most this many passes at once (each works on up to 16 rollouts at a time).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+        max_passes: u16,
+        /// Only the rollouts of shard I of N (see `reconcile --shard`).
+        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        shard: Option<Shard>,
+        /// Log lines as text, or as JSON for Cloud Logging.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Ignore file events and rely on --resync alone (to test a missed event).
+        #[arg(long, hide = true)]
+        no_file_events: bool,
     },
     /// Where each rollout is, read live from Cloud Run and Cloud Monitoring.
     Status {
@@ -208,6 +234,18 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
                     "`canary reconcile` needs `--once`; to reconcile continuously, run `canary watch`".to_owned(),
                 ))
             }
+        }
+        Command::Watch { paths, listen, resync, max_passes, shard, log_format, no_file_events } => {
+            logging::init(log_format);
+            let options = watch::Options {
+                paths,
+                listen,
+                resync,
+                max_passes: usize::from(max_passes),
+                mine: Box::new(move |name: &str| shard.is_none_or(|s| s.owns(name))),
+                file_events: !no_file_events,
+            };
+            run_watch(options)
         }
         Command::Status { name, manifests, output, watch: false, .. } => status(name.as_deref(), &manifests, output),
         Command::Status { name, manifests, output, watch: true, interval } => {
@@ -507,6 +545,22 @@ fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
         }
         Err(operate::Refusal::Invalid(why)) => Err(Error::Usage(why)),
         Err(operate::Refusal::Api(why)) => Err(Error::Runtime(why)),
+    }
+}
+
+fn run_watch(options: watch::Options) -> Result<Exit, Error> {
+    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
+    let runtime = runtime()?;
+    let exit = runtime.block_on(tokio::task::LocalSet::new().run_until(watch::run(options, platform)));
+    // A task still waiting on the network must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    exit
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("`{text}` is not a duration: write one like 30s, 5m or 1h")),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod emulator;
 pub mod error;
 pub mod hash;
+pub mod logging;
 pub mod manifest;
 pub mod operate;
 pub mod output;
@@ -20,5 +21,6 @@ pub mod report;
 pub mod state;
 pub mod transport;
 pub mod view;
+pub mod watch;
 
 pub use cli::run;

@@ -71,6 +71,18 @@ pub async fn pass_with_invalid<P: CloudRun + Monitoring + Clock + Prober>(
     invalid: &[Invalid],
     mode: Mode,
 ) -> Vec<RolloutOutcome> {
+    pass_reporting(platform, rollouts, invalid, mode, &|_| {}).await
+}
+
+/// [`pass_with_invalid`], handing each rollout's outcome to `report` as soon as it is
+/// known, so a caller (`canary watch`) need not wait for the slowest rollout of the pass.
+pub async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutcome) + Sync>(
+    platform: &P,
+    rollouts: &[CanaryRollout],
+    invalid: &[Invalid],
+    mode: Mode,
+    report: &F,
+) -> Vec<RolloutOutcome> {
     // Observe: one list per project/region, whatever the number of rollouts — valid
     // ones and invalid edits alike.
     let keys = rollouts
@@ -107,27 +119,30 @@ pub async fn pass_with_invalid<P: CloudRun + Monitoring + Clock + Prober>(
     let all: Vec<CanaryRollout> = rollouts.iter().cloned().chain(frozen.iter().map(|(r, _)| r.clone())).collect();
     let originals: Vec<Option<String>> =
         std::iter::repeat_n(None, rollouts.len()).chain(frozen.iter().map(|(_, t)| Some(t.clone()))).collect();
-    run_pass(platform, &all, &originals, &listed, mode).await
+    run_pass(platform, &all, &originals, &listed, mode, report).await
 }
 
 /// Every service of each project/region, by full name, or why it could not be listed.
 type Listed = BTreeMap<(String, String), Result<BTreeMap<String, Value>, ApiFailure>>;
 
-async fn run_pass<P: CloudRun + Monitoring + Clock + Prober>(
+async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutcome) + Sync>(
     platform: &P,
     rollouts: &[CanaryRollout],
     originals: &[Option<String>],
     listed: &Listed,
     mode: Mode,
+    report: &F,
 ) -> Vec<RolloutOutcome> {
     // "Now" after listing: against Google it is the time Cloud Run's answer carried.
     let now = match platform.now().await {
         Ok(now) => now,
         Err(e) => {
-            return rollouts
+            let outcomes: Vec<RolloutOutcome> = rollouts
                 .iter()
                 .map(|r| failed(r, format!("cannot read the clock: {e}"), SystemTime::UNIX_EPOCH))
                 .collect();
+            outcomes.iter().for_each(report);
+            return outcomes;
         }
     };
     // Observed state per rollout, from the lists.
@@ -185,6 +200,7 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober>(
                     Err(e) => failed(r, e, now),
                     Ok(o) => one(platform, r, o, metrics.get(&r.spec.project), frozen, mode, now).await,
                 };
+                report(&outcome);
                 (i, outcome)
             })
             .buffer_unordered(CONCURRENCY)

@@ -9,3 +9,4 @@ mod schema;
 mod support;
 mod validate;
 mod view;
+mod watch;
