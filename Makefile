@@ -3,7 +3,7 @@ CARGO ?= cargo
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: build test lint schema bench tools clean judge-eval
+.PHONY: build test lint schema bench tools clean judge-eval demo
 
 build:
 	$(CARGO) build
@@ -46,3 +46,7 @@ clean:
 # writes docs/judge-eval.md (see README "How canary judges").
 judge-eval:
 	$(CARGO) run --release --quiet --example judge_eval -- --out docs/judge-eval.md
+
+# The whole story in under a minute against an embedded emulator (builds what it needs).
+demo:
+	$(CARGO) run --release --quiet -- demo

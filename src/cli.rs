@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::decide::PassResult;
+use crate::demo;
 use crate::diagnostic::{self, Colour, Diagnostic};
 use crate::emulator;
 use crate::error::{Error, Exit};
@@ -99,6 +100,22 @@ enum Command {
         /// Ignore file events and rely on --resync alone (to test a missed event).
         #[arg(long, hide = true)]
         no_file_events: bool,
+    },
+    /// The whole story against an embedded emulator, in under a minute: one rollout
+    /// promoted, one bad release rolled back, and the rollback report.
+    Demo {
+        /// `text`: the live view; `json`: only the final statuses (the `status -o json` shape).
+        #[arg(short, long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+        /// Emulated seconds per real second.
+        #[arg(long, default_value_t = 3600.0)]
+        speed: f64,
+        /// Where the rollback report is written.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Give up after this long (real time).
+        #[arg(long, default_value = "3m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Where each rollout is, read live from Cloud Run and Cloud Monitoring.
     Status {
@@ -244,6 +261,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
                 max_passes: usize::from(max_passes),
                 mine: Box::new(move |name: &str| shard.is_none_or(|s| s.owns(name))),
                 file_events: !no_file_events,
+                stop: None,
             };
             run_watch(options)
         }
@@ -252,6 +270,13 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
             status_watch(name.as_deref(), &manifests, output, interval)
         }
         Command::Report { name, manifests, out } => report_command(&name, &manifests, &out),
+        Command::Demo { output, speed, out, timeout } => {
+            if !(speed.is_finite() && speed >= 1.0) {
+                Err(Error::Usage(format!("--speed {speed}: give emulated seconds per real second, at least 1")))
+            } else {
+                run_demo(demo::Options { json: output != Format::Text, speed, out, timeout })
+            }
+        }
         Command::Pause(target) => operate(&target, operate::Command::Pause),
         Command::Resume(target) => operate(&target, operate::Command::Resume),
         Command::Promote { target, full } => operate(&target, operate::Command::Promote { full }),
@@ -498,7 +523,7 @@ fn status_watch(
         view::live::Snapshot { statuses, now }
     };
     runtime()?
-        .block_on(view::live::run(look, output, interval))
+        .block_on(view::live::run(look, output, interval, |_| false))
         .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
     Ok(exit)
 }
@@ -553,6 +578,13 @@ fn run_watch(options: watch::Options) -> Result<Exit, Error> {
     let runtime = runtime()?;
     let exit = runtime.block_on(tokio::task::LocalSet::new().run_until(watch::run(options, platform)));
     // A task still waiting on the network must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    exit
+}
+
+fn run_demo(options: demo::Options) -> Result<Exit, Error> {
+    let runtime = runtime()?;
+    let exit = runtime.block_on(tokio::task::LocalSet::new().run_until(demo::run(options)));
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     exit
 }

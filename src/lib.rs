@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod cloudrun;
 pub mod decide;
+pub mod demo;
 pub mod diagnostic;
 pub mod emulator;
 pub mod error;

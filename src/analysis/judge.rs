@@ -235,6 +235,8 @@ struct TriggerEvidence {
     detectors: Vec<(f64, Detector)>,
     /// The minutes of the trigger's window, newest last, for the observed value.
     window: VecDeque<(u64, Minute)>,
+    /// The newest minute with requests: what a window without any shows instead.
+    last_with_data: Option<Minute>,
 }
 
 impl TriggerEvidence {
@@ -250,6 +252,7 @@ impl TriggerEvidence {
             for (p1, d) in &mut self.detectors {
                 d.push(end, stats::binomial_llr(x, n, self.limit, *p1));
             }
+            self.last_with_data = Some(minute.clone());
         }
         self.window.push_back((end, minute.clone()));
         while self.window.front().is_some_and(|(e, _)| *e + self.span.max(60) <= end) {
@@ -258,7 +261,12 @@ impl TriggerEvidence {
     }
 
     fn check(&self) -> Check {
-        let totals = Totals::of(self.window.iter().map(|(_, m)| m));
+        let mut totals = Totals::of(self.window.iter().map(|(_, m)| m));
+        if totals.total == 0
+            && let Some(m) = &self.last_with_data
+        {
+            totals = Totals::of(std::iter::once(m));
+        }
         let (observed, rate) = match self.tested {
             Tested::Errors => {
                 let rate = totals.error_rate();
@@ -358,6 +366,7 @@ impl Evidence {
                     span: rule.window.as_secs().max(60),
                     detectors,
                     window: VecDeque::new(),
+                    last_with_data: None,
                 })
             })
             .collect();

@@ -112,8 +112,14 @@ pub fn stdout_colour() -> Colour {
     if !no_color && std::io::stdout().is_terminal() { Colour::Always } else { Colour::Never }
 }
 
-/// Looks every `interval` and prints, until Ctrl-C or until stdout is closed.
-pub async fn run<F, Fut>(mut look: F, output: Output, interval: Duration) -> std::io::Result<()>
+/// Looks every `interval` and prints, until Ctrl-C, until stdout is closed, or until a
+/// snapshot satisfies `done` (drawn first); returns the last snapshot.
+pub async fn run<F, Fut>(
+    mut look: F,
+    output: Output,
+    interval: Duration,
+    done: impl Fn(&Snapshot) -> bool,
+) -> std::io::Result<Option<Snapshot>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Snapshot>,
@@ -127,6 +133,7 @@ where
         write_out(&mut stdout, "\x1b[?25l\x1b[H\x1b[2J")?;
     }
     let mut last: Option<String> = None;
+    let mut seen: Option<Snapshot> = None;
     let result = loop {
         let snapshot = tokio::select! {
             _ = &mut ctrl_c => break Ok(()),
@@ -139,6 +146,11 @@ where
             }
             last = Some(frame.key);
         }
+        let finished = done(&snapshot);
+        seen = Some(snapshot);
+        if finished {
+            break Ok(());
+        }
         tokio::select! {
             _ = &mut ctrl_c => break Ok(()),
             () = tokio::time::sleep(interval) => {}
@@ -147,7 +159,7 @@ where
     if redraw {
         let _ = write_out(&mut stdout, "\x1b[?25h");
     }
-    result
+    result.map(|()| seen)
 }
 
 fn write_out(stdout: &mut std::io::Stdout, text: &str) -> std::io::Result<()> {

@@ -67,6 +67,8 @@ pub struct Options {
     pub mine: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// Ignore file events and rely on the resync alone (a test's missed events).
     pub file_events: bool,
+    /// Stop as on a signal when this is notified (`canary demo` ends its watch so).
+    pub stop: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// What a pass task tells the loop.
@@ -174,6 +176,7 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            () = stopped(options.stop.as_deref()) => break,
             Some(()) = changed.recv() => {
                 while changed.try_recv().is_ok() {}
                 watch.reload(time.now(Instant::now()));
@@ -223,6 +226,14 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
     }
     tracing::info!("stopped");
     Ok(Exit::Ok)
+}
+
+/// Resolves when `stop` is notified; never without one.
+async fn stopped(stop: Option<&tokio::sync::Notify>) {
+    match stop {
+        Some(stop) => stop.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The loop's state between events.
