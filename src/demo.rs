@@ -53,7 +53,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     let base = format!("http://{addr}");
     let platform =
         |what: &str| Gcp::new(&base, &base, Auth::None, true).map_err(|e| Error::Runtime(format!("{what}: {e}")));
-    let set = manifest::load(&[dir.path.clone()]);
+    let set = manifest::load(std::slice::from_ref(&dir.path));
     let rollouts: Vec<CanaryRollout> = set.valid().cloned().collect();
     if rollouts.len() != MANIFESTS.len() {
         return Err(Error::Runtime("the demo's bundled manifests do not validate".to_owned()));
@@ -88,7 +88,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
         let statuses = rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
         view::live::Snapshot { statuses, now }
     };
-    let finished = |s: &view::live::Snapshot| s.statuses.iter().all(|v| settled(v));
+    let finished = |s: &view::live::Snapshot| s.statuses.iter().all(settled);
     let last = if options.json {
         quietly(look, finished, options.timeout).await
     } else {
