@@ -60,20 +60,21 @@ impl Phase {
         }
     }
 
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 9] = [
+        Phase::Pending,
+        Phase::Deploying,
+        Phase::Verifying,
+        Phase::Progressing,
+        Phase::Waiting,
+        Phase::Paused,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Failed,
+    ];
+
     fn parse(text: &str) -> Option<Phase> {
-        [
-            Phase::Pending,
-            Phase::Deploying,
-            Phase::Verifying,
-            Phase::Progressing,
-            Phase::Waiting,
-            Phase::Paused,
-            Phase::Promoted,
-            Phase::RolledBack,
-            Phase::Failed,
-        ]
-        .into_iter()
-        .find(|p| p.name() == text)
+        Phase::ALL.into_iter().find(|p| p.name() == text)
     }
 
     /// A rollout is under way: a canary exists that is not yet stable nor rejected.

@@ -84,13 +84,20 @@ pub fn window_start(rollout: &CanaryRollout, window: &Window, now: SystemTime) -
 /// by minute, across all services — one pair of calls per project, whatever the number
 /// of rollouts.
 pub fn project_queries(start: SystemTime, now: SystemTime) -> [Vec<(String, String)>; 2] {
-    let (start, end) = (rfc3339(start), rfc3339(now));
+    queries("", start, now, Duration::from_secs(60))
+}
+
+/// Request counts (by revision and response class) and latency distributions (by
+/// revision) of Cloud Run revisions matching `filter` (extra ` AND …` terms, or empty),
+/// over [`start`, `end`] in steps of `period`.
+pub fn queries(filter: &str, start: SystemTime, end: SystemTime, period: Duration) -> [Vec<(String, String)>; 2] {
+    let (start, end) = (rfc3339(start), rfc3339(end));
     let common = |metric: &str| -> Vec<(String, String)> {
         vec![
-            ("filter".into(), format!("metric.type=\"{metric}\" AND resource.type=\"cloud_run_revision\"")),
+            ("filter".into(), format!("metric.type=\"{metric}\" AND resource.type=\"cloud_run_revision\"{filter}")),
             ("interval.startTime".into(), start.clone()),
             ("interval.endTime".into(), end.clone()),
-            ("aggregation.alignmentPeriod".into(), "60s".into()),
+            ("aggregation.alignmentPeriod".into(), format!("{}s", period.as_secs().max(60))),
             ("aggregation.perSeriesAligner".into(), "ALIGN_DELTA".into()),
             ("aggregation.crossSeriesReducer".into(), "REDUCE_SUM".into()),
             ("aggregation.groupByFields".into(), "resource.labels.location".into()),

@@ -70,27 +70,11 @@ fn secs(t: SystemTime) -> u64 {
 /// The two `timeSeries.list` queries for one service's revisions over `range`: request
 /// counts by revision and response class, and latency distributions by revision.
 pub fn queries(rollout: &CanaryRollout, range: Range) -> [Vec<(String, String)>; 2] {
-    let common = |metric: &str| -> Vec<(String, String)> {
-        vec![
-            (
-                "filter".into(),
-                format!(
-                    "metric.type=\"{metric}\" AND resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"{}\" AND resource.labels.location=\"{}\"",
-                    rollout.spec.service, rollout.spec.region
-                ),
-            ),
-            ("interval.startTime".into(), rfc3339(range.from)),
-            ("interval.endTime".into(), rfc3339(range.to)),
-            ("aggregation.alignmentPeriod".into(), format!("{}s", range.period.as_secs())),
-            ("aggregation.perSeriesAligner".into(), "ALIGN_DELTA".into()),
-            ("aggregation.crossSeriesReducer".into(), "REDUCE_SUM".into()),
-            ("aggregation.groupByFields".into(), "resource.labels.location".into()),
-            ("aggregation.groupByFields".into(), "resource.labels.revision_name".into()),
-        ]
-    };
-    let mut counts = common("run.googleapis.com/request_count");
-    counts.push(("aggregation.groupByFields".into(), "metric.labels.response_code_class".into()));
-    [counts, common("run.googleapis.com/request_latencies")]
+    let filter = format!(
+        " AND resource.labels.service_name=\"{}\" AND resource.labels.location=\"{}\"",
+        rollout.spec.service, rollout.spec.region
+    );
+    crate::analysis::judge::queries(&filter, range.from, range.to, range.period)
 }
 
 /// A written-out report.

@@ -17,18 +17,6 @@ use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
 use crate::state::Phase;
 use crate::transport::ApiFailure;
 
-const PHASES: [Phase; 9] = [
-    Phase::Pending,
-    Phase::Deploying,
-    Phase::Verifying,
-    Phase::Progressing,
-    Phase::Waiting,
-    Phase::Paused,
-    Phase::Promoted,
-    Phase::RolledBack,
-    Phase::Failed,
-];
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Kind {
     kind: String,
@@ -160,7 +148,7 @@ impl Metrics {
 
     /// A rollout's phase and canary weight after a pass.
     pub fn rollout(&self, name: &str, phase: Phase, weight: u32) {
-        for p in PHASES {
+        for p in Phase::ALL {
             let labels = RolloutPhase { rollout: name.to_owned(), phase: p.name().to_owned() };
             self.phase.get_or_create(&labels).set(i64::from(p == phase));
         }
@@ -169,7 +157,7 @@ impl Metrics {
 
     /// A rollout no longer managed: its series go.
     pub fn forget(&self, name: &str) {
-        for p in PHASES {
+        for p in Phase::ALL {
             self.phase.remove(&RolloutPhase { rollout: name.to_owned(), phase: p.name().to_owned() });
         }
         self.weight.remove(&Rollout { rollout: name.to_owned() });

@@ -58,6 +58,10 @@ loads:
     /// The manifest of [`Rollout::manifest`] with its own `analysis` block (indented
     /// four spaces).
     pub(crate) fn manifest_judged(&self, image: &str, analysis: &str) {
+        self.write_manifest("api.yaml", image, analysis);
+    }
+
+    fn write_manifest(&self, file: &str, image: &str, analysis: &str) {
         let text = format!(
             r#"apiVersion: canary/v1alpha1
 kind: CanaryRollout
@@ -76,7 +80,7 @@ spec:
   analysis:
 {analysis}"#
         );
-        std::fs::write(self.dir.path().join("manifests").join("api.yaml"), text).unwrap();
+        std::fs::write(self.dir.path().join("manifests").join(file), text).unwrap();
     }
 
     /// The emulator's clock, as seconds since the epoch.
@@ -91,31 +95,10 @@ spec:
     }
 
     pub(crate) fn manifest(&self, file: &str, image: &str, extra: &str) {
-        let text = format!(
-            r#"apiVersion: canary/v1alpha1
-kind: CanaryRollout
-metadata: {{name: api}}
-spec:
-  project: demo-project
-  region: us-central1
-  service: api
-  adopt: true
-  template: {{image: "{image}"}}
-  stages:
-    - {{weight: 5, hold: 30m}}
-    - {{weight: 25, hold: 30m}}
-    - {{weight: 50, hold: 30m}}
-    - {{weight: 100, hold: 10m}}
-  analysis:
-    warmup: 2m
-    maxWait: 2h
-    promotion: {{maxErrorRateIncrease: 0.5%, maxP95Increase: 10%, minRequests: 500}}
-    rollback:
-      - {{metric: errorRate, above: 5%}}
-      - {{metric: p95Latency, above: 2s, for: 5m}}
-{extra}"#
+        let analysis = format!(
+            "    warmup: 2m\n    maxWait: 2h\n    promotion: {{maxErrorRateIncrease: 0.5%, maxP95Increase: 10%, minRequests: 500}}\n    rollback:\n      - {{metric: errorRate, above: 5%}}\n      - {{metric: p95Latency, above: 2s, for: 5m}}\n{extra}"
         );
-        std::fs::write(self.dir.path().join("manifests").join(file), text).unwrap();
+        self.write_manifest(file, image, &analysis);
     }
 
     fn manifests(&self) -> PathBuf {
