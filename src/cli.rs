@@ -547,6 +547,13 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
     let statuses: Vec<serde_json::Value> =
         rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
     match output {
+        // One rollout: the whole picture (stages, revisions, each trigger and gate); all
+        // of them: a table, a line each.
+        Format::Text if name.is_some() => {
+            let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
+            let lines = view::render(&statuses, now, view::live::stdout_colour());
+            println!("{}", lines.join("\n"));
+        }
         Format::Text => print!("{}", output::status_table(&statuses)),
         other => print_value(&serde_json::Value::Array(statuses), other),
     }

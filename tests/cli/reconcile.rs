@@ -396,6 +396,14 @@ fn status_reports_the_rollout_in_the_documented_shape() {
     for g in s["gates"].as_array().unwrap() {
         assert!(["pass", "fail", "inconclusive"].contains(&g["result"].as_str().unwrap()), "{g}");
     }
+    // One rollout as text: its stages, revisions, triggers and gates.
+    let text = r.canary(&["status", "api", "-f", "manifests"]);
+    assert_eq!(code(&text), 0, "{}", stderr(&text));
+    let text = stdout(&text);
+    for part in ["api  Progressing", "stages", "revisions", "gates", "minRequests", "errorRateIncrease", "triggers"] {
+        assert!(text.contains(part), "{part} missing from\n{text}");
+    }
+    assert!(!text.contains('\x1b'), "no colour when piped");
     let missing = r.canary(&["status", "nope", "-f", "manifests"]);
     assert_eq!(code(&missing), 2);
 }
