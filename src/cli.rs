@@ -418,6 +418,13 @@ fn report_set(set: &manifest::ManifestSet) -> (Vec<crate::manifest::CanaryRollou
     (set.valid().cloned().collect(), exit)
 }
 
+/// The platform from the environment, made inside `rt` (Google's credential sources
+/// start background refresh tasks, which need a runtime).
+fn gcp(rt: &tokio::runtime::Runtime) -> Result<Gcp, Error> {
+    let _inside = rt.enter();
+    Gcp::from_environment().map_err(Error::Credentials)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -451,8 +458,9 @@ fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
             (!taken && mine(&name)).then_some(reconcile::Invalid { name, project, region, service })
         })
         .collect();
-    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
-    let outcomes = runtime()?.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, mode));
+    let rt = runtime()?;
+    let platform = gcp(&rt)?;
+    let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, mode));
     match output {
         Format::Text => print!("{}", output::pass_table(&outcomes)),
         other => print_value(&output::pass_json(&outcomes), other),
@@ -510,7 +518,8 @@ fn status_watch(
     interval: std::time::Duration,
 ) -> Result<Exit, Error> {
     let (rollouts, exit) = status_rollouts(name, manifests)?;
-    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
+    let rt = runtime()?;
+    let platform = gcp(&rt)?;
     let output = match output {
         Format::Text => view::live::Output::Text,
         Format::Json => view::live::Output::Json,
@@ -522,8 +531,7 @@ fn status_watch(
         let statuses = rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
         view::live::Snapshot { statuses, now }
     };
-    runtime()?
-        .block_on(view::live::run(look, output, interval, |_| false))
+    rt.block_on(view::live::run(look, output, interval, |_| false))
         .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
     Ok(exit)
 }
@@ -531,8 +539,9 @@ fn status_watch(
 fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path) -> Result<Exit, Error> {
     let (rollouts, exit) = status_rollouts(Some(name), manifests)?;
     let Some(rollout) = rollouts.first() else { return Ok(exit) };
-    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
-    let written = runtime()?.block_on(report::write(&platform, rollout, out)).map_err(|e| match e {
+    let rt = runtime()?;
+    let platform = gcp(&rt)?;
+    let written = rt.block_on(report::write(&platform, rollout, out)).map_err(|e| match e {
         report::Failure::NotStarted(why) => Error::Usage(why),
         report::Failure::Api(why) | report::Failure::Io(why) => Error::Runtime(why),
     })?;
@@ -542,8 +551,9 @@ fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path
 
 fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
     let (rollouts, exit) = status_rollouts(name, manifests)?;
-    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
-    let outcomes = runtime()?.block_on(reconcile::pass(&platform, &rollouts, Mode::Plan));
+    let rt = runtime()?;
+    let platform = gcp(&rt)?;
+    let outcomes = rt.block_on(reconcile::pass(&platform, &rollouts, Mode::Plan));
     let statuses: Vec<serde_json::Value> =
         rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
     match output {
@@ -569,8 +579,9 @@ fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
             target.manifests.display()
         )));
     };
-    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
-    match runtime()?.block_on(operate::run(&platform, &rollout, command)) {
+    let rt = runtime()?;
+    let platform = gcp(&rt)?;
+    match rt.block_on(operate::run(&platform, &rollout, command)) {
         Ok(message) => {
             println!("{message}");
             Ok(Exit::Ok)
@@ -581,11 +592,11 @@ fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
 }
 
 fn run_watch(options: watch::Options) -> Result<Exit, Error> {
-    let platform = Gcp::from_environment().map_err(Error::Credentials)?;
-    let runtime = runtime()?;
-    let exit = runtime.block_on(tokio::task::LocalSet::new().run_until(watch::run(options, platform)));
+    let rt = runtime()?;
+    let platform = gcp(&rt)?;
+    let exit = rt.block_on(tokio::task::LocalSet::new().run_until(watch::run(options, platform)));
     // A task still waiting on the network must not hold up the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
     exit
 }
 

@@ -6,8 +6,9 @@
 //!
 //! - Budget: a rollout may roll back a healthy canary with probability at most
 //!   [`FALSE_ROLLBACK_BUDGET`], shared equally by every (stage, check) pair.
-//! - Triggers: a [`Detector`] per trigger (and alternative rate) over the stage's
-//!   minutes; it fires only on evidence spanning at least the trigger's `for`.
+//! - Triggers: without `for`, a [`Detector`] per alternative rate over the stage's
+//!   minutes (evidence from any start minute, the newest always included); with
+//!   `for: D`, a [`WindowDetector`] on the last D alone (the aggregate over the window).
 //!   Error-rate and availability triggers count every minute of the stage (errors
 //!   during warm-up are errors users saw); latency triggers leave warm-up out (cold
 //!   starts are slow by nature). p95 > L is tested as "more than 5% of requests are
@@ -26,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::distribution::Distribution;
-use super::stats::{self, Detector};
+use super::stats::{self, Detector, WindowDetector};
 use super::verdict::{Check, Outcome};
 use crate::emulator::clock::{parse_rfc3339, rfc3339};
 use crate::manifest::quantity::Threshold;
@@ -225,6 +226,35 @@ enum Tested {
     SlowerThan(f64),
 }
 
+/// A trigger's sequential test: without `for`, evidence from any start minute of the
+/// stage (the newest minute always included); with `for: D` (2 minutes or more), the
+/// last D alone.
+#[derive(Debug, Clone)]
+enum Test {
+    Since(Detector),
+    Window(WindowDetector),
+}
+
+impl Test {
+    fn push(&mut self, end: u64, llr: f64) {
+        match self {
+            Test::Since(d) => d.push(end, llr),
+            Test::Window(d) => d.push(end, llr),
+        }
+    }
+
+    fn statistic(&self) -> f64 {
+        match self {
+            Test::Since(d) => d.statistic(),
+            Test::Window(d) => d.statistic(),
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.statistic() >= 0.0
+    }
+}
+
 /// One rollback trigger's evidence in the current stage.
 #[derive(Debug, Clone)]
 struct TriggerEvidence {
@@ -239,7 +269,7 @@ struct TriggerEvidence {
     /// Only minutes ending after this (epoch seconds) count.
     after: u64,
     span: u64,
-    detectors: Vec<(f64, Detector)>,
+    detectors: Vec<(f64, Test)>,
     /// The minutes of the trigger's window, newest last, for the observed value.
     window: VecDeque<(u64, Minute)>,
     /// The newest minute with requests: what a window without any shows instead.
@@ -308,7 +338,7 @@ impl TriggerEvidence {
                     (per_request > 0.0 && gap.is_finite()).then(|| (gap / per_request).ceil() as u64)
                 })
                 .min();
-            (Outcome::Inconclusive, Some(needed.unwrap_or(MIN_TRIGGER_REQUESTS).max(1)))
+            (Outcome::Inconclusive, needed.map(|n| n.max(1)))
         } else {
             (Outcome::Pass, None)
         };
@@ -361,7 +391,15 @@ impl Evidence {
                 } else {
                     let alternatives = stats::alternatives(limit);
                     let share = alpha / alternatives.len() as f64;
-                    alternatives.into_iter().map(|p1| (p1, Detector::new(share, rule.window.as_secs()))).collect()
+                    let span = rule.window.as_secs();
+                    let test = || {
+                        if span >= 120 {
+                            Test::Window(WindowDetector::new(share, span))
+                        } else {
+                            Test::Since(Detector::new(share, 0))
+                        }
+                    };
+                    alternatives.into_iter().map(|p1| (p1, test())).collect()
                 };
                 Some(TriggerEvidence {
                     name: rule.metric.name(),
@@ -505,9 +543,10 @@ fn comparison(
     let (result, needed) = if failing && conclusive(1.0) {
         (Outcome::Fail, None)
     } else if failing {
-        // At the rates seen, the least multiple of the data that would be conclusive.
-        let needed = scale_needed(&conclusive).map(|f| (canary_requests as f64 * (f - 1.0)).ceil() as u64);
-        (Outcome::Inconclusive, Some(needed.unwrap_or(short).max(short).max(1)))
+        // At the rates seen, the least multiple of the data that would be conclusive;
+        // none when no amount of data at these rates would be.
+        let needed = scale_needed(&conclusive).map(|f| ((canary_requests as f64 * (f - 1.0)).ceil() as u64).max(short));
+        (Outcome::Inconclusive, needed.map(|n| n.max(1)))
     } else if observed.is_some() && short == 0 {
         (Outcome::Pass, None)
     } else {

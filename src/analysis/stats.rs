@@ -106,6 +106,65 @@ impl Detector {
     }
 }
 
+/// A test of "the rate over the last `span` is above a limit" (a trigger's `for`): the
+/// likelihood ratio of the window's minutes alone, looked at once per new minute. For
+/// the window ending at the n-th minute, Markov's inequality bounds the chance its ratio
+/// reaches 1/a_n by a_n = α / (n(n+1)) when the rate is at or below the limit; the
+/// shares sum to α over every window the stage will ever have.
+#[derive(Debug, Clone)]
+pub struct WindowDetector {
+    ln_alpha: f64,
+    span: u64,
+    window: VecDeque<(u64, f64)>,
+    sum: f64,
+    first_end: Option<u64>,
+    looks: u64,
+}
+
+impl WindowDetector {
+    pub fn new(alpha: f64, span: u64) -> WindowDetector {
+        WindowDetector {
+            ln_alpha: alpha.clamp(f64::MIN_POSITIVE, 1.0).ln(),
+            span: span.max(60),
+            window: VecDeque::new(),
+            sum: 0.0,
+            first_end: None,
+            looks: 0,
+        }
+    }
+
+    /// Adds the minute ending at `end` with log-likelihood ratio `llr`, in order.
+    pub fn push(&mut self, end: u64, llr: f64) {
+        self.looks += 1;
+        self.first_end.get_or_insert(end);
+        self.window.push_back((end, llr));
+        self.sum += llr;
+        while let Some(&(old, value)) = self.window.front() {
+            if old + self.span > end {
+                break;
+            }
+            self.sum -= value;
+            self.window.pop_front();
+        }
+    }
+
+    /// ln a_n + the newest window's evidence; −∞ until a whole window has been seen.
+    pub fn statistic(&self) -> f64 {
+        let (Some(first), Some(&(newest, _))) = (self.first_end, self.window.back()) else {
+            return f64::NEG_INFINITY;
+        };
+        if newest + 60 < first + self.span {
+            return f64::NEG_INFINITY;
+        }
+        let n = self.looks as f64;
+        self.sum + self.ln_alpha - (n * (n + 1.0)).ln()
+    }
+
+    pub fn fired(&self) -> bool {
+        self.statistic() >= 0.0
+    }
+}
+
 /// ln of the Beta(½, ½) mixture likelihood ratio against rate `p`, after `x` events in
 /// `n` trials: large when `p` explains the data badly.
 fn ln_mixture_ratio(x: f64, n: f64, p: f64) -> f64 {
@@ -241,6 +300,27 @@ mod tests {
         }
         d.push(300, 100.0);
         assert!(d.fired());
+    }
+
+    #[test]
+    fn a_window_judges_only_its_own_minutes() {
+        // "for 5m": five bad minutes fire it; a bad minute followed by good ones does not
+        // keep counting once it has left the window.
+        let bad = binomial_llr(30, 100, 0.05, 0.10);
+        let good = binomial_llr(2, 100, 0.05, 0.10);
+        let mut d = WindowDetector::new(0.001, 300);
+        for m in 1..=4 {
+            d.push(m * 60, bad);
+            assert!(!d.fired(), "fired before the window was whole ({m} min)");
+        }
+        d.push(300, bad);
+        assert!(d.fired());
+        let mut d = WindowDetector::new(0.001, 300);
+        d.push(60, bad * 3.0);
+        for m in 2..=10 {
+            d.push(m * 60, good);
+        }
+        assert!(!d.fired(), "an old burst left the window");
     }
 
     #[test]

@@ -309,7 +309,11 @@ fn type_hint(pointer: &str, instance: &Value) -> Option<String> {
     }
     if kind == "Threshold" {
         return Some(match instance {
-            Value::Number(n) => format!("write the unit too: `{n}%` for a rate, `{n}s` for a latency"),
+            // A bare latency is more often milliseconds (`2000`) than seconds (`2`).
+            Value::Number(n) => {
+                let unit = if n.as_f64().is_some_and(|v| v >= 10.0) { "ms" } else { "s" };
+                format!("write the unit too: `{n}%` for a rate, `{n}{unit}` for a latency")
+            }
             _ => "write a percentage like `5%` or a duration like `2s`".to_owned(),
         });
     }
