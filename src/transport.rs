@@ -140,8 +140,18 @@ impl Transport {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                let what = if e.is_timeout() { "the request timed out" } else { "could not reach the server" };
-                return Err(failure(None, "UNAVAILABLE", format!("{what} ({})", without_url(&e)), None));
+                let what = if e.is_timeout() {
+                    format!("the request to {} timed out", self.base)
+                } else {
+                    format!("could not reach {}", self.base)
+                };
+                // Plain HTTP is only ever the emulator (CLOUD_RUN_EMULATOR_HOST).
+                let hint = if self.base.starts_with("http://") {
+                    "; is `canary emulator` running there? CLOUD_RUN_EMULATOR_HOST points at it"
+                } else {
+                    ""
+                };
+                return Err(failure(None, "UNAVAILABLE", format!("{what} ({}){hint}", without_url(&e)), None));
             }
         };
         let status = response.status().as_u16();
