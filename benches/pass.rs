@@ -2,6 +2,7 @@
 //! 10,000 rollouts spread over 10 project/regions, against the HTTP emulator: wall time,
 //! CPU per rollout, peak RSS, and the API calls each pass makes (from the emulator's
 //! request log) — for a pass that deploys every rollout, and for an idle pass.
+//! `CANARY_BENCH_SIZES=10000` (comma-separated) runs only the sizes named.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -14,7 +15,12 @@ use canary::emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
 fn main() {
-    for n in [1usize, 100, 1_000, 10_000] {
+    // `CANARY_BENCH_SIZES=10000 cargo bench --bench pass` runs only the sizes named.
+    let sizes: Vec<usize> = match std::env::var("CANARY_BENCH_SIZES") {
+        Ok(list) => list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) => vec![1, 100, 1_000, 10_000],
+    };
+    for n in sizes {
         run(n);
     }
 }

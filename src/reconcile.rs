@@ -85,21 +85,24 @@ pub async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&Ro
 ) -> Vec<RolloutOutcome> {
     // Observe: one list per project/region, whatever the number of rollouts — valid
     // ones and invalid edits alike.
-    let keys = rollouts
+    let keys: std::collections::BTreeSet<(&String, &String)> = rollouts
         .iter()
         .map(|r| (&r.spec.project, &r.spec.region))
-        .chain(invalid.iter().map(|i| (&i.project, &i.region)));
-    let mut listed: Listed = BTreeMap::new();
-    for (project, region) in keys {
-        if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry((project.clone(), region.clone())) {
+        .chain(invalid.iter().map(|i| (&i.project, &i.region)))
+        .collect();
+    // A few lists at a time: one's answer is read while the server works on the next.
+    let listed: Listed = futures_util::stream::iter(keys)
+        .map(|(project, region)| async move {
             let services = platform.list_services(project, region).await.map(|list| {
                 list.into_iter()
                     .filter_map(|s| Some((s.get("name")?.as_str()?.to_owned(), s)))
                     .collect::<BTreeMap<_, _>>()
             });
-            slot.insert(services);
-        }
-    }
+            ((project.clone(), region.clone()), services)
+        })
+        .buffer_unordered(LIST_CONCURRENCY)
+        .collect()
+        .await;
     // The last valid manifest of each invalid one whose rollout is under way, held.
     let mut frozen: Vec<(CanaryRollout, String)> = Vec::new();
     for i in invalid {
@@ -176,19 +179,23 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
                 .or_insert((start, latency));
         }
     }
-    let mut metrics: BTreeMap<String, Result<Metrics, String>> = BTreeMap::new();
-    for (project, (start, latency)) in earliest {
-        let [counts, latencies] = judge::project_queries(start, now);
-        let counts = platform.time_series(project, &counts).await;
-        // Latency distributions are the bulk of the data: read them only when a p95
-        // gate or trigger in this project needs them.
-        let latencies = if latency { platform.time_series(project, &latencies).await } else { Ok(Vec::new()) };
-        let read = match (counts, latencies) {
-            (Ok(c), Ok(l)) => Ok(judge::parse(&c, &l)),
-            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
-        };
-        metrics.insert(project.to_owned(), read);
-    }
+    let metrics: BTreeMap<String, Result<Metrics, String>> = futures_util::stream::iter(earliest)
+        .map(|(project, (start, latency))| async move {
+            let [counts, latencies] = judge::project_queries(start, now);
+            // Latency distributions are the bulk of the data: read them only when a p95
+            // gate or trigger in this project needs them.
+            let (counts, latencies) = futures_util::join!(platform.time_series(project, &counts), async {
+                if latency { platform.time_series(project, &latencies).await } else { Ok(Vec::new()) }
+            });
+            let read = match (counts, latencies) {
+                (Ok(c), Ok(l)) => Ok(judge::parse(&c, &l)),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            };
+            (project.to_owned(), read)
+        })
+        .buffer_unordered(LIST_CONCURRENCY)
+        .collect()
+        .await;
     // Decide and act: each rollout on its own, a bounded number at a time, so a slow
     // one never holds up the others for longer than its own calls take.
     let metrics = &metrics;
@@ -229,6 +236,8 @@ fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Op
 
 /// How many rollouts a pass works on at once.
 pub const CONCURRENCY: usize = 16;
+/// How many lists (services of a project/region, a project's metrics) a pass reads at once.
+const LIST_CONCURRENCY: usize = 4;
 
 fn service_name(r: &CanaryRollout) -> String {
     format!("projects/{}/locations/{}/services/{}", r.spec.project, r.spec.region, r.spec.service)

@@ -71,18 +71,36 @@ pub fn load(paths: &[PathBuf]) -> ManifestSet {
             hint: rejected.hint,
         });
     }
+    // Parsing and checking each file is independent of every other: spread over the
+    // cores, each file's results kept in the order the files were read.
+    let read = parallel_map(&sources.files, |file| match document::parse(&file.text) {
+        Ok(docs) => Ok(docs
+            .into_iter()
+            .map(|doc| {
+                let checked = check_document(&file.display(), &doc);
+                (doc, checked)
+            })
+            .collect::<Vec<_>>()),
+        Err(e) => Err(e),
+    });
     let mut documents = Vec::new();
-    for file in sources.files {
+    for (file, read) in sources.files.into_iter().zip(read) {
         set.files += 1;
         let name = file.display();
-        match document::parse(&file.text) {
+        match read {
             Ok(docs) if docs.is_empty() => set.diagnostics.push(file_problem(
                 &file,
                 Position::START,
                 "file contains no manifest",
                 "write a CanaryRollout here (see manifests/minimal.yaml), or remove the file",
             )),
-            Ok(docs) => documents.extend(docs.into_iter().map(|d| (name.clone(), d))),
+            Ok(docs) => {
+                for (doc, (manifest, diagnostics)) in docs {
+                    set.diagnostics.extend(diagnostics);
+                    set.manifests.push(manifest);
+                    documents.push((name.clone(), doc));
+                }
+            }
             Err(e) => set.diagnostics.push(file_problem(
                 &file,
                 e.position,
@@ -92,14 +110,25 @@ pub fn load(paths: &[PathBuf]) -> ManifestSet {
         }
         set.sources.insert(name, file.text);
     }
-    for (file, doc) in &documents {
-        let (manifest, diagnostics) = check_document(file, doc);
-        set.diagnostics.extend(diagnostics);
-        set.manifests.push(manifest);
-    }
     check_set(&documents, &mut set);
     set.diagnostics.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     set
+}
+
+/// `f` of each item, in order, computed on up to one thread per core.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // Small sets are not worth a thread.
+    let chunk = items.len().div_ceil(threads).max(64);
+    if chunk >= items.len() {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            items.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())).collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
 }
 
 fn file_problem(file: &SourceFile, at: Position, message: &str, hint: &str) -> Diagnostic {
