@@ -446,18 +446,7 @@ fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
     let mine = |name: &str| shard.is_none_or(|s| s.owns(name));
     let rollouts: Vec<_> = rollouts.into_iter().filter(|r| mine(&r.metadata.name)).collect();
     // Invalid edits of rollouts under way are held, not dropped (see reconcile).
-    let invalid: Vec<reconcile::Invalid> = set
-        .manifests
-        .iter()
-        .filter(|m| m.rollout.is_none())
-        .filter_map(|m| {
-            let name = m.name.clone()?;
-            let (project, region, service) = m.target.clone()?;
-            let taken =
-                rollouts.iter().any(|r| r.metadata.name == name) || set.valid().any(|r| r.metadata.name == name);
-            (!taken && mine(&name)).then_some(reconcile::Invalid { name, project, region, service })
-        })
-        .collect();
+    let invalid = invalid_edits(&set, &rollouts, mine);
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, mode));
@@ -497,6 +486,26 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// The valid rollouts under `manifests`, or the one named.
+/// The manifests that do not validate now, for rollouts that no valid manifest names:
+/// a pass holds those under way at their traffic (see reconcile).
+fn invalid_edits(
+    set: &manifest::ManifestSet,
+    rollouts: &[crate::manifest::CanaryRollout],
+    mine: impl Fn(&str) -> bool,
+) -> Vec<reconcile::Invalid> {
+    set.manifests
+        .iter()
+        .filter(|m| m.rollout.is_none())
+        .filter_map(|m| {
+            let name = m.name.clone()?;
+            let (project, region, service) = m.target.clone()?;
+            let taken =
+                rollouts.iter().any(|r| r.metadata.name == name) || set.valid().any(|r| r.metadata.name == name);
+            (!taken && mine(&name)).then_some(reconcile::Invalid { name, project, region, service })
+        })
+        .collect()
+}
+
 fn status_rollouts(
     name: Option<&str>,
     manifests: &std::path::Path,
@@ -550,12 +559,40 @@ fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path
 }
 
 fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
-    let (rollouts, exit) = status_rollouts(name, manifests)?;
+    let set = manifest::load(&[manifests.to_path_buf()]);
+    let (mut rollouts, exit) = report_set(&set);
+    let wanted = |n: &str| name.is_none_or(|name| name == n);
+    rollouts.retain(|r| wanted(&r.metadata.name));
+    // A rollout whose manifest is invalid now is still shown, frozen, from the manifest
+    // it was last applied with: during an incident it is the one people look for.
+    let invalid = invalid_edits(&set, &rollouts, wanted);
+    if let Some(name) = name
+        && rollouts.is_empty()
+        && invalid.is_empty()
+    {
+        return Err(Error::Usage(format!("no manifest named `{name}` under {}", manifests.display())));
+    }
     let rt = runtime()?;
     let platform = gcp(&rt)?;
-    let outcomes = rt.block_on(reconcile::pass(&platform, &rollouts, Mode::Plan));
-    let statuses: Vec<serde_json::Value> =
-        rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
+    let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, Mode::Plan));
+    let statuses: Vec<serde_json::Value> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match rollouts.get(i) {
+            Some(r) => Some(output::status_json(r, o)),
+            None => {
+                let service = o.service.as_ref()?;
+                let applied = crate::state::RolloutState::read(&service.annotations).applied?;
+                let applied: crate::manifest::CanaryRollout = serde_json::from_str(&applied).ok()?;
+                let mut status = output::status_json(&applied, o);
+                status["frozen"] = true.into();
+                if let Some(plan) = &o.plan {
+                    status["reason"] = plan.reason.clone().into();
+                }
+                Some(status)
+            }
+        })
+        .collect();
     match output {
         // One rollout: the whole picture (stages, revisions, each trigger and gate); all
         // of them: a table, a line each.

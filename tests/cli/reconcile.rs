@@ -612,6 +612,13 @@ fn an_invalid_edit_freezes_the_rollout_and_its_last_valid_triggers_still_protect
     let (_, results) = r.reconcile();
     assert_eq!(results[0]["action"], "none", "held well past the hold: {results:?}");
     assert_eq!(r.service()["trafficStatuses"], split, "traffic as it was");
+    // `status` still shows it, frozen, from the manifest it was last applied with.
+    let out = r.canary(&["status", "-f", "manifests", "-o", "json"]);
+    assert_eq!(code(&out), 2, "the invalid manifest is reported: {}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((status[0]["name"].as_str(), status[0]["frozen"].as_bool()), (Some("api"), Some(true)), "{status}");
+    assert!(status[0]["reason"].as_str().unwrap().starts_with("frozen: "), "{status}");
+    assert_eq!(status[0]["stage"], 1, "{status}");
     // The incident: the frozen rollout's last valid triggers still roll it back.
     r.profile(json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4}));
     r.advance(600);
