@@ -28,6 +28,19 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// Finds Application Default Credentials, in Google's documented order.
     pub fn adc() -> Result<Auth, String> {
+        // With neither a key file nor gcloud's login, the last source is the metadata
+        // server; off Google Cloud its name does not resolve, and the library would
+        // retry it for half a minute before saying so. Say so now.
+        if std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_none()
+            && !gcloud_adc_file().is_some_and(|p| p.exists())
+            && std::env::var_os("GCE_METADATA_HOST").is_none()
+            && std::net::ToSocketAddrs::to_socket_addrs(&("metadata.google.internal", 80)).is_err()
+        {
+            return Err("no Application Default Credentials: GOOGLE_APPLICATION_CREDENTIALS is not set, gcloud \
+                        has no application-default login, and this is not a Google Cloud machine (no metadata \
+                        server)"
+                .to_owned());
+        }
         Builder::default()
             .with_scopes([SCOPE])
             .build_access_token_credentials()
@@ -60,4 +73,13 @@ impl Auth {
             }
         }
     }
+}
+
+/// Where `gcloud auth application-default login` writes its credentials.
+fn gcloud_adc_file() -> Option<std::path::PathBuf> {
+    let dir = match std::env::var_os("CLOUDSDK_CONFIG") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".config").join("gcloud"),
+    };
+    Some(dir.join("application_default_credentials.json"))
 }

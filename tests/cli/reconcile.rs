@@ -794,6 +794,32 @@ fn without_credentials_or_an_emulator_the_error_says_what_to_set() {
     assert!(text.contains("CLOUD_RUN_EMULATOR_HOST"), "{text}");
 }
 
+#[test]
+fn with_no_credential_source_at_all_it_says_so_at_once_and_never_panics() {
+    // Off Google Cloud (the metadata server's name does not resolve here), with no key
+    // and no gcloud login, there is nothing to try: the answer is immediate.
+    let home = tempfile::tempdir().unwrap();
+    let on_google = std::net::ToSocketAddrs::to_socket_addrs(&("metadata.google.internal", 80)).is_ok();
+    let start = std::time::Instant::now();
+    let out = assert_cmd::Command::cargo_bin("canary")
+        .unwrap()
+        .current_dir(crate::support::repo())
+        .env_remove("CLOUD_RUN_EMULATOR_HOST")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("CLOUDSDK_CONFIG")
+        .env_remove("GCE_METADATA_HOST")
+        .env("HOME", home.path())
+        .args(["status", "-f", "manifests/minimal.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    if !on_google {
+        assert!(stderr(&out).starts_with("error: no Application Default Credentials:"), "{}", stderr(&out));
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "took {:?}", start.elapsed());
+    }
+}
+
 // ---- judgement ------------------------------------------------------------------------
 
 /// Runs passes `step` seconds apart until the rollout leaves stage 1's traffic or
