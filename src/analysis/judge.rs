@@ -21,6 +21,7 @@
 //! - Only minutes Cloud Monitoring has published are seen (it withholds the rest).
 //!   Everything is recomputed from Cloud Monitoring each pass: no state of its own.
 
+use crate::emulator::clock::epoch_secs;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
@@ -195,10 +196,6 @@ impl Totals {
     }
 }
 
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
 /// Requests in buckets wholly above `limit` (conservative: a bucket straddling the limit
 /// is not counted), and all requests.
 fn slower_than(d: &Distribution, limit: f64) -> (u64, u64) {
@@ -367,7 +364,7 @@ impl Evidence {
     pub fn new(rollout: &CanaryRollout, window: &Window) -> Evidence {
         let analysis = &rollout.spec.analysis;
         let alpha = check_alpha(rollout);
-        let started = secs(window.stage_started);
+        let started = epoch_secs(window.stage_started);
         let warm = started + analysis.warmup.as_secs();
         let triggers = analysis
             .rollback
@@ -582,11 +579,11 @@ pub fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Metrics) -> (Ve
     let canary = metrics.get(&window.canary).unwrap_or(&empty);
     let stable = metrics.get(&window.stable).unwrap_or(&empty);
     let mut evidence = Evidence::new(rollout, window);
-    let started = secs(window.stage_started);
+    let started = epoch_secs(window.stage_started);
     if window.weight >= 100 {
         // Stable has no traffic now: its minutes from the stage before, after warm-up.
         let warmup = rollout.spec.analysis.warmup.as_secs();
-        let from = window.previous_stage_started.map_or(started, secs) + warmup + 60;
+        let from = window.previous_stage_started.map_or(started, epoch_secs) + warmup + 60;
         evidence.set_reference(Totals::of(stable.range(from..=started).map(|(_, m)| m)));
     }
     for (end, minute) in canary.range(started + 1..) {

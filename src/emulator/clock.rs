@@ -52,6 +52,11 @@ pub fn later(t: SystemTime, d: Duration) -> SystemTime {
     t.checked_add(d).unwrap_or_else(|| t + seconds(f64::INFINITY))
 }
 
+/// Whole seconds since the Unix epoch (0 before it): how minutes are keyed.
+pub fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
 /// RFC 3339 with microseconds, as Google's APIs write timestamps.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()

@@ -3,6 +3,7 @@
 //! `cloud_run_revision`, with filters, alignment, cross-series reduction, paging, 60 s
 //! resolution and the publishing delay.
 
+use super::clock::epoch_secs;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -350,7 +351,7 @@ fn matches(c: &Condition, labels: &BTreeMap<String, String>, prefix: &str) -> bo
 
 /// Aligns one series to `period`-second buckets that end at the query's end time.
 fn align(series: Series, query: &Query, period: u64) -> Result<Series, ApiError> {
-    let end = secs(query.end);
+    let end = epoch_secs(query.end);
     let mut buckets: BTreeMap<u64, Vec<Val>> = BTreeMap::new();
     for (point_end, (_, value)) in series.points {
         // The period (end − k·P, end − (k−1)·P] that holds this point's end.
@@ -531,10 +532,6 @@ fn series_json(s: &Series, query: &Query) -> Value {
         out["points"] = Value::Array(points);
     }
     out
-}
-
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 fn op_text(op: &Op) -> &'static str {

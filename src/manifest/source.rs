@@ -53,20 +53,8 @@ pub struct Sources {
 /// extension; folders contribute their `*.yaml` / `*.yml` files, recursively, skipping
 /// hidden entries (`.git`). Symlinks are followed, each real file read once.
 pub fn read_all(paths: &[PathBuf]) -> Sources {
-    let mut sources = Sources::default();
-    let mut found = Vec::new();
-    for path in paths {
-        match fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => {
-                let mut visited = BTreeSet::new();
-                if let Err(e) = walk(path, &mut found, &mut visited) {
-                    sources.unreadable.push(e);
-                }
-            }
-            Ok(_) => found.push(path.clone()),
-            Err(e) => sources.unreadable.push(Unreadable { path: path.display().to_string(), reason: io_reason(&e) }),
-        }
-    }
+    let (found, unreadable) = manifest_files(paths);
+    let mut sources = Sources { unreadable, ..Sources::default() };
     let mut seen = BTreeSet::new();
     for path in found {
         let real = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
@@ -80,6 +68,26 @@ pub fn read_all(paths: &[PathBuf]) -> Sources {
         }
     }
     sources
+}
+
+/// The manifest files `paths` name, in the order [`read_all`] reads them (before it drops
+/// a file reached twice), and the paths that could not be listed. Also what `watch`
+/// fingerprints to notice a change without reading any file.
+pub fn manifest_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unreadable>) {
+    let (mut found, mut unreadable) = (Vec::new(), Vec::new());
+    for path in paths {
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let mut visited = BTreeSet::new();
+                if let Err(e) = walk(path, &mut found, &mut visited) {
+                    unreadable.push(e);
+                }
+            }
+            Ok(_) => found.push(path.clone()),
+            Err(e) => unreadable.push(Unreadable { path: path.display().to_string(), reason: io_reason(&e) }),
+        }
+    }
+    (found, unreadable)
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>, visited: &mut BTreeSet<PathBuf>) -> Result<(), Unreadable> {

@@ -14,6 +14,7 @@ pub mod markdown;
 pub mod series;
 pub mod timeline;
 
+use crate::emulator::clock::epoch_secs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -58,13 +59,9 @@ pub fn range(t: &timeline::Timeline, now: SystemTime) -> Range {
     let minutes = to.duration_since(from).unwrap_or_default().as_secs().div_ceil(60);
     let period = Duration::from_secs(minutes.div_ceil(MAX_POINTS).max(1) * 60);
     // Whole periods, so every point covers the same span.
-    let from = SystemTime::UNIX_EPOCH + Duration::from_secs(secs(from) / period.as_secs() * period.as_secs());
-    let to = SystemTime::UNIX_EPOCH + Duration::from_secs(secs(to) / period.as_secs() * period.as_secs());
+    let from = SystemTime::UNIX_EPOCH + Duration::from_secs(epoch_secs(from) / period.as_secs() * period.as_secs());
+    let to = SystemTime::UNIX_EPOCH + Duration::from_secs(epoch_secs(to) / period.as_secs() * period.as_secs());
     Range { from, to: to.max(from + period), period }
-}
-
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 /// The two `timeSeries.list` queries for one service's revisions over `range`: request
@@ -121,7 +118,7 @@ pub fn build(
         timeline::Outcome::Promoted => Some(chart::End::Promoted),
         timeline::Outcome::InProgress(_) => None,
     }
-    .zip(t.ended.map(secs));
+    .zip(t.ended.map(epoch_secs));
     let trigger = |metric: Metric| {
         rollout.spec.analysis.rollback.iter().filter(|r| r.metric == metric).find_map(|r| {
             match r.above.as_ref().or(r.below.as_ref())? {
@@ -139,13 +136,13 @@ pub fn build(
     );
     let svg = chart::svg(&chart::Chart {
         title,
-        from: secs(range.from),
-        to: secs(range.to),
+        from: epoch_secs(range.from),
+        to: epoch_secs(range.to),
         period: range.period.as_secs(),
         stable: &stable,
         canary: &canary,
         spans: &t.spans,
-        deployed: t.started.map(secs),
+        deployed: t.started.map(epoch_secs),
         end,
         error_threshold,
         p95_threshold: trigger(Metric::P95Latency),

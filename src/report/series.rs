@@ -4,6 +4,7 @@
 //! These are plain ratios over the stage (after warm-up), what a person would check on
 //! a dashboard — not the sequential judgement that decided the rollout.
 
+use crate::emulator::clock::epoch_secs;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -81,10 +82,6 @@ pub struct StageFigures {
     pub p95_increase: Option<f64>,
 }
 
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
 /// Each span's canary and stable figures over its minutes after warm-up, up to `now`
 /// for a stage still running. At 100% stable has no traffic: its figures come from the
 /// span before, as the gates judge it.
@@ -102,8 +99,8 @@ pub fn stage_figures(
     let stable_minutes = metrics.get(stable).unwrap_or(&empty);
     // A minute counts when it began after the warm-up and ended by the span's end.
     let within = |span: &Span, end: u64| {
-        let from = secs(span.start) + warmup + 60;
-        let to = secs(span.end.unwrap_or(now));
+        let from = epoch_secs(span.start) + warmup + 60;
+        let to = epoch_secs(span.end.unwrap_or(now));
         end >= from && end <= to
     };
     spans

@@ -86,16 +86,12 @@ pub fn stamp(paths: &[PathBuf]) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     use std::os::unix::fs::MetadataExt as _;
     let mut hasher = std::hash::DefaultHasher::new();
-    let mut visited = BTreeSet::new();
-    let mut files = Vec::new();
     for path in paths {
         std::fs::canonicalize(path).ok().hash(&mut hasher);
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => walk(path, &mut files, &mut visited),
-            Ok(_) => files.push(path.clone()),
-            Err(_) => {}
-        }
     }
+    // The loader's own listing: what it would read is what the stamp covers.
+    let (files, unreadable) = crate::manifest::source::manifest_files(paths);
+    unreadable.len().hash(&mut hasher);
     for file in files {
         file.hash(&mut hasher);
         if let Ok(meta) = std::fs::metadata(&file) {
@@ -103,29 +99,6 @@ pub fn stamp(paths: &[PathBuf]) -> u64 {
         }
     }
     hasher.finish()
-}
-
-/// The manifest files under `dir` as the loader finds them: `*.yaml` / `*.yml`, hidden
-/// entries skipped, symlinks followed, each real folder once.
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, visited: &mut BTreeSet<PathBuf>) {
-    let Ok(real) = std::fs::canonicalize(dir) else { return };
-    if !visited.insert(real) {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
-        .collect();
-    entries.sort();
-    for entry in entries {
-        match std::fs::metadata(&entry) {
-            Ok(meta) if meta.is_dir() => walk(&entry, files, visited),
-            Ok(_) if entry.extension().is_some_and(|e| e == "yaml" || e == "yml") => files.push(entry),
-            _ => {}
-        }
-    }
 }
 
 /// The folders to watch for `paths`: each one's real location (recursively when a
