@@ -235,7 +235,7 @@ enum Test {
 impl Test {
     fn push(&mut self, end: u64, llr: f64) {
         match self {
-            Test::Since(d) => d.push(end, llr),
+            Test::Since(d) => d.push(llr),
             Test::Window(d) => d.push(end, llr),
         }
     }
@@ -393,7 +393,7 @@ impl Evidence {
                         if span >= 120 {
                             Test::Window(WindowDetector::new(share, span))
                         } else {
-                            Test::Since(Detector::new(share, 0))
+                            Test::Since(Detector::new(share))
                         }
                     };
                     alternatives.into_iter().map(|p1| (p1, test())).collect()
