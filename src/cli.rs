@@ -534,12 +534,7 @@ fn status_watch(
         Format::Json => view::live::Output::Json,
         Format::Yaml => view::live::Output::Yaml,
     };
-    let look = || async {
-        let outcomes = reconcile::pass(&platform, &rollouts, Mode::Plan).await;
-        let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
-        let statuses = rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
-        view::live::Snapshot { statuses, now }
-    };
+    let look = || view::live::look(&platform, &rollouts);
     rt.block_on(view::live::run(look, output, interval, |_| false))
         .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
     Ok(exit)

@@ -15,9 +15,7 @@ use crate::auth::Auth;
 use crate::emulator;
 use crate::error::{Error, Exit};
 use crate::manifest::{self, CanaryRollout};
-use crate::output;
 use crate::platform::Gcp;
-use crate::reconcile::{self, Mode};
 use crate::report;
 use crate::view;
 use crate::watch;
@@ -82,12 +80,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     ));
 
     let viewer = platform("the live view")?;
-    let look = || async {
-        let outcomes = reconcile::pass(&viewer, &rollouts, Mode::Plan).await;
-        let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
-        let statuses = rollouts.iter().zip(&outcomes).map(|(r, o)| output::status_json(r, o)).collect();
-        view::live::Snapshot { statuses, now }
-    };
+    let look = || view::live::look(&viewer, &rollouts);
     let finished = |s: &view::live::Snapshot| s.statuses.iter().all(settled);
     let last = if options.json {
         quietly(look, finished, options.timeout).await
