@@ -124,11 +124,7 @@ spec:
     }
 
     pub(crate) fn advance(&self, seconds: u64) {
-        self.http
-            .post(format!("{}/emulator/v1/clock:advance", self.emulator.base))
-            .body(json!({"seconds": seconds}).to_string())
-            .send()
-            .unwrap();
+        self.emulator.advance(seconds);
     }
 
     fn service(&self) -> Value {
@@ -141,23 +137,11 @@ spec:
 
     /// How revisions of an image behave from now on.
     fn profile(&self, profile: Value) {
-        let r = self
-            .http
-            .put(format!("{}/emulator/v1/profiles", self.emulator.base))
-            .body(profile.to_string())
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+        self.emulator.control(reqwest::Method::PUT, "profiles", &profile);
     }
 
     fn fault(&self, fault: Value) {
-        let r = self
-            .http
-            .post(format!("{}/emulator/v1/faults", self.emulator.base))
-            .body(fault.to_string())
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+        self.emulator.fault(&fault);
     }
 
     fn revisions(&self) -> Vec<String> {

@@ -75,6 +75,26 @@ impl EmulatorProcess {
             .and_then(|r| r.json())
             .expect("the emulator answers JSON")
     }
+
+    /// A call to the control API (`/emulator/v1/…`) that must succeed.
+    pub fn control(&self, method: reqwest::Method, path: &str, body: &serde_json::Value) {
+        let r = reqwest::blocking::Client::new()
+            .request(method, format!("{}/emulator/v1/{path}", self.base))
+            .body(body.to_string())
+            .send()
+            .expect("the emulator answers");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+
+    /// Moves the stepped clock on.
+    pub fn advance(&self, seconds: u64) {
+        self.control(reqwest::Method::POST, "clock:advance", &serde_json::json!({ "seconds": seconds }));
+    }
+
+    /// Adds a fault.
+    pub fn fault(&self, fault: &serde_json::Value) {
+        self.control(reqwest::Method::POST, "faults", fault);
+    }
 }
 
 impl Drop for EmulatorProcess {

@@ -35,7 +35,6 @@ fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Optio
 struct World {
     emulator: EmulatorProcess,
     dir: tempfile::TempDir,
-    http: reqwest::blocking::Client,
 }
 
 impl World {
@@ -72,7 +71,7 @@ services:
             "--settle-seconds",
             "0",
         ]);
-        World { emulator, dir, http: reqwest::blocking::Client::new() }
+        World { emulator, dir }
     }
 
     fn manifests(&self) -> PathBuf {
@@ -136,23 +135,11 @@ spec:
     }
 
     fn advance(&self, seconds: u64) {
-        let r = self
-            .http
-            .post(format!("{}/emulator/v1/clock:advance", self.emulator.base))
-            .body(json!({ "seconds": seconds }).to_string())
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+        self.emulator.advance(seconds);
     }
 
     fn fault(&self, fault: Value) {
-        let r = self
-            .http
-            .post(format!("{}/emulator/v1/faults", self.emulator.base))
-            .body(fault.to_string())
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+        self.emulator.fault(&fault);
     }
 
     fn watch(&self, args: &[&str], env: &[(&str, &str)]) -> WatchProcess {
