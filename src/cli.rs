@@ -506,6 +506,10 @@ fn invalid_edits(
         .collect()
 }
 
+fn unknown_rollout(name: &str, manifests: &std::path::Path) -> Error {
+    Error::UnknownRollout { name: name.to_owned(), manifests: manifests.display().to_string() }
+}
+
 fn status_rollouts(
     name: Option<&str>,
     manifests: &std::path::Path,
@@ -514,7 +518,7 @@ fn status_rollouts(
     if let Some(name) = name {
         rollouts.retain(|r| r.metadata.name == name);
         if rollouts.is_empty() {
-            return Err(Error::Usage(format!("no valid manifest named `{name}` under {}", manifests.display())));
+            return Err(unknown_rollout(name, manifests));
         }
     }
     Ok((rollouts, exit))
@@ -565,7 +569,7 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
         && rollouts.is_empty()
         && invalid.is_empty()
     {
-        return Err(Error::Usage(format!("no manifest named `{name}` under {}", manifests.display())));
+        return Err(unknown_rollout(name, manifests));
     }
     let rt = runtime()?;
     let platform = gcp(&rt)?;
@@ -605,11 +609,7 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
 fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
     let (rollouts, _) = load_valid(std::slice::from_ref(&target.manifests));
     let Some(rollout) = rollouts.into_iter().find(|r| r.metadata.name == target.name) else {
-        return Err(Error::Usage(format!(
-            "no valid manifest named `{}` under {}",
-            target.name,
-            target.manifests.display()
-        )));
+        return Err(unknown_rollout(&target.name, &target.manifests));
     };
     let rt = runtime()?;
     let platform = gcp(&rt)?;

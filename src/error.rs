@@ -39,6 +39,9 @@ pub enum Error {
     Runtime(String),
     #[error("{0}")]
     Usage(String),
+    /// A command named a rollout that no valid manifest under the folder names.
+    #[error("no valid manifest named `{name}` under {manifests}")]
+    UnknownRollout { name: String, manifests: String },
     /// No way to reach Google's APIs: Application Default Credentials are missing.
     #[error("{0}")]
     Credentials(String),
@@ -50,7 +53,8 @@ impl Error {
             Error::Emulator(
                 crate::emulator::ServeError::NotLoopback { .. } | crate::emulator::ServeError::Scenario(_),
             )
-            | Error::Usage(_) => Exit::Invalid,
+            | Error::Usage(_)
+            | Error::UnknownRollout { .. } => Exit::Invalid,
             Error::Unreadable(_)
             | Error::StaleSchema { .. }
             | Error::Emulator(_)
@@ -67,6 +71,7 @@ impl Error {
             | Error::Emulator(_)
             | Error::Runtime(_)
             | Error::Usage(_)
+            | Error::UnknownRollout { .. }
             | Error::Credentials(_) => None,
         }
     }
@@ -83,6 +88,10 @@ impl Error {
             Error::Emulator(crate::emulator::ServeError::NotLoopback { .. }) => Some(
                 "the emulator has no authentication; listen on 127.0.0.1, or pass --allow-remote if you really mean to expose it".to_owned(),
             ),
+            Error::UnknownRollout { manifests, .. } => Some(format!(
+                "a rollout is named by its manifest's metadata.name; `canary validate {manifests}` shows the \
+                 manifests there and what is wrong with any that do not validate; `-f PATH` points at another folder"
+            )),
             Error::Unreadable(_) | Error::Emulator(_) | Error::Runtime(_) | Error::Usage(_) => None,
             Error::StaleSchema { .. } => Some(
                 "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"

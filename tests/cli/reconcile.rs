@@ -576,6 +576,11 @@ fn resume_cannot_override_spec_paused_and_commands_check_what_they_act_on() {
     let unknown = r.canary(&["pause", "nope", "-f", "manifests"]);
     assert_eq!(code(&unknown), 2);
     assert!(stderr(&unknown).contains("no valid manifest named `nope`"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("hint: a rollout is named by its manifest's metadata.name"),
+        "{}",
+        stderr(&unknown)
+    );
     let nothing = r.canary(&["retry", "api", "-f", "manifests"]);
     assert_eq!(code(&nothing), 2);
 }
