@@ -121,8 +121,11 @@ async fn paged(
         if !token.is_empty() {
             q.push(("pageToken".to_owned(), token.clone()));
         }
-        let page = transport.get(path, &q).await?;
-        out.extend(page.get(field).and_then(Value::as_array).cloned().unwrap_or_default());
+        let mut page = transport.get(path, &q).await?;
+        // Moved out of the page, not copied: a page of services is megabytes.
+        if let Some(Value::Array(items)) = page.get_mut(field).map(Value::take) {
+            out.extend(items);
+        }
         match page.get("nextPageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
             Some(next) if next != token => token = next.to_owned(),
             _ => return Ok(out),
@@ -146,7 +149,7 @@ impl CloudRun for Gcp {
 
     async fn patch_service(&self, service: &Value) -> Result<(), ApiFailure> {
         let name = service.get("name").and_then(Value::as_str).unwrap_or_default();
-        self.run.send(Method::PATCH, &format!("/v2/{name}"), &[], service).await.map(|_| ())
+        self.run.send(Method::PATCH, &format!("/v2/{name}"), &[], service).await
     }
 }
 

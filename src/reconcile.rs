@@ -122,7 +122,7 @@ pub async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&Ro
     let all: Vec<CanaryRollout> = rollouts.iter().cloned().chain(frozen.iter().map(|(r, _)| r.clone())).collect();
     let originals: Vec<Option<String>> =
         std::iter::repeat_n(None, rollouts.len()).chain(frozen.iter().map(|(_, t)| Some(t.clone()))).collect();
-    run_pass(platform, &all, &originals, &listed, mode, report).await
+    run_pass(platform, &all, &originals, listed, mode, report).await
 }
 
 /// Every service of each project/region, by full name, or why it could not be listed.
@@ -132,7 +132,7 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     platform: &P,
     rollouts: &[CanaryRollout],
     originals: &[Option<String>],
-    listed: &Listed,
+    listed: Listed,
     mode: Mode,
     report: &F,
 ) -> Vec<RolloutOutcome> {
@@ -148,17 +148,29 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
             return outcomes;
         }
     };
-    // Observed state per rollout, from the lists.
+    // Observed state per rollout, from the lists. A service is moved out of its list,
+    // not copied, unless another rollout names it too (a conflict decide reports).
+    let mut listed = listed;
+    let mut named: BTreeMap<String, usize> = BTreeMap::new();
+    for r in rollouts {
+        *named.entry(service_name(r)).or_default() += 1;
+    }
     let observed: Vec<Result<Observed, String>> = rollouts
         .iter()
         .map(|r| {
             let key = (r.spec.project.clone(), r.spec.region.clone());
-            match &listed[&key] {
-                Err(e) => Err(format!("cannot list services in {}/{}: {e}", key.0, key.1)),
-                Ok(services) => Ok(match services.get(&service_name(r)) {
-                    Some(raw) => Observed::Service(Box::new(ServiceView::parse(raw.clone()))),
-                    None => Observed::Missing,
-                }),
+            let name = service_name(r);
+            let last = named.get_mut(&name).is_some_and(|left| {
+                *left -= 1;
+                *left == 0
+            });
+            match listed.get_mut(&key) {
+                Some(Err(e)) => Err(format!("cannot list services in {}/{}: {e}", key.0, key.1)),
+                Some(Ok(services)) => {
+                    let raw = if last { services.remove(&name) } else { services.get(&name).cloned() };
+                    Ok(raw.map_or(Observed::Missing, |raw| Observed::Service(Box::new(ServiceView::parse(raw)))))
+                }
+                None => Err(format!("services in {}/{} were not listed", key.0, key.1)),
             }
         })
         .collect();
@@ -279,22 +291,17 @@ async fn one<P: CloudRun + Prober>(
                 change.annotations = plan.state.annotations();
             }
         }
-        let Observed::Service(service) = &observed else {
-            return RolloutOutcome {
-                name: r.metadata.name.clone(),
-                plan: Some(plan),
-                verdict,
-                service: None,
-                error: None,
-                now,
+        let writes = mode == Mode::Apply && plan.change.is_some();
+        let (true, Observed::Service(service), Some(change)) = (writes, &observed, &plan.change) else {
+            let service = match observed {
+                Observed::Service(service) => Some(*service),
+                _ => None,
             };
-        };
-        let (Mode::Apply, Some(change)) = (mode, &plan.change) else {
             return RolloutOutcome {
                 name: r.metadata.name.clone(),
                 plan: Some(plan),
                 verdict,
-                service: Some((**service).clone()),
+                service,
                 error: None,
                 now,
             };

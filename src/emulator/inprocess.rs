@@ -29,10 +29,12 @@ impl CloudRun for Emulator {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self
+            let mut page = self
                 .with_world(|w, now| w.list_services(&parent, Some(1000), token.as_deref(), false, now))
                 .map_err(|e| failure("GET", &parent, e))?;
-            out.extend(page["services"].as_array().cloned().unwrap_or_default());
+            if let Value::Array(services) = page["services"].take() {
+                out.extend(services);
+            }
             match page.get("nextPageToken").and_then(Value::as_str) {
                 Some(next) => token = Some(next.to_owned()),
                 None => return Ok(out),
@@ -63,7 +65,11 @@ impl Monitoring for Emulator {
         params.push(("pageSize".into(), "100000".into()));
         let parsed = Query::parse(&params).map_err(|e| failure("GET", &path, e))?;
         let answer = self.with_world(|w, now| list(w, project, &parsed, now)).map_err(|e| failure("GET", &path, e))?;
-        Ok(answer["timeSeries"].as_array().cloned().unwrap_or_default())
+        let mut answer = answer;
+        Ok(match answer["timeSeries"].take() {
+            Value::Array(series) => series,
+            _ => Vec::new(),
+        })
     }
 }
 
@@ -151,5 +157,31 @@ spec:
         }
         assert_eq!(phases.last(), Some(&Phase::Promoted), "{phases:?}");
         assert!(phases.contains(&Phase::Progressing));
+    }
+
+    /// A pass moves each listed service to the rollout that names it rather than copying
+    /// it; two rollouts naming one service must still both see it (not "missing").
+    #[tokio::test]
+    async fn two_rollouts_naming_one_service_both_see_it() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let emulator = Emulator::new(WorldConfig { seed: 5, ..WorldConfig::default() }, VirtualClock::new(start, 0.0));
+        let name = ServiceName::parse("projects/demo-project/locations/us-central1/services/api").unwrap();
+        emulator
+            .with_world(|w, now| {
+                w.seed_service(&name, json!({"template": {"containers": [{"image": "gcr.io/p/api:v1"}]}}), now)
+            })
+            .unwrap();
+        let rollout = |id: &str| {
+            let text = format!(
+                "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: {id}}}\nspec:\n  project: demo-project\n  region: us-central1\n  service: api\n  adopt: true\n  template: {{image: \"gcr.io/p/api:v2\"}}\n  stages: [{{weight: 10, hold: 20m}}, {{weight: 100}}]\n"
+            );
+            crate::manifest::load::validate(&crate::manifest::document::parse(&text).unwrap()[0].value).unwrap()
+        };
+        let outcomes = pass(&emulator, &[rollout("first"), rollout("second")], Mode::Plan).await;
+        assert_eq!(outcomes.len(), 2);
+        for outcome in &outcomes {
+            let service = outcome.service.as_ref().unwrap_or_else(|| panic!("{} saw no service", outcome.name));
+            assert_eq!(service.name, name.full());
+        }
     }
 }
