@@ -89,7 +89,7 @@ impl Transport {
 
     /// A read: retried as the table says.
     pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, ApiFailure> {
-        let call = || self.once(Method::GET, path, query, None);
+        let call = || self.once(Method::GET, path, query, None, true);
         call.retry(self.retry)
             .sleep(tokio::time::sleep)
             .when(|e: &ApiFailure| e.retryable(false))
@@ -97,15 +97,17 @@ impl Transport {
             .await
     }
 
-    /// A write: retried only when the server refused it before doing anything.
+    /// A write: retried only when the server refused it before doing anything. What a
+    /// write answers (a long-running operation) is not read: a caller verifies a write by
+    /// reading the resource back.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         query: &[(String, String)],
         body: &Value,
-    ) -> Result<Value, ApiFailure> {
-        let call = || self.once(method.clone(), path, query, Some(body));
+    ) -> Result<(), ApiFailure> {
+        let call = || async { self.once(method.clone(), path, query, Some(body), false).await.map(|_| ()) };
         call.retry(self.retry)
             .sleep(tokio::time::sleep)
             .when(|e: &ApiFailure| e.retryable(true))
@@ -119,6 +121,7 @@ impl Transport {
         path: &str,
         query: &[(String, String)],
         body: Option<&Value>,
+        parse: bool,
     ) -> Result<Value, ApiFailure> {
         let failure = |status: Option<u16>, code: &str, message: String, retry_after: Option<Duration>| ApiFailure {
             method: method.to_string(),
@@ -169,7 +172,12 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.map_err(|e| failure(Some(status), "UNAVAILABLE", without_url(&e), None))?;
+        // Read to the end even when unused, so the connection can carry the next call.
+        let body = response.bytes().await.map_err(|e| failure(Some(status), "UNAVAILABLE", without_url(&e), None))?;
+        if (200..300).contains(&status) && !parse {
+            return Ok(Value::Null);
+        }
+        let text = String::from_utf8_lossy(&body);
         if (200..300).contains(&status) {
             return serde_json::from_str(&text)
                 .or_else(|_| if text.trim().is_empty() { Ok(Value::Null) } else { Err(()) })
