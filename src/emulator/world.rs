@@ -465,8 +465,7 @@ impl World {
         stale: bool,
         now: SystemTime,
     ) -> Result<Value, ApiError> {
-        let prefix = format!("{parent}/services/");
-        let names: Vec<String> = self.services.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        let names = keys_under(&self.services, &format!("{parent}/services/"));
         let (page, next) = paginate(&names, page_size, page_token)?;
         let mut services = Vec::with_capacity(page.len());
         for name in page {
@@ -503,9 +502,27 @@ impl World {
         }
         self.settle(name, now);
         proto::normalize(&mut body, "service")?;
-        let Some(mut record) = self.services.get(name).cloned() else {
+        // Taken out of the map while the write is worked out (which needs `self` mutably)
+        // and always put back: no copy of the record per write.
+        let Some(mut record) = self.services.remove(name) else {
             return Err(ApiError::not_found(name));
         };
+        let result = self.write_record(&mut record, &parsed, body, mask, validate_only, now);
+        self.services.insert(name.to_owned(), record);
+        result
+    }
+
+    /// [`World::update_service`] on a record already found.
+    fn write_record(
+        &mut self,
+        record: &mut ServiceRecord,
+        parsed: &ServiceName,
+        body: Value,
+        mask: Option<&str>,
+        validate_only: bool,
+        now: SystemTime,
+    ) -> Result<Value, ApiError> {
+        let name = record.name.full();
         if let Some(etag) = body.get("etag").and_then(Value::as_str)
             && !etag.is_empty()
             && etag != record.etag
@@ -516,17 +533,15 @@ impl World {
         }
         let spec = match mask.map(str::trim).filter(|m| !m.is_empty() && *m != "*") {
             Some(mask) => masked_spec(&record.spec, body, mask)?,
-            None => input_spec(body, &parsed)?,
+            None => input_spec(body, parsed)?,
         };
-        let planned = self.plan_write(&record, spec, false)?;
+        let planned = self.plan_write(record, spec, false)?;
         if validate_only {
-            return Ok(self.validated_operation(&mut record, planned));
+            return Ok(self.validated_operation(record, planned));
         }
-        record.previous = Some(self.output(&record));
-        self.commit(&mut record, planned, now);
-        let op = self.start_operation(&record);
-        self.services.insert(name.to_owned(), record);
-        Ok(op)
+        record.previous = Some(self.output(record));
+        self.commit(record, planned, now);
+        Ok(self.start_operation(record))
     }
 
     /// `DELETE …/services/S?etag=`.
@@ -565,17 +580,13 @@ impl World {
         page_token: Option<&str>,
         now: SystemTime,
     ) -> Result<Value, ApiError> {
-        let names: Vec<String> = match service.strip_suffix("/services/-") {
-            Some(parent) => {
-                let prefix = format!("{parent}/services/");
-                self.revisions.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()
-            }
+        let names = match service.strip_suffix("/services/-") {
+            Some(parent) => keys_under(&self.revisions, &format!("{parent}/services/")),
             None => {
                 if !self.services.contains_key(service) {
                     return Err(ApiError::not_found(service));
                 }
-                let prefix = format!("{service}/revisions/");
-                self.revisions.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()
+                keys_under(&self.revisions, &format!("{service}/revisions/"))
             }
         };
         let (page, next) = paginate(&names, page_size, page_token)?;
@@ -812,16 +823,17 @@ impl World {
     fn start_operation(&mut self, record: &ServiceRecord) -> Value {
         let name = format!("{}/operations/{}", record.name.parent(), self.rng.uuid());
         let metadata = self.output(record);
+        let answer = operation_json(&name, &metadata, None, None);
         self.operations.insert(
-            name.clone(),
+            name,
             OperationRecord {
                 service: record.name.full(),
                 generation: record.generation,
                 final_response: None,
-                metadata: metadata.clone(),
+                metadata,
             },
         );
-        operation_json(&name, &metadata, None, None)
+        answer
     }
 
     /// Brings a service's status up to date: once its settle time has passed and its
@@ -1286,8 +1298,17 @@ fn valid_id(id: &str, max: usize) -> bool {
 }
 
 /// One page of `names` (sorted), and the token for the next.
+/// The keys of `map` that start with `prefix`, in order: a range of the sorted map, not
+/// a scan of all of it (a page of 500 out of 10,000 services is read 20 times a pass).
+fn keys_under<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> Vec<&'a str> {
+    map.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+        .map(|(k, _)| k.as_str())
+        .take_while(|k| k.starts_with(prefix))
+        .collect()
+}
+
 fn paginate(
-    names: &[String],
+    names: &[&str],
     page_size: Option<i64>,
     token: Option<&str>,
 ) -> Result<(Vec<String>, Option<String>), ApiError> {
@@ -1300,10 +1321,10 @@ fn paginate(
         None => 0,
         Some(token) => {
             let after = decode_token(token).ok_or_else(|| ApiError::invalid("page_token", "Invalid page token."))?;
-            names.partition_point(|n| n.as_str() <= after.as_str())
+            names.partition_point(|n| *n <= after.as_str())
         }
     };
-    let page: Vec<String> = names.iter().skip(start).take(size).cloned().collect();
+    let page: Vec<String> = names.iter().skip(start).take(size).map(|n| (*n).to_owned()).collect();
     let next = (start + page.len() < names.len()).then(|| page.last().map(|n| encode_token(n))).flatten();
     Ok((page, next))
 }
