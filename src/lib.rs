@@ -25,3 +25,8 @@ pub mod view;
 pub mod watch;
 
 pub use cli::run;
+
+/// mimalloc instead of the system allocator: a pass over thousands of services is mostly
+/// building and dropping small JSON values, where glibc's malloc spent a third of the time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
