@@ -3,6 +3,10 @@
 //! CPU per rollout, peak RSS, and the API calls each pass makes (from the emulator's
 //! request log) — for a pass that deploys every rollout, and for an idle pass.
 //! `CANARY_BENCH_SIZES=10000` (comma-separated) runs only the sizes named.
+//!
+//! Each size runs `CANARY_BENCH_RUNS` times (default 3) on a fresh emulator; the line
+//! printed per pass is the median run by wall time (machines here are shared and noisy),
+//! with the fastest and slowest beside it.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -20,12 +24,47 @@ fn main() {
         Ok(list) => list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
         Err(_) => vec![1, 100, 1_000, 10_000],
     };
+    let runs: usize = std::env::var("CANARY_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     for n in sizes {
-        run(n);
+        let mut all: Vec<Vec<Measured>> = (0..runs).map(|_| run(n)).collect();
+        for pass in 0..all[0].len() {
+            let mut these: Vec<Measured> = all.iter_mut().map(|r| r[pass].clone()).collect();
+            these.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+            let (fastest, slowest) = (these[0].wall, these[these.len() - 1].wall);
+            let m = &these[these.len() / 2];
+            println!(
+                "{n:>6} rollouts, {:<12} wall {:>6.2} s ({fastest:.2}–{slowest:.2}) | CPU {:>5.0} µs/rollout (emulator {:>4.0}) | peak RSS {:>6.1} MB | API calls {:>6} ({} GET of which {} timeSeries, {} PATCH)",
+                m.label,
+                m.wall,
+                m.cpu * 1e6 / n as f64,
+                m.emulator_cpu * 1e6 / n as f64,
+                m.rss_mb,
+                m.calls,
+                m.gets,
+                m.series,
+                m.patches,
+            );
+        }
     }
 }
 
-fn run(n: usize) {
+/// One pass, as measured.
+#[derive(Debug, Clone)]
+struct Measured {
+    label: &'static str,
+    wall: f64,
+    /// User + system CPU seconds of the `canary` process.
+    cpu: f64,
+    /// CPU seconds of this process (the emulator serving the pass) meanwhile.
+    emulator_cpu: f64,
+    rss_mb: f64,
+    calls: usize,
+    gets: usize,
+    series: usize,
+    patches: usize,
+}
+
+fn run(n: usize) -> Vec<Measured> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (emulator, addr) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -54,8 +93,9 @@ fn run(n: usize) {
         );
         std::fs::write(dir.path().join(format!("svc-{i:05}.yaml")), manifest).unwrap();
     }
-    let pass = |label: &str| {
+    let pass = |label: &'static str| {
         emulator.clear_requests();
+        let emulator_cpu = own_cpu_seconds();
         let start = Instant::now();
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%e %U %S %M", env!("CARGO_BIN_EXE_canary"), "reconcile", "--once", "-o", "json"])
@@ -64,7 +104,10 @@ fn run(n: usize) {
             .output()
             .unwrap();
         let wall = start.elapsed();
+        let emulator_cpu = own_cpu_seconds() - emulator_cpu;
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // A pass that failed is not a measurement.
+        assert!(out.status.success(), "{label} failed: {}", stderr.lines().take(5).collect::<Vec<_>>().join("\n"));
         let stats: Vec<f64> =
             stderr.lines().last().unwrap_or_default().split_whitespace().filter_map(|v| v.parse().ok()).collect();
         let (user, sys, rss_kb) = (
@@ -74,22 +117,35 @@ fn run(n: usize) {
         );
         let requests = emulator.requests();
         let count = |m: &str| requests.iter().filter(|r| r["method"] == m).count();
-        let series = requests.iter().filter(|r| r["path"].as_str().unwrap_or_default().contains("timeSeries")).count();
-        println!(
-            "{n:>6} rollouts, {label:<14} wall {:>7.2} s | CPU {:>6.1} µs/rollout | peak RSS {:>6.1} MB | API calls {:>6} ({} GET of which {} timeSeries, {} PATCH)",
-            wall.as_secs_f64(),
-            (user + sys) * 1e6 / n as f64,
-            rss_kb / 1024.0,
-            requests.len(),
-            count("GET"),
-            series,
-            count("PATCH"),
-        );
+        Measured {
+            label,
+            wall: wall.as_secs_f64(),
+            cpu: user + sys,
+            emulator_cpu,
+            rss_mb: rss_kb / 1024.0,
+            calls: requests.len(),
+            gets: count("GET"),
+            series: requests.iter().filter(|r| r["path"].as_str().unwrap_or_default().contains("timeSeries")).count(),
+            patches: count("PATCH"),
+        }
     };
-    pass("deploy pass");
+    let deploy = pass("deploy pass");
     emulator.advance(Duration::from_secs(15));
-    pass("to 5% pass");
+    let to_five = pass("to 5% pass");
     emulator.advance(Duration::from_secs(600));
-    pass("idle pass");
+    let idle = pass("idle pass");
     drop(runtime);
+    vec![deploy, to_five, idle]
+}
+
+/// User + system CPU seconds this process has used (Linux `/proc/self/stat`, in clock
+/// ticks of 1/100 s), 0 where that cannot be read.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
