@@ -6,7 +6,8 @@
 //!
 //! Each size runs `CANARY_BENCH_RUNS` times (default 3) on a fresh emulator; the line
 //! printed per pass is the median run by wall time (machines here are shared and noisy),
-//! with the fastest and slowest beside it.
+//! with the fastest and slowest beside it. `CANARY_BENCH_BIN=/path/to/canary` measures
+//! another build of canary against the same emulator (to compare two builds).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -97,8 +98,9 @@ fn run(n: usize) -> Vec<Measured> {
         emulator.clear_requests();
         let emulator_cpu = own_cpu_seconds();
         let start = Instant::now();
+        let canary = std::env::var("CANARY_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canary").to_owned());
         let out = Command::new("/usr/bin/time")
-            .args(["-f", "%e %U %S %M", env!("CARGO_BIN_EXE_canary"), "reconcile", "--once", "-o", "json"])
+            .args(["-f", "%e %U %S %M", &canary, "reconcile", "--once", "-o", "json"])
             .arg(dir.path())
             .env("CLOUD_RUN_EMULATOR_HOST", addr.to_string())
             .output()
