@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::api_error::ApiError;
 use super::clock::{parse_rfc3339, rfc3339};
-use super::proto::camel;
+use super::proto::{camel, object};
 use super::traffic::{at, minutes};
 use super::world::{RevisionLabels, World};
 use crate::analysis::distribution::Distribution;
@@ -93,9 +93,9 @@ enum Val {
 impl Val {
     fn wire(&self) -> Value {
         match self {
-            Val::Int(i) => json!({"int64Value": i.to_string()}),
-            Val::Double(d) => json!({"doubleValue": d}),
-            Val::Dist(d) => json!({"distributionValue": d.to_wire()}),
+            Val::Int(i) => object([("int64Value", i.to_string().into())]),
+            Val::Double(d) => object([("doubleValue", (*d).into())]),
+            Val::Dist(d) => object([("distributionValue", d.to_wire())]),
         }
     }
 
@@ -327,7 +327,7 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
     let total = output.len();
     let page: Vec<Value> =
         output.iter().skip(query.offset).take(query.page_size.max(1)).map(|s| series_json(s, query)).collect();
-    let mut out = json!({"timeSeries": page, "executionErrors": []});
+    let mut out = object([("timeSeries", Value::Array(page)), ("executionErrors", Value::Array(Vec::new()))]);
     if query.offset + query.page_size.max(1) < total {
         out["nextPageToken"] = format!("p{}", query.offset + query.page_size.max(1)).into();
     }
@@ -514,20 +514,25 @@ fn series_json(s: &Series, query: &Query) -> Value {
     let labels = |m: &BTreeMap<String, String>| {
         Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
     };
-    let mut out = json!({
-        "metric": {"type": metric_type, "labels": labels(&s.metric_labels)},
-        "resource": {"type": RESOURCE_TYPE, "labels": labels(&s.resource_labels)},
-        "metricKind": s.kind,
-        "valueType": s.value_type,
-        "unit": if query.metric == Metric::RequestLatencies && s.value_type == "DISTRIBUTION" { "ms" } else { "1" },
-    });
+    let unit = if query.metric == Metric::RequestLatencies && s.value_type == "DISTRIBUTION" { "ms" } else { "1" };
+    let mut out = object([
+        ("metric", object([("type", metric_type.into()), ("labels", labels(&s.metric_labels))])),
+        ("resource", object([("type", RESOURCE_TYPE.into()), ("labels", labels(&s.resource_labels))])),
+        ("metricKind", s.kind.into()),
+        ("valueType", s.value_type.into()),
+        ("unit", unit.into()),
+    ]);
     if !query.headers_only {
         // Newest first, as Cloud Monitoring returns them.
         let points: Vec<Value> = s
             .points
             .iter()
             .rev()
-            .map(|(end, (start, v))| json!({"interval": {"startTime": rfc3339(at(*start)), "endTime": rfc3339(at(*end))}, "value": v.wire()}))
+            .map(|(end, (start, v))| {
+                let interval =
+                    object([("startTime", rfc3339(at(*start)).into()), ("endTime", rfc3339(at(*end)).into())]);
+                object([("interval", interval), ("value", v.wire())])
+            })
             .collect();
         out["points"] = Value::Array(points);
     }

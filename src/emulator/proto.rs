@@ -9,6 +9,13 @@ use super::api_error::ApiError;
 
 type Table = &'static [(&'static str, i64)];
 
+/// A JSON object of owned values. `json!` copies every value it is given by serialising
+/// it again (`to_value(&v)`), which for a page of services or time series is megabytes
+/// copied per answer; this moves them in.
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
 const TRAFFIC_TYPE: Table = &[
     ("TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED", 0),
     ("TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", 1),

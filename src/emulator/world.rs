@@ -471,7 +471,7 @@ impl World {
         for name in page {
             services.push(if stale { self.stale_service(&name, now)? } else { self.get_service(&name, now)? });
         }
-        let mut out = json!({ "services": services });
+        let mut out = proto::object([("services", Value::Array(services))]);
         if let Some(next) = next {
             out["nextPageToken"] = Value::String(next);
         }
@@ -591,7 +591,7 @@ impl World {
         };
         let (page, next) = paginate(&names, page_size, page_token)?;
         let revisions: Vec<Value> = page.iter().filter_map(|n| self.revision_output(n, now)).collect();
-        let mut out = json!({ "revisions": revisions });
+        let mut out = proto::object([("revisions", Value::Array(revisions))]);
         if let Some(next) = next {
             out["nextPageToken"] = Value::String(next);
         }
@@ -627,7 +627,12 @@ impl World {
         self.revisions.remove(name);
         let parent = ServiceName::parse(&revision.service).map(|n| n.parent()).unwrap_or_default();
         let op_name = format!("{parent}/operations/{}", self.rng.uuid());
-        let mut op = json!({"name": op_name, "done": true, "metadata": output.clone(), "response": output});
+        let mut op = proto::object([
+            ("name", op_name.into()),
+            ("done", true.into()),
+            ("metadata", output.clone()),
+            ("response", output),
+        ]);
         op["metadata"]["@type"] = REVISION_TYPE.into();
         op["response"]["@type"] = REVISION_TYPE.into();
         Ok(op)
@@ -1042,7 +1047,8 @@ struct Planned {
 }
 
 fn operation_json(name: &str, metadata: &Value, response: Option<&Value>, error: Option<Value>) -> Value {
-    let mut op = json!({"name": name, "metadata": metadata, "done": response.is_some()});
+    let mut op =
+        proto::object([("name", name.into()), ("metadata", metadata.clone()), ("done", response.is_some().into())]);
     op["metadata"]["@type"] = SERVICE_TYPE.into();
     if let Some(error) = error {
         op["error"] = error;
