@@ -238,9 +238,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
         }
     };
     let outcome = match cli.command {
-        Command::Validate { paths, output } => {
-            Ok(validate(&paths, if output == Format::Yaml { Format::Json } else { output }))
-        }
+        Command::Validate { paths, output } => Ok(validate(&paths, output)),
         Command::Schema { check, file } => schema_command(check, &file),
         Command::Plan(pass) => run_pass(&pass, Mode::Plan),
         Command::Reconcile { once, pass } => {
@@ -339,6 +337,12 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
     if !set.diagnostics.is_empty() {
         exit = exit.and(Exit::Invalid);
     }
+    // Readable paths with no manifest file at all: a check that checked nothing is a
+    // wrong path (or a missing `.yaml` suffix), not a pass.
+    let nothing = set.files == 0 && set.unreadable.is_empty();
+    if nothing {
+        exit = exit.and(Exit::Invalid);
+    }
     match output {
         Format::Json | Format::Yaml => {
             let mut all: Vec<Diagnostic> = set.diagnostics.clone();
@@ -351,7 +355,18 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
                 label: None,
                 hint: None,
             }));
-            println!("{}", diagnostic::to_json(&all));
+            if nothing {
+                all.push(Diagnostic {
+                    file: list(paths),
+                    line: 0,
+                    column: 0,
+                    path: String::new(),
+                    message: "no manifest files here".to_owned(),
+                    label: None,
+                    hint: Some("canary reads the `.yaml` and `.yml` files under the paths it is given".to_owned()),
+                });
+            }
+            print_value(&serde_json::to_value(&all).unwrap_or_default(), output);
         }
         Format::Text => {
             let colour = Colour::for_stderr();
@@ -374,10 +389,14 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
                     set.files,
                     plural(set.files, "file"),
                 );
+            } else if nothing {
+                let _ = writeln!(
+                    stderr,
+                    "{} no manifest files in {}\n  = hint: canary reads the `.yaml` and `.yml` files under the paths it is given; check the path",
+                    paint(colour, "1;31", "error:"),
+                    list(paths),
+                );
             } else if set.unreadable.is_empty() {
-                if total == 0 {
-                    let _ = writeln!(stderr, "warning: no manifests found in {}", list(paths));
-                }
                 println!(
                     "ok: {total} {} valid ({} {})",
                     plural(total, "manifest"),

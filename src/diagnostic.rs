@@ -146,11 +146,6 @@ fn token_width(text: &str, start: usize) -> usize {
     }
 }
 
-/// The diagnostics as the `-o json` array `[{file, line, column, path, message}]`.
-pub fn to_json(diagnostics: &[Diagnostic]) -> String {
-    serde_json::to_string_pretty(diagnostics).unwrap_or_else(|_| "[]".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,3 +156,31 @@ fn folders_are_searched_recursively_for_yaml_only() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out), "ok: 1 manifest valid (1 file)\n");
 }
+
+#[test]
+fn yaml_output_is_the_json_output_as_yaml() {
+    let json = canary(&fixtures(), &["validate", "-o", "json", "mixed"]);
+    let yaml = canary(&fixtures(), &["validate", "-o", "yaml", "mixed"]);
+    assert_eq!(code(&yaml), 2);
+    let text = stdout(&yaml);
+    assert!(!text.trim_start().starts_with('['), "YAML, not JSON: {text}");
+    let from_yaml: Value = serde_saphyr::from_str(&text).expect("stdout is YAML");
+    let from_json: Value = serde_json::from_str(&stdout(&json)).expect("stdout is JSON");
+    assert_eq!(from_yaml, from_json);
+}
+
+#[test]
+fn a_folder_without_manifest_files_is_an_error_not_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "not a manifest\n").unwrap();
+    let out = canary(dir.path(), &["validate", "."]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let text = stderr(&out);
+    assert!(text.starts_with("error: no manifest files in ."), "{text}");
+    assert!(text.contains("`.yaml` and `.yml`"), "{text}");
+    let json = canary(dir.path(), &["validate", "-o", "json", "."]);
+    assert_eq!(code(&json), 2);
+    let found: Value = serde_json::from_str(&stdout(&json)).expect("stdout is JSON");
+    assert_eq!(found[0]["message"], "no manifest files here", "{found}");
+}
