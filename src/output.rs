@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 use crate::analysis::verdict::Check;
+use crate::cloudrun::service::ServiceView;
 use crate::decide::Action;
 use crate::emulator::clock::rfc3339;
 use crate::manifest::types::CanaryRollout;
@@ -174,6 +175,11 @@ pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
         "traffic": outcome.service.as_ref().map(|s| s.split()).unwrap_or_default(),
         "observedAt": rfc3339(outcome.now),
     });
+    // Right after a write Cloud Run still serves the old split for a while: say where it
+    // is going, so a status read then does not look like the write was lost.
+    if let Some(target) = outcome.service.as_ref().and_then(ServiceView::settling_to) {
+        out["settlingTo"] = json!(target);
+    }
     if let Some(error) = &outcome.error {
         out["error"] = error.clone().into();
     }

@@ -192,6 +192,19 @@ impl ServiceView {
     }
 
     /// Current traffic by revision (`LATEST` resolved through the statuses).
+    /// The split Cloud Run was last asked for, while it is still applying it (the service
+    /// is reconciling, or its spec names another split than the one serving); `None`
+    /// once what serves is what was asked.
+    pub fn settling_to(&self) -> Option<BTreeMap<String, u32>> {
+        let mut asked = BTreeMap::new();
+        for t in self.traffic.iter().filter(|t| t.percent > 0) {
+            let revision = t.revision.clone().or_else(|| self.latest_ready.clone()).unwrap_or_else(|| "latest".into());
+            *asked.entry(revision).or_insert(0) += t.percent;
+        }
+        let busy = self.reconciling || self.observed_generation < self.generation;
+        (busy && !asked.is_empty() && asked != self.split()).then_some(asked)
+    }
+
     pub fn split(&self) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
         for s in self.statuses.iter().filter(|s| s.percent > 0) {
@@ -333,6 +346,29 @@ mod tests {
         assert_eq!(view.traffic[0].revision, None);
         assert_eq!(view.sole_revision(), Some("api-1"));
         assert_eq!(ServiceView::parse(json!(null)).name, "");
+    }
+
+    #[test]
+    fn settling_is_the_asked_split_only_while_cloud_run_applies_it() {
+        let service = |generation: u64, observed: u64, serving: u32| {
+            ServiceView::parse(json!({
+                "name": "projects/p/locations/l/services/api", "generation": generation.to_string(),
+                "observedGeneration": observed, "latestReadyRevision": "api-2",
+                "traffic": [{"revision": "api-1", "percent": 95}, {"revision": "api-2", "percent": 5}],
+                "trafficStatuses": [{"revision": "api-1", "percent": serving}, {"revision": "api-2", "percent": 100 - serving}]
+            }))
+        };
+        let asked = BTreeMap::from([("api-1".to_owned(), 95), ("api-2".to_owned(), 5)]);
+        assert_eq!(service(4, 3, 100).settling_to(), Some(asked));
+        assert_eq!(service(4, 4, 95).settling_to(), None, "applied");
+        assert_eq!(service(4, 3, 95).settling_to(), None, "already serving what was asked");
+        // "Latest" in the spec is the latest ready revision.
+        let latest = ServiceView::parse(json!({
+            "generation": "2", "observedGeneration": 1, "latestReadyRevision": "api-2",
+            "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}],
+            "trafficStatuses": [{"revision": "api-1", "percent": 100}]
+        }));
+        assert_eq!(latest.settling_to(), Some(BTreeMap::from([("api-2".to_owned(), 100)])));
     }
 
     #[test]

@@ -189,6 +189,19 @@ fn revisions(s: &Value, colour: Colour) -> Vec<String> {
         );
         lines.push(format!("    {role:<6}  {rev:<width$}  {bar} {p:>3}%"));
     }
+    if let Some(target) = s.get("settlingTo").and_then(Value::as_object) {
+        let name = |rev: &str| match (Some(rev) == stable, Some(rev) == canary) {
+            (true, _) => "stable".to_owned(),
+            (_, true) => "canary".to_owned(),
+            _ => rev.to_owned(),
+        };
+        let parts: Vec<String> =
+            target.iter().map(|(rev, p)| format!("{} {}%", name(rev), p.as_u64().unwrap_or(0))).collect();
+        lines.push(format!(
+            "    {}",
+            paint(colour, "2", &format!("settling → {} (Cloud Run is applying the last change)", parts.join(" · ")))
+        ));
+    }
     lines
 }
 

@@ -85,3 +85,15 @@ fn nonsense_renders_without_panicking() {
     }
     assert_eq!(render(&[], at(0), Colour::Never)[1], "no rollouts: no valid manifests");
 }
+
+#[test]
+fn a_split_cloud_run_is_still_applying_is_shown_beside_the_one_serving() {
+    let mut s = statuses();
+    s[0]["settlingTo"] = json!({"api-00001-xyz": 50, "api-3f9c2a1": 50});
+    let text = render(&s[..1], at(0), Colour::Never).join("\n");
+    assert!(text.contains("settling → stable 50% · canary 50% (Cloud Run is applying the last change)"), "{text}");
+    // Still the split that serves on the revision lines.
+    assert!(text.contains(" 25%"), "{text}");
+    let settled = render(&statuses()[..1], at(0), Colour::Never).join("\n");
+    assert!(!settled.contains("settling"), "{settled}");
+}

@@ -365,11 +365,20 @@ fn status_reports_the_rollout_in_the_documented_shape() {
     let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
     r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
     r.run_until(60, 4, |res| res["action"] == "setTraffic");
+    // Right after the write Cloud Run still serves 100% stable: status says where the
+    // split is going rather than looking as if the write was lost.
+    let settling = r.canary(&["status", "api", "-f", "manifests", "-o", "json"]);
+    let settling: Value = serde_json::from_slice(&settling.stdout).unwrap();
+    let target = settling[0]["settlingTo"].as_object().unwrap_or_else(|| panic!("{settling}"));
+    let canary = settling[0]["canaryRevision"].as_str().unwrap();
+    assert_eq!(target.get(canary).and_then(Value::as_u64), Some(5), "{settling}");
+    assert_eq!(target.values().filter_map(Value::as_u64).sum::<u64>(), 100, "{settling}");
     r.advance(600);
     let out = r.canary(&["status", "api", "-f", "manifests", "-o", "json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &status[0];
+    assert!(s.get("settlingTo").is_none(), "settled by now: {s}");
     assert_eq!(s["name"], "api");
     assert_eq!(s["phase"], "Progressing");
     assert_eq!((s["stage"].as_u64(), s["stages"].as_u64(), s["weight"].as_u64()), (Some(1), Some(4), Some(5)));
