@@ -182,8 +182,9 @@ impl<'a> Decision<'a> {
         match self.state.owner.clone() {
             Some(owner) if owner == name => {}
             Some(owner) => {
+                // The phase and state on the service are the owner's, not this rollout's.
                 let reason = format!("NotOwned: service {} is managed by rollout `{owner}`", self.service.short_name);
-                return Plan::blocked(self.before, reason, self.split, self.state);
+                return Plan::blocked(None, reason, self.split, RolloutState::default());
             }
             None if !self.rollout.spec.adopt => {
                 let reason = format!(

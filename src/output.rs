@@ -129,7 +129,13 @@ fn check_json(c: &Check) -> Value {
 
 /// One rollout's status, in the `status -o json` shape.
 pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
-    let state = outcome.service.as_ref().map(|s| RolloutState::read(&s.annotations)).unwrap_or_default();
+    // What the service says, when it says it of this rollout (not of another that owns it).
+    let state = outcome
+        .service
+        .as_ref()
+        .map(|s| RolloutState::read(&s.annotations))
+        .filter(|s| s.owner.as_deref().is_none_or(|owner| owner == rollout.metadata.name))
+        .unwrap_or_default();
     let stages = rollout.spec.stages.len();
     let weight = match (&outcome.service, &state.canary) {
         (Some(s), Some(canary)) => s.split().get(canary).copied().unwrap_or(0),

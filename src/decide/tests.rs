@@ -163,10 +163,13 @@ fn a_missing_service_is_failed_with_nothing_written() {
 
 #[test]
 fn a_service_owned_by_another_rollout_is_left_alone() {
-    let plan =
-        decide(&rollout(""), &observed(service(json!({"canary/owner": "checkout"}))), &Verdict::default(), at(0));
+    let owned = json!({"canary/owner": "checkout", "canary/phase": "Progressing", "canary/stage": "2"});
+    let plan = decide(&rollout(""), &observed(service(owned)), &Verdict::default(), at(0));
     assert_eq!((plan.action, plan.result), (Action::None, PassResult::Blocked));
     assert_eq!(plan.reason, "NotOwned: service api is managed by rollout `checkout`");
+    // `checkout`'s phase is not this rollout's.
+    assert_eq!(plan.phase_before, None);
+    assert_eq!(plan.state.owner, None);
 }
 
 #[test]

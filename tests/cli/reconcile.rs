@@ -322,7 +322,7 @@ fn an_invalid_manifest_beside_a_valid_one_exits_2_while_the_valid_one_progresses
 fn a_service_owned_by_another_rollout_is_left_alone_with_a_clear_error() {
     let r = Rollout::start("", 20.0);
     let mut service = r.service();
-    service["annotations"] = json!({"canary/owner": "checkout"});
+    service["annotations"] = json!({"canary/owner": "checkout", "canary/phase": "Progressing", "canary/stage": "2"});
     assert!(
         r.http
             .patch(format!("{}/v2/{SERVICE}", r.emulator.base))
@@ -343,6 +343,14 @@ fn a_service_owned_by_another_rollout_is_left_alone_with_a_clear_error() {
         stderr(&out)
     );
     assert_eq!(r.patches(), before, "nothing written");
+    // Neither the pass nor status passes `checkout`'s state off as this rollout's.
+    let plan = r.canary(&["plan", "-o", "json", "manifests"]);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan[0]["phaseBefore"], Value::Null, "{plan}");
+    let status = r.canary(&["status", "api", "-f", "manifests", "-o", "json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["phase"], "Failed", "{status}");
+    assert!(status[0]["reason"].as_str().unwrap().starts_with("NotOwned"), "{status}");
 }
 
 #[test]
