@@ -217,6 +217,7 @@ fn world_config(seed: Option<u64>, settle: Option<f64>, publish_delay: Option<f6
         settle: Duration::from_secs_f64(settle.unwrap_or(10.0).clamp(0.0, 86_400.0)),
         base_url: format!("http://{bound}"),
         publish_delay: Duration::from_secs_f64(publish_delay.unwrap_or(180.0).clamp(0.0, 86_400.0)),
+        ..WorldConfig::default()
     }
 }
 

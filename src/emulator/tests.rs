@@ -131,6 +131,33 @@ async fn create_settles_after_the_configured_delay() {
     assert_eq!(done["response"]["@type"], "type.googleapis.com/google.cloud.run.v2.Service");
 }
 
+/// A long-running emulator keeps only the newest operations: the oldest is forgotten
+/// (404, as Cloud Run answers for an expired one), the newest still answers.
+#[tokio::test]
+async fn only_the_newest_operations_are_kept() {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+    let config = WorldConfig { seed: 7, max_operations: 2, ..WorldConfig::default() };
+    let f = Fixture { emulator: Arc::new(Emulator::new(config, Clock::new(start, 0.0))) };
+    let mut names = Vec::new();
+    for image in ["a:1", "a:2", "a:3"] {
+        let body = json!({"template": {"containers": [{"image": image}]}});
+        let (status, op) = if names.is_empty() {
+            f.json("POST", &format!("{SVC}?serviceId=shop"), body).await
+        } else {
+            f.json("PATCH", &format!("/v2/{NAME}"), body).await
+        };
+        assert_eq!(status, 200, "{op}");
+        names.push(op["name"].as_str().unwrap().to_owned());
+        f.advance(11);
+    }
+    let (first, _) = f.call("GET", &format!("/v2/{}", names[0]), None).await;
+    assert_eq!(first, 404);
+    for name in &names[1..] {
+        let (status, op) = f.call("GET", &format!("/v2/{name}"), None).await;
+        assert_eq!((status, &op["done"]), (200, &json!(true)), "{op}");
+    }
+}
+
 #[tokio::test]
 async fn creating_twice_or_with_a_bad_id_is_refused() {
     let f = Fixture::new();

@@ -7,7 +7,7 @@
 //! fields the emulator does not interpret — VPC access, volumes, secrets, probes,
 //! anything newer than this code — survive every round trip.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -63,6 +63,9 @@ pub struct WorldConfig {
     /// How long after a minute ends its metric points become visible (Cloud
     /// Monitoring's publishing delay).
     pub publish_delay: Duration,
+    /// How many long-running operations are kept for `GET …/operations/ID` (the oldest
+    /// go first), so a long-running emulator does not grow with every write.
+    pub max_operations: usize,
 }
 
 impl Default for WorldConfig {
@@ -72,6 +75,7 @@ impl Default for WorldConfig {
             settle: Duration::from_secs(10),
             base_url: "http://127.0.0.1:8085".to_owned(),
             publish_delay: Duration::from_secs(180),
+            max_operations: 10_000,
         }
     }
 }
@@ -202,6 +206,8 @@ pub struct World {
     services: BTreeMap<String, ServiceRecord>,
     revisions: BTreeMap<String, RevisionRecord>,
     operations: BTreeMap<String, OperationRecord>,
+    /// Operation names, oldest first, to forget the oldest beyond `max_operations`.
+    operation_order: VecDeque<String>,
     profiles: BTreeMap<String, Profile>,
     route_counter: u64,
     /// Per service: the traffic split in force from each moment on (revision, percent).
@@ -220,6 +226,7 @@ impl World {
             services: BTreeMap::new(),
             revisions: BTreeMap::new(),
             operations: BTreeMap::new(),
+            operation_order: VecDeque::new(),
             profiles: BTreeMap::new(),
             route_counter: 0,
             splits: HashMap::new(),
@@ -558,7 +565,7 @@ impl World {
         let prefix = format!("{name}/revisions/");
         self.revisions.retain(|k, _| !k.starts_with(&prefix));
         let op_name = format!("{}/operations/{}", record.name.parent(), self.rng.uuid());
-        self.operations.insert(
+        self.remember_operation(
             op_name.clone(),
             OperationRecord {
                 service: name.to_owned(),
@@ -829,7 +836,7 @@ impl World {
         let name = format!("{}/operations/{}", record.name.parent(), self.rng.uuid());
         let metadata = self.output(record);
         let answer = operation_json(&name, &metadata, None, None);
-        self.operations.insert(
+        self.remember_operation(
             name,
             OperationRecord {
                 service: record.name.full(),
@@ -839,6 +846,16 @@ impl World {
             },
         );
         answer
+    }
+
+    fn remember_operation(&mut self, name: String, record: OperationRecord) {
+        self.operation_order.push_back(name.clone());
+        self.operations.insert(name, record);
+        while self.operation_order.len() > self.config.max_operations.max(1) {
+            if let Some(oldest) = self.operation_order.pop_front() {
+                self.operations.remove(&oldest);
+            }
+        }
     }
 
     /// Brings a service's status up to date: once its settle time has passed and its
