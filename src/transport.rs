@@ -21,11 +21,15 @@ pub struct ApiFailure {
     pub path: String,
     /// HTTP status; `None` when no answer came (connection, timeout).
     pub status: Option<u16>,
-    /// Google's canonical status (`ABORTED`, `NOT_FOUND`, …).
+    /// Google's canonical status (`ABORTED`, `NOT_FOUND`, …), or [`NOT_LISTENING`].
     pub code: String,
     pub message: String,
     pub retry_after: Option<Duration>,
 }
+
+/// The code of a refused connection to the emulator: nothing listens at
+/// `CLOUD_RUN_EMULATOR_HOST`, and waiting ~20 s of retries would not start it.
+pub const NOT_LISTENING: &str = "NOT_LISTENING";
 
 impl ApiFailure {
     /// Another writer changed the resource: re-read and decide again.
@@ -40,7 +44,7 @@ impl ApiFailure {
     fn retryable(&self, write: bool) -> bool {
         match self.status {
             Some(429 | 503) => true,
-            Some(500 | 504) | None => !write,
+            Some(500 | 504) | None => !write && self.code != NOT_LISTENING,
             _ => false,
         }
     }
@@ -149,12 +153,14 @@ impl Transport {
                     format!("could not reach {}", self.base)
                 };
                 // Plain HTTP is only ever the emulator (CLOUD_RUN_EMULATOR_HOST).
-                let hint = if self.base.starts_with("http://") {
+                let emulator = self.base.starts_with("http://");
+                let hint = if emulator {
                     "; is `canary emulator` running there? CLOUD_RUN_EMULATOR_HOST points at it"
                 } else {
                     ""
                 };
-                return Err(failure(None, "UNAVAILABLE", format!("{what} ({}){hint}", without_url(&e)), None));
+                let code = if emulator && e.is_connect() { NOT_LISTENING } else { "UNAVAILABLE" };
+                return Err(failure(None, code, format!("{what} ({}){hint}", without_url(&e)), None));
             }
         };
         let status = response.status().as_u16();

@@ -98,3 +98,28 @@ fn truncated_and_mangled_manifests_never_panic() {
         assert!(text.contains(&format!("./{name}:")), "{name} is reported: {text}");
     }
 }
+
+/// Nothing listening at `CLOUD_RUN_EMULATOR_HOST`: said at once with what to do, not
+/// after ~20 s of retrying a connection nobody will accept.
+#[test]
+fn an_emulator_address_nobody_listens_on_fails_at_once_with_a_hint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(crate::support::repo().join("manifests/ion-api.yaml"), dir.path().join("ion-api.yaml")).unwrap();
+    let started = std::time::Instant::now();
+    let out = assert_cmd::Command::cargo_bin("canary")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("CLOUD_RUN_EMULATOR_HOST", format!("127.0.0.1:{port}"))
+        .args(["reconcile", "--once", "."])
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.contains(&format!("could not reach http://127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("is `canary emulator` running there?"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    // Retrying took ~19 s; not retrying takes milliseconds. The bound is loose on purpose.
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "took {:?}", started.elapsed());
+}
