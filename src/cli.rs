@@ -544,18 +544,25 @@ fn unknown_rollout(name: &str, manifests: &std::path::Path) -> Error {
     Error::UnknownRollout { name: name.to_owned(), manifests: manifests.display().to_string() }
 }
 
+/// The rollouts `status` shows (all, or the one named): the valid ones, and — so that
+/// during an incident the one people look for is there — those whose manifest is
+/// invalid now, to be shown frozen (see [`output::statuses`]).
 fn status_rollouts(
     name: Option<&str>,
     manifests: &std::path::Path,
-) -> Result<(Vec<crate::manifest::CanaryRollout>, Exit), Error> {
-    let (mut rollouts, exit) = load_valid(&[manifests.to_path_buf()]);
-    if let Some(name) = name {
-        rollouts.retain(|r| r.metadata.name == name);
-        if rollouts.is_empty() {
-            return Err(unknown_rollout(name, manifests));
-        }
+) -> Result<(Vec<crate::manifest::CanaryRollout>, Vec<reconcile::Invalid>, Exit), Error> {
+    let set = manifest::load(&[manifests.to_path_buf()]);
+    let (mut rollouts, exit) = report_set(&set);
+    let wanted = |n: &str| name.is_none_or(|name| name == n);
+    rollouts.retain(|r| wanted(&r.metadata.name));
+    let invalid = invalid_edits(&set, &rollouts, wanted);
+    if let Some(name) = name
+        && rollouts.is_empty()
+        && invalid.is_empty()
+    {
+        return Err(unknown_rollout(name, manifests));
     }
-    Ok((rollouts, exit))
+    Ok((rollouts, invalid, exit))
 }
 
 fn status_watch(
@@ -564,7 +571,7 @@ fn status_watch(
     output: Format,
     interval: std::time::Duration,
 ) -> Result<Exit, Error> {
-    let (rollouts, exit) = status_rollouts(name, manifests)?;
+    let (rollouts, invalid, exit) = status_rollouts(name, manifests)?;
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let output = match output {
@@ -572,14 +579,18 @@ fn status_watch(
         Format::Json => view::live::Output::Json,
         Format::Yaml => view::live::Output::Yaml,
     };
-    let look = || view::live::look(&platform, &rollouts);
+    let look = || view::live::look(&platform, &rollouts, &invalid);
     rt.block_on(view::live::run(look, output, interval, |_| false))
         .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
     Ok(exit)
 }
 
 fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path) -> Result<Exit, Error> {
-    let (rollouts, exit) = status_rollouts(Some(name), manifests)?;
+    let (rollouts, exit) = load_valid(&[manifests.to_path_buf()]);
+    let rollouts: Vec<_> = rollouts.into_iter().filter(|r| r.metadata.name == name).collect();
+    if rollouts.is_empty() {
+        return Err(unknown_rollout(name, manifests));
+    }
     let Some(rollout) = rollouts.first() else { return Ok(exit) };
     let rt = runtime()?;
     let platform = gcp(&rt)?;
@@ -592,40 +603,11 @@ fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path
 }
 
 fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Result<Exit, Error> {
-    let set = manifest::load(&[manifests.to_path_buf()]);
-    let (mut rollouts, exit) = report_set(&set);
-    let wanted = |n: &str| name.is_none_or(|name| name == n);
-    rollouts.retain(|r| wanted(&r.metadata.name));
-    // A rollout whose manifest is invalid now is still shown, frozen, from the manifest
-    // it was last applied with: during an incident it is the one people look for.
-    let invalid = invalid_edits(&set, &rollouts, wanted);
-    if let Some(name) = name
-        && rollouts.is_empty()
-        && invalid.is_empty()
-    {
-        return Err(unknown_rollout(name, manifests));
-    }
+    let (rollouts, invalid, exit) = status_rollouts(name, manifests)?;
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, Mode::Plan));
-    let statuses: Vec<serde_json::Value> = outcomes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| match rollouts.get(i) {
-            Some(r) => Some(output::status_json(r, o)),
-            None => {
-                let service = o.service.as_ref()?;
-                let applied = crate::state::RolloutState::read(&service.annotations).applied?;
-                let applied: crate::manifest::CanaryRollout = serde_json::from_str(&applied).ok()?;
-                let mut status = output::status_json(&applied, o);
-                status["frozen"] = true.into();
-                if let Some(plan) = &o.plan {
-                    status["reason"] = plan.reason.clone().into();
-                }
-                Some(status)
-            }
-        })
-        .collect();
+    let statuses = output::statuses(&rollouts, &outcomes);
     match output {
         // One rollout: the whole picture (stages, revisions, each trigger and gate); all
         // of them: a table, a line each.

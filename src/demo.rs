@@ -80,7 +80,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     ));
 
     let viewer = platform("the live view")?;
-    let look = || view::live::look(&viewer, &rollouts);
+    let look = || view::live::look(&viewer, &rollouts, &[]);
     let finished = |s: &view::live::Snapshot| s.statuses.iter().all(settled);
     let last = if options.json {
         quietly(look, finished, options.timeout).await

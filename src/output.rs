@@ -192,6 +192,32 @@ pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
     out
 }
 
+/// Each outcome's status: a valid rollout's from its manifest; a rollout whose manifest
+/// is invalid now (the outcomes after `rollouts`, see `reconcile::pass_with_invalid`)
+/// from the manifest it was last applied with, marked `"frozen": true` — during an
+/// incident it is the one people look for. A frozen one whose service says nothing
+/// usable is left out.
+pub fn statuses(rollouts: &[CanaryRollout], outcomes: &[RolloutOutcome]) -> Vec<Value> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match rollouts.get(i) {
+            Some(r) => Some(status_json(r, o)),
+            None => {
+                let service = o.service.as_ref()?;
+                let applied = RolloutState::read(&service.annotations).applied?;
+                let applied: CanaryRollout = serde_json::from_str(&applied).ok()?;
+                let mut status = status_json(&applied, o);
+                status["frozen"] = true.into();
+                if let Some(plan) = &o.plan {
+                    status["reason"] = plan.reason.clone().into();
+                }
+                Some(status)
+            }
+        })
+        .collect()
+}
+
 /// Status as a table.
 pub fn status_table(statuses: &[Value]) -> String {
     let mut rows =

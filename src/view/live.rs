@@ -33,16 +33,19 @@ pub struct Snapshot {
     pub now: SystemTime,
 }
 
-/// One read-only look at `rollouts`, as `status` shows them: a planning pass, nothing
-/// written.
-pub async fn look<P>(platform: &P, rollouts: &[crate::manifest::CanaryRollout]) -> Snapshot
+/// One read-only look at `rollouts` (and, frozen, the rollouts whose manifests are
+/// `invalid` now), as `status` shows them: a planning pass, nothing written.
+pub async fn look<P>(
+    platform: &P,
+    rollouts: &[crate::manifest::CanaryRollout],
+    invalid: &[crate::reconcile::Invalid],
+) -> Snapshot
 where
     P: crate::platform::CloudRun + crate::platform::Monitoring + crate::platform::Clock + crate::platform::Prober,
 {
-    let outcomes = crate::reconcile::pass(platform, rollouts, crate::reconcile::Mode::Plan).await;
+    let outcomes = crate::reconcile::pass_with_invalid(platform, rollouts, invalid, crate::reconcile::Mode::Plan).await;
     let now = outcomes.first().map_or_else(SystemTime::now, |o| o.now);
-    let statuses = rollouts.iter().zip(&outcomes).map(|(r, o)| crate::output::status_json(r, o)).collect();
-    Snapshot { statuses, now }
+    Snapshot { statuses: crate::output::statuses(rollouts, &outcomes), now }
 }
 
 /// What to print for a snapshot, and what decides whether it changed.

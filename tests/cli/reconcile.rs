@@ -625,6 +625,27 @@ fn an_invalid_edit_freezes_the_rollout_and_its_last_valid_triggers_still_protect
     assert_eq!((status[0]["name"].as_str(), status[0]["frozen"].as_bool()), (Some("api"), Some(true)), "{status}");
     assert!(status[0]["reason"].as_str().unwrap().starts_with("frozen: "), "{status}");
     assert_eq!(status[0]["stage"], 1, "{status}");
+    // And so does the live view.
+    let mut live = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+        .current_dir(r.dir.path())
+        .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
+        .args(["status", "--watch", "-o", "json", "--interval", "100ms", "-f", "manifests"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = live.stdout.take().unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = send.send(line);
+    });
+    let line = receive.recv_timeout(std::time::Duration::from_secs(30)).expect("a first view");
+    let _ = live.kill();
+    let _ = live.wait();
+    let view: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!((view[0]["name"].as_str(), view[0]["frozen"].as_bool()), (Some("api"), Some(true)), "{view}");
     // The incident: the frozen rollout's last valid triggers still roll it back.
     r.profile(json!({"image": "gcr.io/demo/api:v2", "errorRate": 0.4}));
     r.advance(600);
