@@ -116,6 +116,20 @@ spec:
             .unwrap()
     }
 
+    /// `canary ARGS` left running (`status --watch`), its stdout piped. NO_COLOR is not
+    /// set: what it prints when piped is its own choice.
+    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
+            .current_dir(self.dir.path())
+            .env("CLOUD_RUN_EMULATOR_HOST", self.emulator.base.trim_start_matches("http://"))
+            .env_remove("NO_COLOR")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     pub(crate) fn reconcile(&self) -> (i32, Vec<Value>) {
         let out = self.canary(&["reconcile", "--once", "-o", "json", "manifests"]);
         let results: Value =
@@ -626,14 +640,7 @@ fn an_invalid_edit_freezes_the_rollout_and_its_last_valid_triggers_still_protect
     assert!(status[0]["reason"].as_str().unwrap().starts_with("frozen: "), "{status}");
     assert_eq!(status[0]["stage"], 1, "{status}");
     // And so does the live view.
-    let mut live = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
-        .current_dir(r.dir.path())
-        .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
-        .args(["status", "--watch", "-o", "json", "--interval", "100ms", "-f", "manifests"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut live = r.spawn(&["status", "--watch", "-o", "json", "--interval", "100ms", "-f", "manifests"]);
     let stdout = live.stdout.take().unwrap();
     let (send, receive) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

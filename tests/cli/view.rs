@@ -91,15 +91,7 @@ fn blocks(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
 #[test]
 fn status_watch_piped_prints_plain_blocks_when_something_changes() {
     let r = Rollout::at_first_stage(20.0);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
-        .current_dir(r.dir.path())
-        .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
-        .env_remove("NO_COLOR")
-        .args(["status", "api", "-f", "manifests", "--watch", "--interval", "100ms"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = r.spawn(&["status", "api", "-f", "manifests", "--watch", "--interval", "100ms"]);
     let received = blocks(child.stdout.take().unwrap());
     let wait = Duration::from_secs(30);
     let first = received.recv_timeout(wait).expect("a first block");
@@ -122,14 +114,7 @@ fn status_watch_piped_prints_plain_blocks_when_something_changes() {
 #[test]
 fn status_watch_json_prints_one_array_per_line() {
     let r = Rollout::at_first_stage(20.0);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
-        .current_dir(r.dir.path())
-        .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
-        .args(["status", "--watch", "-o", "json", "--interval", "100ms", "-f", "manifests"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = r.spawn(&["status", "--watch", "-o", "json", "--interval", "100ms", "-f", "manifests"]);
     let (send, receive) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
