@@ -485,7 +485,11 @@ fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
     let platform = gcp(&rt)?;
     let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, mode));
     match output {
-        Format::Text => print!("{}", output::pass_table(&outcomes)),
+        // Commands in reasons completed with `-f` when one manifests path was given.
+        Format::Text => match args.paths.as_slice() {
+            [path] => print!("{}", output::with_manifests(&output::pass_table(&outcomes), path)),
+            _ => print!("{}", output::pass_table(&outcomes)),
+        },
         other => print_value(&output::pass_json(&outcomes), other),
     }
     for outcome in &outcomes {
@@ -579,7 +583,18 @@ fn status_watch(
         Format::Json => view::live::Output::Json,
         Format::Yaml => view::live::Output::Yaml,
     };
-    let look = || view::live::look(&platform, &rollouts, &invalid);
+    // As text, the commands in reasons are completed with `-f` (see output::with_manifests).
+    let look = || async {
+        let mut snapshot = view::live::look(&platform, &rollouts, &invalid).await;
+        if output == view::live::Output::Text {
+            for status in &mut snapshot.statuses {
+                if let Some(reason) = status.get("reason").and_then(serde_json::Value::as_str) {
+                    status["reason"] = output::with_manifests(reason, manifests).into();
+                }
+            }
+        }
+        snapshot
+    };
     rt.block_on(view::live::run(look, output, interval, |_| false))
         .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
     Ok(exit)
@@ -614,9 +629,9 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
         Format::Text if name.is_some() => {
             let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
             let lines = view::render(&statuses, now, view::live::stdout_colour());
-            println!("{}", lines.join("\n"));
+            println!("{}", output::with_manifests(&lines.join("\n"), manifests));
         }
-        Format::Text => print!("{}", output::status_table(&statuses)),
+        Format::Text => print!("{}", output::with_manifests(&output::status_table(&statuses), manifests)),
         other => print_value(&serde_json::Value::Array(statuses), other),
     }
     Ok(exit.and(if outcomes.iter().any(|o| o.error.is_some()) { Exit::Runtime } else { Exit::Ok }))
@@ -631,7 +646,7 @@ fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
     let platform = gcp(&rt)?;
     match rt.block_on(operate::run(&platform, &rollout, command)) {
         Ok(message) => {
-            println!("{message}");
+            println!("{}", output::with_manifests(&message, &target.manifests));
             Ok(Exit::Ok)
         }
         Err(operate::Refusal::Invalid(why)) => Err(Error::Usage(why)),

@@ -234,3 +234,66 @@ pub fn status_table(statuses: &[Value]) -> String {
     }
     table(&rows)
 }
+
+/// The commands canary's messages tell people to run by a rollout's name.
+const NAMED_COMMANDS: [&str; 5] = ["retry", "resume", "pause", "promote", "abort"];
+
+/// `text` with each copy-pasteable command (`` `canary retry api` ``) completed with
+/// `-f MANIFESTS`, so it works as printed when the manifests are not in the default
+/// `manifests/`. The reasons themselves are stored on the service and shared by every
+/// reader, so the path is added where they are shown, not where they are written.
+pub fn with_manifests(text: &str, manifests: &std::path::Path) -> String {
+    let path = manifests.to_string_lossy();
+    if path.trim_end_matches('/') == "manifests" {
+        return text.to_owned();
+    }
+    let path = if path.contains(char::is_whitespace) { format!("'{path}'") } else { path.into_owned() };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("`canary ") {
+        let (before, command) = rest.split_at(at);
+        out.push_str(before);
+        let Some(end) = command[1..].find('`').map(|i| i + 1) else {
+            rest = command;
+            break;
+        };
+        let inner = &command[1..end];
+        let words: Vec<&str> = inner.split_whitespace().collect();
+        let named = matches!(words.as_slice(), ["canary", verb, _name, ..] if NAMED_COMMANDS.contains(verb));
+        if named && !words.contains(&"-f") {
+            out.push_str(&format!("`{inner} -f {path}`"));
+        } else {
+            out.push_str(&command[..=end]);
+        }
+        rest = &command[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod manifests_tests {
+    use std::path::Path;
+
+    use super::with_manifests;
+
+    #[test]
+    fn named_commands_get_the_manifests_path_and_nothing_else_changes() {
+        let reason = "image a:2 was rejected; change the image or run `canary retry api`";
+        assert_eq!(with_manifests(reason, Path::new("manifests/")), reason);
+        assert_eq!(with_manifests(reason, Path::new("manifests")), reason);
+        assert_eq!(
+            with_manifests(reason, Path::new("deploy/rollouts")),
+            "image a:2 was rejected; change the image or run `canary retry api -f deploy/rollouts`"
+        );
+        let pause = "api: pause requested. The next pass (`canary reconcile --once`, or `canary watch`) acts on it. `canary resume api` carries on.";
+        assert_eq!(
+            with_manifests(pause, Path::new("ops")),
+            "api: pause requested. The next pass (`canary reconcile --once`, or `canary watch`) acts on it. `canary resume api -f ops` carries on."
+        );
+        assert_eq!(with_manifests("run `canary retry api -f x`", Path::new("ops")), "run `canary retry api -f x`");
+        assert_eq!(with_manifests("run `canary retry api", Path::new("ops")), "run `canary retry api", "unclosed");
+        assert_eq!(with_manifests("`canary retry api`", Path::new("my ops")), "`canary retry api -f 'my ops'`");
+        assert_eq!(with_manifests("paused with `canary pause`", Path::new("ops")), "paused with `canary pause`");
+    }
+}

@@ -513,9 +513,11 @@ fn run_ok(r: &Rollout, args: &[&str]) -> String {
 fn pause_holds_the_stage_without_counting_the_time_and_resume_carries_on() {
     let r = Rollout::at_first_stage(20.0);
     r.advance(600);
-    let said = run_ok(&r, &["pause", "api", "-f", "manifests"]);
+    let said = run_ok(&r, &["pause", "api", "-f", "./manifests"]);
     assert!(said.starts_with("api: pause requested. The next pass"), "{said}");
     assert!(said.contains("rollback triggers still apply"), "{said}");
+    // The command it suggests works as printed: it names the manifests given.
+    assert!(said.contains("`canary resume api -f ./manifests` carries on"), "{said}");
     let (_, results) = r.reconcile();
     assert_eq!((results[0]["action"].as_str(), results[0]["phaseAfter"].as_str()), (Some("annotate"), Some("Paused")));
     r.advance(3600);
