@@ -339,8 +339,16 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
     }
     // Readable paths with no manifest file at all: a check that checked nothing is a
     // wrong path (or a missing `.yaml` suffix), not a pass.
-    let nothing = set.files == 0 && set.unreadable.is_empty();
-    if nothing {
+    let nothing = (set.files == 0 && set.unreadable.is_empty()).then(|| Diagnostic {
+        file: list(paths),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: "no manifest files here".to_owned(),
+        label: None,
+        hint: Some("canary reads the `.yaml` and `.yml` files under the paths it is given; check the path".to_owned()),
+    });
+    if nothing.is_some() {
         exit = exit.and(Exit::Invalid);
     }
     match output {
@@ -355,17 +363,7 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
                 label: None,
                 hint: None,
             }));
-            if nothing {
-                all.push(Diagnostic {
-                    file: list(paths),
-                    line: 0,
-                    column: 0,
-                    path: String::new(),
-                    message: "no manifest files here".to_owned(),
-                    label: None,
-                    hint: Some("canary reads the `.yaml` and `.yml` files under the paths it is given".to_owned()),
-                });
-            }
+            all.extend(nothing);
             print_value(&serde_json::to_value(&all).unwrap_or_default(), output);
         }
         Format::Text => {
@@ -389,12 +387,13 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
                     set.files,
                     plural(set.files, "file"),
                 );
-            } else if nothing {
+            } else if let Some(d) = &nothing {
+                let hint = d.hint.as_deref().unwrap_or_default();
                 let _ = writeln!(
                     stderr,
-                    "{} no manifest files in {}\n  = hint: canary reads the `.yaml` and `.yml` files under the paths it is given; check the path",
+                    "{} no manifest files in {}\n  = hint: {hint}",
                     paint(colour, "1;31", "error:"),
-                    list(paths),
+                    d.file
                 );
             } else if set.unreadable.is_empty() {
                 println!(
@@ -523,7 +522,6 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     Ok(interval)
 }
 
-/// The valid rollouts under `manifests`, or the one named.
 /// The manifests that do not validate now, for rollouts that no valid manifest names:
 /// a pass holds those under way at their traffic (see reconcile).
 fn invalid_edits(
@@ -587,11 +585,7 @@ fn status_watch(
     let look = || async {
         let mut snapshot = view::live::look(&platform, &rollouts, &invalid).await;
         if output == view::live::Output::Text {
-            for status in &mut snapshot.statuses {
-                if let Some(reason) = status.get("reason").and_then(serde_json::Value::as_str) {
-                    status["reason"] = output::with_manifests(reason, manifests).into();
-                }
-            }
+            output::complete_commands(&mut snapshot.statuses, manifests);
         }
         snapshot
     };
@@ -602,11 +596,9 @@ fn status_watch(
 
 fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path) -> Result<Exit, Error> {
     let (rollouts, exit) = load_valid(&[manifests.to_path_buf()]);
-    let rollouts: Vec<_> = rollouts.into_iter().filter(|r| r.metadata.name == name).collect();
-    if rollouts.is_empty() {
+    let Some(rollout) = rollouts.iter().find(|r| r.metadata.name == name) else {
         return Err(unknown_rollout(name, manifests));
-    }
-    let Some(rollout) = rollouts.first() else { return Ok(exit) };
+    };
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let written = rt.block_on(report::write(&platform, rollout, out)).map_err(|e| match e {
@@ -622,16 +614,19 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, Mode::Plan));
-    let statuses = output::statuses(&rollouts, &outcomes);
+    let mut statuses = output::statuses(&rollouts, &outcomes);
+    if output == Format::Text {
+        output::complete_commands(&mut statuses, manifests);
+    }
     match output {
         // One rollout: the whole picture (stages, revisions, each trigger and gate); all
         // of them: a table, a line each.
         Format::Text if name.is_some() => {
             let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
             let lines = view::render(&statuses, now, view::live::stdout_colour());
-            println!("{}", output::with_manifests(&lines.join("\n"), manifests));
+            println!("{}", lines.join("\n"));
         }
-        Format::Text => print!("{}", output::with_manifests(&output::status_table(&statuses), manifests)),
+        Format::Text => print!("{}", output::status_table(&statuses)),
         other => print_value(&serde_json::Value::Array(statuses), other),
     }
     Ok(exit.and(if outcomes.iter().any(|o| o.error.is_some()) { Exit::Runtime } else { Exit::Ok }))

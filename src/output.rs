@@ -271,6 +271,15 @@ pub fn with_manifests(text: &str, manifests: &std::path::Path) -> String {
     out
 }
 
+/// [`with_manifests`] on each status's `reason`, for statuses about to be shown as text.
+pub fn complete_commands(statuses: &mut [Value], manifests: &std::path::Path) {
+    for status in statuses {
+        if let Some(reason) = status.get("reason").and_then(Value::as_str) {
+            status["reason"] = with_manifests(reason, manifests).into();
+        }
+    }
+}
+
 #[cfg(test)]
 mod manifests_tests {
     use std::path::Path;

@@ -132,7 +132,7 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     platform: &P,
     rollouts: &[CanaryRollout],
     originals: &[Option<String>],
-    listed: Listed,
+    mut listed: Listed,
     mode: Mode,
     report: &F,
 ) -> Vec<RolloutOutcome> {
@@ -150,7 +150,6 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     };
     // Observed state per rollout, from the lists. A service is moved out of its list,
     // not copied, unless another rollout names it too (a conflict decide reports).
-    let mut listed = listed;
     let mut named: BTreeMap<String, usize> = BTreeMap::new();
     for r in rollouts {
         *named.entry(service_name(r)).or_default() += 1;

@@ -161,6 +161,11 @@ fn progress(s: &Value, phase: &str, hold: u64, colour: Colour) -> String {
 fn revisions(s: &Value, colour: Colour) -> Vec<String> {
     let stable = s.get("stableRevision").and_then(Value::as_str);
     let canary = s.get("canaryRevision").and_then(Value::as_str);
+    let role = |rev: &str| match (Some(rev) == stable, Some(rev) == canary) {
+        (true, _) => Some("stable"),
+        (_, true) => Some("canary"),
+        _ => None,
+    };
     let mut rows: Vec<(String, String, u64)> = Vec::new();
     let traffic = s.get("traffic").and_then(Value::as_object);
     let percent = |rev: &str| traffic.and_then(|t| t.get(rev)).and_then(Value::as_u64).unwrap_or(0);
@@ -170,7 +175,7 @@ fn revisions(s: &Value, colour: Colour) -> Vec<String> {
         }
     }
     for (rev, p) in traffic.into_iter().flatten() {
-        if Some(rev.as_str()) != stable && Some(rev.as_str()) != canary {
+        if role(rev).is_none() {
             rows.push(("other".to_owned(), rev.clone(), p.as_u64().unwrap_or(0)));
         }
     }
@@ -190,13 +195,10 @@ fn revisions(s: &Value, colour: Colour) -> Vec<String> {
         lines.push(format!("    {role:<6}  {rev:<width$}  {bar} {p:>3}%"));
     }
     if let Some(target) = s.get("settlingTo").and_then(Value::as_object) {
-        let name = |rev: &str| match (Some(rev) == stable, Some(rev) == canary) {
-            (true, _) => "stable".to_owned(),
-            (_, true) => "canary".to_owned(),
-            _ => rev.to_owned(),
-        };
-        let parts: Vec<String> =
-            target.iter().map(|(rev, p)| format!("{} {}%", name(rev), p.as_u64().unwrap_or(0))).collect();
+        let parts: Vec<String> = target
+            .iter()
+            .map(|(rev, p)| format!("{} {}%", role(rev).unwrap_or(rev), p.as_u64().unwrap_or(0)))
+            .collect();
         lines.push(format!(
             "    {}",
             paint(colour, "2", &format!("settling → {} (Cloud Run is applying the last change)", parts.join(" · ")))
