@@ -11,11 +11,11 @@ build:
 # Everything the tests need, then every test. The tests find the independent
 # validators in .venv (see tools/requirements.txt).
 test: tools
-	CANARY_TOOLS=$(CURDIR)/$(VENV)/bin $(CARGO) test --all-features
+	CANARY_TOOLS=$(CURDIR)/$(VENV)/bin $(CARGO) test --workspace --all-features
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Regenerate the committed JSON Schema from the manifest types.
 schema:

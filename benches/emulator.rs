@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use canary::emulator::Emulator;
-use canary::emulator::clock::Clock;
-use canary::emulator::world::{ServiceName, WorldConfig};
+use canary_emulator::Emulator;
+use canary_emulator::clock::Clock;
+use canary_emulator::world::{ServiceName, WorldConfig};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -26,7 +26,7 @@ fn main() {
         let name = ServiceName::parse("projects/bench/locations/us-central1/services/api").unwrap();
         let body = serde_json::json!({"template": {"containers": [{"image": "gcr.io/bench/api:v1", "env": [{"name": "A", "value": "1"}]}]}, "labels": {"team": "bench"}});
         emulator.with_world(|w, now| w.seed_service(&name, body, now)).unwrap();
-        tokio::spawn(async move { axum::serve(listener, canary::emulator::http::router(emulator)).await });
+        tokio::spawn(async move { axum::serve(listener, canary_emulator::http::router(emulator)).await });
 
         let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let uri: hyper::Uri = format!("http://{addr}/v2/{}", name.full()).parse().unwrap();

@@ -13,10 +13,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use canary::emulator::Emulator;
-use canary::emulator::clock::Clock;
-use canary::emulator::traffic::Load;
-use canary::emulator::world::{ServiceName, WorldConfig};
+use canary_emulator::Emulator;
+use canary_emulator::clock::Clock;
+use canary_emulator::traffic::Load;
+use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
 fn main() {
@@ -76,7 +76,7 @@ fn run(n: usize) -> Vec<Measured> {
             Clock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000), 0.0),
         ));
         let served = emulator.clone();
-        tokio::spawn(async move { axum::serve(listener, canary::emulator::http::router(served)).await });
+        tokio::spawn(async move { axum::serve(listener, canary_emulator::http::router(served)).await });
         (emulator, addr)
     });
     let dir = tempfile::tempdir().unwrap();

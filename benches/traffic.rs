@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use canary::emulator::Emulator;
-use canary::emulator::clock::{Clock, rfc3339};
-use canary::emulator::monitoring::{Query, list};
-use canary::emulator::traffic::Load;
-use canary::emulator::world::{ServiceName, WorldConfig};
+use canary_emulator::Emulator;
+use canary_emulator::clock::{Clock, rfc3339};
+use canary_emulator::monitoring::{Query, list};
+use canary_emulator::traffic::Load;
+use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
 const SERVICES: usize = 1_000;

@@ -9,9 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use canary::emulator::Emulator;
-use canary::emulator::clock::Clock;
-use canary::emulator::world::{ServiceName, WorldConfig};
+use canary_emulator::Emulator;
+use canary_emulator::clock::Clock;
+use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
 fn main() {
@@ -40,7 +40,7 @@ fn emulator(runtime: &tokio::runtime::Runtime, n: usize) -> (Arc<Emulator>, Stri
                 .unwrap();
         }
         let served = emulator.clone();
-        tokio::spawn(async move { axum::serve(listener, canary::emulator::http::router(served)).await });
+        tokio::spawn(async move { axum::serve(listener, canary_emulator::http::router(served)).await });
         (emulator, addr.to_string())
     })
 }

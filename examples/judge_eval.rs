@@ -15,12 +15,13 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use canary::analysis::judge::{self, Evidence, Minute, Totals, Window};
-use canary::analysis::stats;
-use canary::analysis::verdict::Outcome;
-use canary::emulator::profile::Behaviour;
-use canary::emulator::traffic::{LatencyShapes, draw_counts, minute_rng};
-use canary::manifest::types::CanaryRollout;
+use canary_core::analysis::distribution::Distribution;
+use canary_core::analysis::judge::{self, Evidence, Minute, Totals, Window};
+use canary_core::analysis::stats;
+use canary_core::analysis::verdict::Outcome;
+use canary_core::manifest::types::CanaryRollout;
+use canary_emulator::profile::Behaviour;
+use canary_emulator::traffic::{LatencyShapes, draw_counts, minute_rng};
 
 const MANIFEST: &str = r#"
 apiVersion: canary/v1alpha1
@@ -144,7 +145,9 @@ impl Sim<'_> {
         let total = counts.total();
         let latency = (total > 0).then(|| {
             let mut rng = minute_rng(self.seed, who, start, 2);
-            self.shapes.draw(&mut rng, total, behaviour)
+            // The product reads the emulator's histogram as it would off the wire.
+            let drawn = self.shapes.draw(&mut rng, total, behaviour).to_wire();
+            Distribution::from_wire(&drawn).expect("the emulator writes distributions canary reads")
         });
         Minute { total, server_errors: counts.server_errors, latency }
     }

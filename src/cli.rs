@@ -6,20 +6,21 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::decide::PassResult;
 use crate::demo;
-use crate::diagnostic::{self, Colour, Diagnostic};
-use crate::emulator;
 use crate::error::{Error, Exit};
 use crate::logging::{self, LogFormat};
-use crate::manifest::{self, schema};
-use crate::operate;
-use crate::output;
-use crate::platform::Gcp;
-use crate::reconcile::{self, Mode};
-use crate::report;
-use crate::view;
-use crate::watch;
+use canary_core::decide::PassResult;
+use canary_core::diagnostic::{self, Colour, Diagnostic};
+use canary_core::error::Error as CoreError;
+use canary_core::manifest::{self, schema};
+use canary_core::operate;
+use canary_core::output;
+use canary_core::platform::Gcp;
+use canary_core::reconcile::{self, Mode};
+use canary_core::report;
+use canary_core::view;
+use canary_core::watch;
+use canary_emulator as emulator;
 
 /// canary rolls new container images out to Google Cloud Run in traffic stages,
 /// judges each stage against SLOs from Cloud Monitoring, and advances, holds or rolls
@@ -195,7 +196,7 @@ pub struct Shard {
 
 impl Shard {
     fn owns(self, name: &str) -> bool {
-        crate::hash::fnv1a(name) % self.count == self.index
+        canary_core::hash::fnv1a(name) % self.count == self.index
     }
 }
 
@@ -245,7 +246,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
             if once {
                 run_pass(&pass, Mode::Apply)
             } else {
-                Err(Error::Usage(
+                Err(Error::usage(
                     "`canary reconcile` needs `--once`; to reconcile continuously, run `canary watch`".to_owned(),
                 ))
             }
@@ -270,7 +271,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
         Command::Report { name, manifests, out } => report_command(&name, &manifests, &out),
         Command::Demo { output, speed, out, timeout } => {
             if !(speed.is_finite() && speed >= 1.0) {
-                Err(Error::Usage(format!("--speed {speed}: give emulated seconds per real second, at least 1")))
+                Err(Error::usage(format!("--speed {speed}: give emulated seconds per real second, at least 1")))
             } else {
                 run_demo(demo::Options { json: output != Format::Text, speed, out, timeout })
             }
@@ -331,7 +332,7 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
     let set = manifest::load(paths);
     let mut exit = Exit::Ok;
     for unreadable in &set.unreadable {
-        report(&Error::Unreadable(unreadable.clone()));
+        report(&Error::Core(CoreError::Unreadable(unreadable.clone())));
         exit = exit.and(Exit::Runtime);
     }
     if !set.diagnostics.is_empty() {
@@ -417,15 +418,15 @@ fn list(paths: &[PathBuf]) -> String {
 }
 
 /// Loads the manifests, reporting invalid ones the way `validate` does (on stderr).
-fn load_valid(paths: &[PathBuf]) -> (Vec<crate::manifest::CanaryRollout>, Exit) {
+fn load_valid(paths: &[PathBuf]) -> (Vec<canary_core::manifest::CanaryRollout>, Exit) {
     report_set(&manifest::load(paths))
 }
 
 /// Reports a loaded set's problems on stderr; returns its valid rollouts.
-fn report_set(set: &manifest::ManifestSet) -> (Vec<crate::manifest::CanaryRollout>, Exit) {
+fn report_set(set: &manifest::ManifestSet) -> (Vec<canary_core::manifest::CanaryRollout>, Exit) {
     let mut exit = Exit::Ok;
     for unreadable in &set.unreadable {
-        report(&Error::Unreadable(unreadable.clone()));
+        report(&Error::Core(CoreError::Unreadable(unreadable.clone())));
         exit = exit.and(Exit::Runtime);
     }
     let colour = Colour::for_stderr();
@@ -440,7 +441,7 @@ fn report_set(set: &manifest::ManifestSet) -> (Vec<crate::manifest::CanaryRollou
 /// start background refresh tasks, which need a runtime).
 fn gcp(rt: &tokio::runtime::Runtime) -> Result<Gcp, Error> {
     let _inside = rt.enter();
-    Gcp::from_environment().map_err(Error::Credentials)
+    Gcp::from_environment().map_err(|e| Error::Core(CoreError::Credentials(e)))
 }
 
 /// The runtime of a one-shot command (a pass, status, a report, a manual command): one
@@ -452,7 +453,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| Error::runtime(format!("cannot start the async runtime: {e}")))
 }
 
 /// The runtime of a long-running command (`watch`, `demo`, `emulator`): a worker per
@@ -462,7 +463,7 @@ fn server_runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| Error::runtime(format!("cannot start the async runtime: {e}")))
 }
 
 fn print_value(value: &serde_json::Value, output: Format) {
@@ -526,7 +527,7 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
 /// a pass holds those under way at their traffic (see reconcile).
 fn invalid_edits(
     set: &manifest::ManifestSet,
-    rollouts: &[crate::manifest::CanaryRollout],
+    rollouts: &[canary_core::manifest::CanaryRollout],
     mine: impl Fn(&str) -> bool,
 ) -> Vec<reconcile::Invalid> {
     set.manifests
@@ -543,7 +544,7 @@ fn invalid_edits(
 }
 
 fn unknown_rollout(name: &str, manifests: &std::path::Path) -> Error {
-    Error::UnknownRollout { name: name.to_owned(), manifests: manifests.display().to_string() }
+    Error::Core(CoreError::UnknownRollout { name: name.to_owned(), manifests: manifests.display().to_string() })
 }
 
 /// The rollouts `status` shows (all, or the one named): the valid ones, and — so that
@@ -552,7 +553,7 @@ fn unknown_rollout(name: &str, manifests: &std::path::Path) -> Error {
 fn status_rollouts(
     name: Option<&str>,
     manifests: &std::path::Path,
-) -> Result<(Vec<crate::manifest::CanaryRollout>, Vec<reconcile::Invalid>, Exit), Error> {
+) -> Result<(Vec<canary_core::manifest::CanaryRollout>, Vec<reconcile::Invalid>, Exit), Error> {
     let set = manifest::load(&[manifests.to_path_buf()]);
     let (mut rollouts, exit) = report_set(&set);
     let wanted = |n: &str| name.is_none_or(|name| name == n);
@@ -590,7 +591,7 @@ fn status_watch(
         snapshot
     };
     rt.block_on(view::live::run(look, output, interval, |_| false))
-        .map_err(|e| Error::Runtime(format!("cannot write the view: {e}")))?;
+        .map_err(|e| Error::runtime(format!("cannot write the view: {e}")))?;
     Ok(exit)
 }
 
@@ -602,8 +603,8 @@ fn report_command(name: &str, manifests: &std::path::Path, out: &std::path::Path
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let written = rt.block_on(report::write(&platform, rollout, out)).map_err(|e| match e {
-        report::Failure::NotStarted(why) => Error::Usage(why),
-        report::Failure::Api(why) | report::Failure::Io(why) => Error::Runtime(why),
+        report::Failure::NotStarted(why) => Error::usage(why),
+        report::Failure::Api(why) | report::Failure::Io(why) => Error::runtime(why),
     })?;
     println!("{}", written.display());
     Ok(exit)
@@ -644,8 +645,8 @@ fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
             println!("{}", output::with_manifests(&message, &target.manifests));
             Ok(Exit::Ok)
         }
-        Err(operate::Refusal::Invalid(why)) => Err(Error::Usage(why)),
-        Err(operate::Refusal::Api(why)) => Err(Error::Runtime(why)),
+        Err(operate::Refusal::Invalid(why)) => Err(Error::usage(why)),
+        Err(operate::Refusal::Api(why)) => Err(Error::runtime(why)),
     }
 }
 
@@ -655,7 +656,7 @@ fn run_watch(options: watch::Options) -> Result<Exit, Error> {
     let exit = rt.block_on(tokio::task::LocalSet::new().run_until(watch::run(options, platform)));
     // A task still waiting on the network must not hold up the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
-    exit
+    Ok(exit?)
 }
 
 fn run_demo(options: demo::Options) -> Result<Exit, Error> {
@@ -684,12 +685,15 @@ fn schema_command(check: bool, file: &PathBuf) -> Result<Exit, Error> {
         return Ok(Exit::Ok);
     }
     let committed = std::fs::read_to_string(file).map_err(|e| {
-        Error::Unreadable(manifest::source::Unreadable { path: file.display().to_string(), reason: e.to_string() })
+        Error::Core(CoreError::Unreadable(manifest::source::Unreadable {
+            path: file.display().to_string(),
+            reason: e.to_string(),
+        }))
     })?;
     if committed == current {
         println!("ok: {} is up to date", file.display());
         Ok(Exit::Ok)
     } else {
-        Err(Error::StaleSchema { path: file.display().to_string() })
+        Err(Error::Core(CoreError::StaleSchema { path: file.display().to_string() }))
     }
 }

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::auth::Auth;
-use crate::emulator;
 use crate::error::{Error, Exit};
-use crate::manifest::{self, CanaryRollout};
-use crate::platform::Gcp;
-use crate::report;
-use crate::view;
-use crate::watch;
+use canary_core::auth::Auth;
+use canary_core::manifest::{self, CanaryRollout};
+use canary_core::platform::Gcp;
+use canary_core::report;
+use canary_core::view;
+use canary_core::watch;
+use canary_emulator as emulator;
 
 const SCENARIO: &str = include_str!("../demo/scenario.yaml");
 const MANIFESTS: [(&str, &str); 2] = [
@@ -46,15 +46,15 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     let began = Instant::now();
     let (_emulator, addr, server) = emulator::embedded(SCENARIO, "demo/scenario.yaml", options.speed)
         .await
-        .map_err(|e| Error::Runtime(format!("cannot start the demo's emulator: {e}")))?;
+        .map_err(|e| Error::runtime(format!("cannot start the demo's emulator: {e}")))?;
     let dir = Workspace::new()?;
     let base = format!("http://{addr}");
     let platform =
-        |what: &str| Gcp::new(&base, &base, Auth::None, true).map_err(|e| Error::Runtime(format!("{what}: {e}")));
+        |what: &str| Gcp::new(&base, &base, Auth::None, true).map_err(|e| Error::runtime(format!("{what}: {e}")));
     let set = manifest::load(std::slice::from_ref(&dir.path));
     let rollouts: Vec<CanaryRollout> = set.valid().cloned().collect();
     if rollouts.len() != MANIFESTS.len() {
-        return Err(Error::Runtime("the demo's bundled manifests do not validate".to_owned()));
+        return Err(Error::runtime("the demo's bundled manifests do not validate".to_owned()));
     }
     if !options.json {
         eprintln!(
@@ -90,7 +90,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
             .await
         {
             Ok(Ok(last)) => last,
-            Ok(Err(e)) => return Err(Error::Runtime(format!("cannot write the view: {e}"))),
+            Ok(Err(e)) => return Err(Error::runtime(format!("cannot write the view: {e}"))),
             Err(_) => None,
         }
     };
@@ -100,13 +100,13 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     let statuses = match last {
         Some(s) if finished(&s) => s.statuses,
         Some(s) => {
-            return Err(Error::Runtime(format!(
+            return Err(Error::runtime(format!(
                 "the demo's story did not play out within {}: {}",
                 humantime::format_duration(options.timeout),
                 summary(&s.statuses)
             )));
         }
-        None => return Err(Error::Runtime("the demo was interrupted".to_owned())),
+        None => return Err(Error::runtime("the demo was interrupted".to_owned())),
     };
     let mut reports = Vec::new();
     for (rollout, status) in rollouts.iter().zip(&statuses) {
@@ -114,7 +114,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
             let written =
                 report::write(&platform("the report")?, rollout, &options.out).await.map_err(|e| match e {
                     report::Failure::NotStarted(why) | report::Failure::Api(why) | report::Failure::Io(why) => {
-                        Error::Runtime(format!("cannot write the report for {}: {why}", rollout.metadata.name))
+                        Error::runtime(format!("cannot write the report for {}: {why}", rollout.metadata.name))
                     }
                 })?;
             reports.push(written);
@@ -138,7 +138,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     if played_out {
         Ok(Exit::Ok)
     } else {
-        Err(Error::Runtime(format!("the demo's story did not play out: {}", summary(&statuses))))
+        Err(Error::runtime(format!("the demo's story did not play out: {}", summary(&statuses))))
     }
 }
 
@@ -207,7 +207,7 @@ impl Workspace {
             Ok(())
         };
         write(&path)
-            .map_err(|e| Error::Runtime(format!("cannot write the demo's manifests to {}: {e}", path.display())))?;
+            .map_err(|e| Error::runtime(format!("cannot write the demo's manifests to {}: {e}", path.display())))?;
         Ok(Workspace { path })
     }
 }

@@ -87,7 +87,7 @@ spec:
     fn now(&self) -> u64 {
         let clock = self.emulator.get("/emulator/v1/clock");
         let text = clock["now"].as_str().unwrap_or_default().to_owned();
-        canary::emulator::clock::parse_rfc3339(&text)
+        canary_emulator::clock::parse_rfc3339(&text)
             .unwrap_or_else(|| panic!("clock: {clock}"))
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

@@ -1,0 +1,699 @@
+//! The judgement: a rollout's per-minute request counts and latency distributions
+//! (from Cloud Monitoring) become rollback triggers and promotion gates, each pass,
+//! fail or inconclusive, by sequential tests whose chance of failing a healthy canary
+//! is bounded over the whole rollout — every look of every stage — not per look.
+//! The method, its assumptions and its guarantee: README "How canary judges".
+//!
+//! - Budget: a rollout may roll back a healthy canary with probability at most
+//!   [`FALSE_ROLLBACK_BUDGET`], shared equally by every (stage, check) pair.
+//! - Triggers: without `for`, a [`Detector`] per alternative rate over the stage's
+//!   minutes (evidence from any start minute, the newest always included); with
+//!   `for: D`, a [`WindowDetector`] on the last D alone (the aggregate over the window).
+//!   Error-rate and availability triggers count every minute of the stage (errors
+//!   during warm-up are errors users saw); latency triggers leave warm-up out (cold
+//!   starts are slow by nature). p95 > L is tested as "more than 5% of requests are
+//!   slower than L", counting only requests in buckets wholly above L.
+//! - Gates: canary against stable over the same minutes after warm-up (at 100%, stable's
+//!   minutes from the stage before). A gate fails, at any moment of the hold, only when
+//!   time-uniform confidence sequences show the difference beyond the allowed margin;
+//!   it passes when the estimate is within the margin on enough requests; otherwise it
+//!   is inconclusive and says how many more requests would settle it.
+//! - Only minutes Cloud Monitoring has published are seen (it withholds the rest).
+//!   Everything is recomputed from Cloud Monitoring each pass: no state of its own.
+
+use crate::time::epoch_secs;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::distribution::Distribution;
+use super::stats::{self, Detector, WindowDetector};
+use super::verdict::{Check, Outcome};
+use crate::manifest::quantity::Threshold;
+use crate::manifest::types::{CanaryRollout, Metric};
+use crate::time::{parse_rfc3339, rfc3339};
+
+/// The most likely a rollout is to roll back (or pause on a failed gate) a canary that
+/// meets every trigger and gate, over all its stages and looks.
+pub const FALSE_ROLLBACK_BUDGET: f64 = 0.001;
+/// A trigger whose window holds fewer requests than this, and has not fired, is
+/// inconclusive (it shows no evidence either way).
+pub const MIN_TRIGGER_REQUESTS: u64 = 20;
+/// A comparison passes only on at least this many requests on each side.
+pub const MIN_COMPARISON_REQUESTS: u64 = 100;
+/// p95 means: at most this share of requests slower.
+const TAIL: f64 = 0.05;
+
+/// Which revisions and minutes a judgement is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// [`key`] of the canary revision.
+    pub canary: String,
+    /// [`key`] of the stable revision.
+    pub stable: String,
+    pub stage_started: SystemTime,
+    pub previous_stage_started: Option<SystemTime>,
+    pub weight: u8,
+}
+
+/// One minute of one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Minute {
+    pub total: u64,
+    pub server_errors: u64,
+    pub latency: Option<Distribution>,
+}
+
+/// Minutes by revision, keyed by the minute's end (epoch seconds).
+pub type Metrics = BTreeMap<String, BTreeMap<u64, Minute>>;
+
+/// The earliest moment a judgement of `window` looks at: the stage's start (at 100%, the
+/// stage before's), or the longest trigger window before now, whichever is earlier.
+pub fn window_start(rollout: &CanaryRollout, window: &Window, now: SystemTime) -> SystemTime {
+    let longest_for = rollout.spec.analysis.rollback.iter().map(|t| t.window.as_std()).max().unwrap_or_default();
+    let from_stage = if window.weight >= 100 {
+        window.previous_stage_started.unwrap_or(window.stage_started)
+    } else {
+        window.stage_started
+    };
+    let from_triggers = now.checked_sub(longest_for + Duration::from_secs(600)).unwrap_or(from_stage);
+    from_stage.min(from_triggers)
+}
+
+/// The two `timeSeries.list` queries that serve every judgement in a project: request
+/// counts by revision and response class, and latency distributions by revision, minute
+/// by minute, across all services — one pair of calls per project, whatever the number
+/// of rollouts.
+pub fn project_queries(start: SystemTime, now: SystemTime) -> [Vec<(String, String)>; 2] {
+    queries("", start, now, Duration::from_secs(60))
+}
+
+/// Request counts (by revision and response class) and latency distributions (by
+/// revision) of Cloud Run revisions matching `filter` (extra ` AND …` terms, or empty),
+/// over [`start`, `end`] in steps of `period`.
+pub fn queries(filter: &str, start: SystemTime, end: SystemTime, period: Duration) -> [Vec<(String, String)>; 2] {
+    let (start, end) = (rfc3339(start), rfc3339(end));
+    let common = |metric: &str| -> Vec<(String, String)> {
+        vec![
+            ("filter".into(), format!("metric.type=\"{metric}\" AND resource.type=\"cloud_run_revision\"{filter}")),
+            ("interval.startTime".into(), start.clone()),
+            ("interval.endTime".into(), end.clone()),
+            ("aggregation.alignmentPeriod".into(), format!("{}s", period.as_secs().max(60))),
+            ("aggregation.perSeriesAligner".into(), "ALIGN_DELTA".into()),
+            ("aggregation.crossSeriesReducer".into(), "REDUCE_SUM".into()),
+            ("aggregation.groupByFields".into(), "resource.labels.location".into()),
+            ("aggregation.groupByFields".into(), "resource.labels.revision_name".into()),
+        ]
+    };
+    let mut counts = common("run.googleapis.com/request_count");
+    counts.push(("aggregation.groupByFields".into(), "metric.labels.response_code_class".into()));
+    [counts, common("run.googleapis.com/request_latencies")]
+}
+
+/// Whether judging `rollout` needs latency distributions (a p95 gate or trigger).
+pub fn needs_latency(rollout: &CanaryRollout) -> bool {
+    rollout.spec.analysis.promotion.max_p95_increase.is_some()
+        || rollout.spec.analysis.rollback.iter().any(|t| t.metric == Metric::P95Latency)
+}
+
+/// How [`Metrics`] names a revision: its region and its name.
+pub fn key(location: &str, revision: &str) -> String {
+    format!("{location}/{revision}")
+}
+
+/// Reads the two queries' series into minutes by revision.
+pub fn parse(counts: &[Value], latencies: &[Value]) -> Metrics {
+    let mut metrics = Metrics::new();
+    let end_of = |point: &Value| -> Option<u64> {
+        let end = parse_rfc3339(point.pointer("/interval/endTime")?.as_str()?)?;
+        Some(end.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs())
+    };
+    for series in counts {
+        let revision = series_key(series);
+        let class = series.pointer("/metric/labels/response_code_class").and_then(Value::as_str).unwrap_or_default();
+        for point in series.get("points").and_then(Value::as_array).into_iter().flatten() {
+            let value =
+                point.pointer("/value/int64Value").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+            let (Some(end), Some(value)) = (end_of(point), value) else { continue };
+            let minute = metrics.entry(revision.clone()).or_default().entry(end).or_default();
+            minute.total += value;
+            if class == "5xx" {
+                minute.server_errors += value;
+            }
+        }
+    }
+    for series in latencies {
+        let revision = series_key(series);
+        for point in series.get("points").and_then(Value::as_array).into_iter().flatten() {
+            let dist = point.pointer("/value/distributionValue").and_then(Distribution::from_wire);
+            let (Some(end), Some(dist)) = (end_of(point), dist) else { continue };
+            metrics.entry(revision.clone()).or_default().entry(end).or_default().latency = Some(dist);
+        }
+    }
+    metrics
+}
+
+fn series_key(series: &Value) -> String {
+    let label = |k: &str| series.pointer(&format!("/resource/labels/{k}")).and_then(Value::as_str).unwrap_or_default();
+    key(label("location"), label("revision_name"))
+}
+
+/// Sums of some minutes of one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub total: u64,
+    pub server_errors: u64,
+    pub latency: Option<Distribution>,
+}
+
+impl Totals {
+    pub fn add(&mut self, m: &Minute) {
+        self.total += m.total;
+        self.server_errors += m.server_errors;
+        if let Some(d) = &m.latency {
+            match &mut self.latency {
+                Some(sum) => {
+                    sum.merge(d);
+                }
+                None => self.latency = Some(d.clone()),
+            }
+        }
+    }
+
+    fn of<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {
+        let mut t = Totals::default();
+        minutes.for_each(|m| t.add(m));
+        t
+    }
+
+    fn error_rate(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.server_errors as f64 / self.total as f64)
+    }
+
+    fn p95(&self) -> Option<f64> {
+        self.latency.as_ref().and_then(|d| d.percentile(1.0 - TAIL))
+    }
+}
+
+/// Requests in buckets wholly above `limit` (conservative: a bucket straddling the limit
+/// is not counted), and all requests.
+fn slower_than(d: &Distribution, limit: f64) -> (u64, u64) {
+    let slow = d.counts.iter().enumerate().filter(|(i, _)| d.options.bounds(*i).0 >= limit).map(|(_, c)| *c).sum();
+    (slow, d.counts.iter().sum())
+}
+
+/// How a rollout's budget is shared: one equal part per (stage, check). The period
+/// before stage 1 (the canary at 0%) counts as a stage, since triggers watch it too.
+pub fn check_alpha(rollout: &CanaryRollout) -> f64 {
+    let promotion = &rollout.spec.analysis.promotion;
+    let gates =
+        usize::from(promotion.max_error_rate_increase.is_some()) + usize::from(promotion.max_p95_increase.is_some());
+    let checks = (rollout.spec.analysis.rollback.len() + gates).max(1);
+    let stages = rollout.spec.stages.len() + 1;
+    FALSE_ROLLBACK_BUDGET / (stages * checks) as f64
+}
+
+/// What a trigger tests: a rate of failing requests above a limit.
+#[derive(Debug, Clone, Copy)]
+enum Tested {
+    /// 5xx ÷ requests above the limit (availability below 1 − limit).
+    Errors,
+    /// The share of requests slower than this many milliseconds above 5%.
+    SlowerThan(f64),
+}
+
+/// A trigger's sequential test: without `for`, evidence from any start minute of the
+/// stage (the newest minute always included); with `for: D` (2 minutes or more), the
+/// last D alone.
+#[derive(Debug, Clone)]
+enum Test {
+    Since(Detector),
+    Window(WindowDetector),
+}
+
+impl Test {
+    fn push(&mut self, end: u64, llr: f64) {
+        match self {
+            Test::Since(d) => d.push(llr),
+            Test::Window(d) => d.push(end, llr),
+        }
+    }
+
+    fn statistic(&self) -> f64 {
+        match self {
+            Test::Since(d) => d.statistic(),
+            Test::Window(d) => d.statistic(),
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.statistic() >= 0.0
+    }
+}
+
+/// One rollback trigger's evidence in the current stage.
+#[derive(Debug, Clone)]
+struct TriggerEvidence {
+    name: &'static str,
+    tested: Tested,
+    /// The limit on the tested rate.
+    limit: f64,
+    /// What the manifest says (a fraction, or milliseconds), and how to show the
+    /// observed value against it.
+    threshold: f64,
+    metric: Metric,
+    /// Only minutes ending after this (epoch seconds) count.
+    after: u64,
+    span: u64,
+    detectors: Vec<(f64, Test)>,
+    /// The minutes of the trigger's window, newest last, for the observed value.
+    window: VecDeque<(u64, Minute)>,
+    /// The newest minute with requests: what a window without any shows instead.
+    last_with_data: Option<Minute>,
+}
+
+impl TriggerEvidence {
+    fn push(&mut self, end: u64, minute: &Minute) {
+        if end <= self.after {
+            return;
+        }
+        let (x, n) = match self.tested {
+            Tested::Errors => (minute.server_errors, minute.total),
+            Tested::SlowerThan(limit) => minute.latency.as_ref().map_or((0, 0), |d| slower_than(d, limit)),
+        };
+        if n > 0 {
+            for (p1, d) in &mut self.detectors {
+                d.push(end, stats::binomial_llr(x, n, self.limit, *p1));
+            }
+            self.last_with_data = Some(minute.clone());
+        }
+        self.window.push_back((end, minute.clone()));
+        while self.window.front().is_some_and(|(e, _)| *e + self.span.max(60) <= end) {
+            self.window.pop_front();
+        }
+    }
+
+    fn check(&self) -> Check {
+        let mut totals = Totals::of(self.window.iter().map(|(_, m)| m));
+        if totals.total == 0
+            && let Some(m) = &self.last_with_data
+        {
+            totals = Totals::of(std::iter::once(m));
+        }
+        let (observed, rate) = match self.tested {
+            Tested::Errors => {
+                let rate = totals.error_rate();
+                (if self.metric == Metric::Availability { rate.map(|r| 1.0 - r) } else { rate }, rate)
+            }
+            Tested::SlowerThan(limit) => {
+                let rate = totals
+                    .latency
+                    .as_ref()
+                    .map(|d| slower_than(d, limit))
+                    .and_then(|(x, n)| (n > 0).then(|| x as f64 / n as f64));
+                (totals.p95(), rate)
+            }
+        };
+        let fired = self.detectors.iter().any(|(_, d)| d.fired());
+        let beyond = rate.is_some_and(|r| r > self.limit);
+        let (result, needed) = if fired {
+            (Outcome::Fail, None)
+        } else if totals.total < MIN_TRIGGER_REQUESTS || observed.is_none() {
+            (Outcome::Inconclusive, Some(MIN_TRIGGER_REQUESTS.saturating_sub(totals.total).max(1)))
+        } else if beyond {
+            // Over the limit, not yet conclusively: at the rate seen, how many more
+            // requests until the nearest detector fires.
+            let r = rate.unwrap_or_default();
+            let needed = self
+                .detectors
+                .iter()
+                .filter_map(|(p1, d)| {
+                    let per_request = stats::binomial_llr(0, 1, self.limit, *p1) * (1.0 - r)
+                        + stats::binomial_llr(1, 1, self.limit, *p1) * r;
+                    let gap = -d.statistic();
+                    (per_request > 0.0 && gap.is_finite()).then(|| (gap / per_request).ceil() as u64)
+                })
+                .min();
+            (Outcome::Inconclusive, needed.map(|n| n.max(1)))
+        } else {
+            (Outcome::Pass, None)
+        };
+        Check { name: self.name.to_owned(), observed, threshold: self.threshold, result, requests_needed: needed }
+    }
+}
+
+/// One stage's evidence for a rollout: fed minute by minute (in order), judged at any
+/// moment. [`judge`] builds it from Cloud Monitoring's minutes each pass; the judge-eval
+/// feeds it as minutes are published.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    alpha: f64,
+    /// Gate minutes are those ending at or after this.
+    gates_from: u64,
+    at_full_weight: bool,
+    triggers: Vec<TriggerEvidence>,
+    canary: Totals,
+    stable: Totals,
+    min_requests: Option<u64>,
+    max_error_rate_increase: Option<f64>,
+    max_p95_increase: Option<f64>,
+}
+
+impl Evidence {
+    pub fn new(rollout: &CanaryRollout, window: &Window) -> Evidence {
+        let analysis = &rollout.spec.analysis;
+        let alpha = check_alpha(rollout);
+        let started = epoch_secs(window.stage_started);
+        let warm = started + analysis.warmup.as_secs();
+        let triggers = analysis
+            .rollback
+            .iter()
+            .filter_map(|rule| {
+                let bound = rule.above.as_ref().or(rule.below.as_ref())?;
+                let (tested, limit, threshold, after) = match (rule.metric, bound) {
+                    (Metric::ErrorRate, Threshold::Percent(p)) => (Tested::Errors, p.fraction(), p.fraction(), started),
+                    (Metric::Availability, Threshold::Percent(p)) => {
+                        (Tested::Errors, 1.0 - p.fraction(), p.fraction(), started)
+                    }
+                    (Metric::P95Latency, Threshold::Latency(d)) => {
+                        let ms = d.as_std().as_secs_f64() * 1000.0;
+                        (Tested::SlowerThan(ms), TAIL, ms, warm + 59)
+                    }
+                    _ => return None,
+                };
+                // A limit of 100% (or availability below 0%) can never be exceeded.
+                let detectors = if limit >= 1.0 {
+                    Vec::new()
+                } else {
+                    let alternatives = stats::alternatives(limit);
+                    let share = alpha / alternatives.len() as f64;
+                    let span = rule.window.as_secs();
+                    let test = || {
+                        if span >= 120 {
+                            Test::Window(WindowDetector::new(share, span))
+                        } else {
+                            Test::Since(Detector::new(share))
+                        }
+                    };
+                    alternatives.into_iter().map(|p1| (p1, test())).collect()
+                };
+                Some(TriggerEvidence {
+                    name: rule.metric.name(),
+                    tested,
+                    limit,
+                    threshold,
+                    metric: rule.metric,
+                    after,
+                    span: rule.window.as_secs().max(60),
+                    detectors,
+                    window: VecDeque::new(),
+                    last_with_data: None,
+                })
+            })
+            .collect();
+        let promotion = &analysis.promotion;
+        Evidence {
+            alpha,
+            gates_from: warm + 60,
+            at_full_weight: window.weight >= 100,
+            triggers,
+            canary: Totals::default(),
+            stable: Totals::default(),
+            min_requests: promotion.min_requests,
+            max_error_rate_increase: promotion.max_error_rate_increase.as_ref().map(|p| p.fraction()),
+            max_p95_increase: promotion.max_p95_increase.as_ref().map(|p| p.fraction()),
+        }
+    }
+
+    /// Adds the minute ending at `end` (epoch seconds): the canary's, and stable's same
+    /// minute (ignored at 100%, where stable's reference comes from [`Evidence::set_reference`]).
+    pub fn push(&mut self, end: u64, canary: &Minute, stable: Option<&Minute>) {
+        for t in &mut self.triggers {
+            t.push(end, canary);
+        }
+        if end >= self.gates_from && canary.total > 0 {
+            self.canary.add(canary);
+            if let (Some(s), false) = (stable, self.at_full_weight) {
+                self.stable.add(s);
+            }
+        }
+    }
+
+    /// Stable's minutes to compare with when the canary has all the traffic.
+    pub fn set_reference(&mut self, stable: Totals) {
+        self.stable = stable;
+    }
+
+    /// Stable's totals over the compared minutes (the next stage's reference at 100%).
+    pub fn stable_totals(&self) -> &Totals {
+        &self.stable
+    }
+
+    /// The first trigger whose detector has fired, without working out the values a
+    /// status shows (what the judge-eval needs each simulated minute).
+    pub fn fired_trigger(&self) -> Option<&'static str> {
+        self.triggers.iter().find(|t| t.detectors.iter().any(|(_, d)| d.fired())).map(|t| t.name)
+    }
+
+    pub fn triggers(&self) -> Vec<Check> {
+        self.triggers.iter().map(TriggerEvidence::check).collect()
+    }
+
+    pub fn gates(&self) -> Vec<Check> {
+        let (canary, stable) = (&self.canary, &self.stable);
+        let mut gates = Vec::new();
+        if let Some(min) = self.min_requests {
+            let enough = canary.total >= min;
+            gates.push(Check {
+                name: "minRequests".into(),
+                observed: Some(canary.total as f64),
+                threshold: min as f64,
+                result: if enough { Outcome::Pass } else { Outcome::Inconclusive },
+                requests_needed: (!enough).then(|| min - canary.total),
+            });
+        }
+        let enough = canary.total.min(stable.total);
+        let short = MIN_COMPARISON_REQUESTS.saturating_sub(enough);
+        // Each side of a comparison gets half of the check's budget.
+        let alpha = self.alpha / 2.0;
+        if let Some(margin) = self.max_error_rate_increase {
+            let increase = canary.error_rate().zip(stable.error_rate()).map(|(c, s)| c - s);
+            let conclusive = |f: f64| {
+                let scale = |v: u64| (v as f64 * f).round() as u64;
+                let (low, _) = stats::rate_bounds(scale(canary.server_errors), scale(canary.total), alpha);
+                let (_, high) = stats::rate_bounds(scale(stable.server_errors), scale(stable.total), alpha);
+                low - high > margin
+            };
+            gates.push(comparison("errorRateIncrease", increase, margin, short, canary.total, conclusive));
+        }
+        if let Some(margin) = self.max_p95_increase {
+            let increase = canary.p95().zip(stable.p95()).filter(|(_, s)| *s > 0.0).map(|(c, s)| c / s - 1.0);
+            let failing = increase.is_some_and(|i| i > margin);
+            // p95 above (1 + margin) × stable's p95: more than 5% of canary requests are
+            // slower than (1 + margin) × a bound stable's p95 is surely under.
+            let bound = if failing { stable.latency.as_ref().and_then(|d| p95_upper_bound(d, alpha)) } else { None };
+            let slow = match (bound, &canary.latency) {
+                (Some(b), Some(d)) => Some(slower_than(d, b * (1.0 + margin))),
+                _ => None,
+            };
+            let conclusive = |f: f64| {
+                slow.is_some_and(|(x, n)| {
+                    let scale = |v: u64| (v as f64 * f).round() as u64;
+                    stats::rate_bounds(scale(x), scale(n), alpha).0 > TAIL
+                })
+            };
+            gates.push(comparison("p95Increase", increase, margin, short, canary.total, conclusive));
+        }
+        gates
+    }
+}
+
+/// The smallest bucket bound that stable's p95 is, with confidence 1 − `alpha`, under:
+/// the first bound with fewer than 5% of requests above it, by the confidence sequence.
+fn p95_upper_bound(d: &Distribution, alpha: f64) -> Option<f64> {
+    let n: u64 = d.counts.iter().sum();
+    let start = d.percentile(1.0 - TAIL)?;
+    let mut above = n;
+    for (i, c) in d.counts.iter().enumerate() {
+        above -= c;
+        let upper = d.options.bounds(i).1;
+        if upper.is_finite() && upper >= start && stats::rate_bounds(above, n, alpha).1 < TAIL {
+            return Some(upper);
+        }
+    }
+    None
+}
+
+/// A comparison gate: fails when `conclusive` (at the data seen), passes when the
+/// estimate is within the margin on enough requests, and is otherwise inconclusive with
+/// the requests still needed.
+fn comparison(
+    name: &str,
+    observed: Option<f64>,
+    margin: f64,
+    short: u64,
+    canary_requests: u64,
+    conclusive: impl Fn(f64) -> bool,
+) -> Check {
+    let failing = observed.is_some_and(|v| v > margin);
+    let (result, needed) = if failing && conclusive(1.0) {
+        (Outcome::Fail, None)
+    } else if failing {
+        // At the rates seen, the least multiple of the data that would be conclusive;
+        // none when no amount of data at these rates would be.
+        let needed = scale_needed(&conclusive).map(|f| ((canary_requests as f64 * (f - 1.0)).ceil() as u64).max(short));
+        (Outcome::Inconclusive, needed.map(|n| n.max(1)))
+    } else if observed.is_some() && short == 0 {
+        (Outcome::Pass, None)
+    } else {
+        (Outcome::Inconclusive, Some(short.max(1)))
+    };
+    Check { name: name.to_owned(), observed, threshold: margin, result, requests_needed: needed }
+}
+
+/// The least factor f > 1 (to 1%) with `conclusive(f)`, if one up to 2^16 is.
+fn scale_needed(conclusive: &impl Fn(f64) -> bool) -> Option<f64> {
+    let mut high = 2.0;
+    while !conclusive(high) {
+        high *= 2.0;
+        if high > 65_536.0 {
+            return None;
+        }
+    }
+    let mut low = 1.0;
+    while high / low > 1.01 {
+        let mid = (low * high).sqrt();
+        if conclusive(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Some(high)
+}
+
+/// Judges the rollback triggers and the promotion gates of the current stage.
+pub fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Metrics) -> (Vec<Check>, Vec<Check>) {
+    let empty = BTreeMap::new();
+    let canary = metrics.get(&window.canary).unwrap_or(&empty);
+    let stable = metrics.get(&window.stable).unwrap_or(&empty);
+    let mut evidence = Evidence::new(rollout, window);
+    let started = epoch_secs(window.stage_started);
+    if window.weight >= 100 {
+        // Stable has no traffic now: its minutes from the stage before, after warm-up.
+        let warmup = rollout.spec.analysis.warmup.as_secs();
+        let from = window.previous_stage_started.map_or(started, epoch_secs) + warmup + 60;
+        evidence.set_reference(Totals::of(stable.range(from..=started).map(|(_, m)| m)));
+    }
+    for (end, minute) in canary.range(started + 1..) {
+        evidence.push(*end, minute, stable.get(end));
+    }
+    (evidence.triggers(), evidence.gates())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rollout(analysis: &str) -> CanaryRollout {
+        let text = format!(
+            "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: api}}\nspec:\n  project: p\n  \
+             region: r\n  service: api\n  template: {{image: \"gcr.io/p/api:v2\"}}\n  stages:\n    - {{weight: 5, hold: 1h}}\n    \
+             - {{weight: 100}}\n  analysis:\n{analysis}"
+        );
+        serde_saphyr::from_str(&text).unwrap()
+    }
+
+    fn window() -> Window {
+        Window {
+            canary: "canary".into(),
+            stable: "stable".into(),
+            stage_started: SystemTime::UNIX_EPOCH,
+            previous_stage_started: None,
+            weight: 5,
+        }
+    }
+
+    fn minute(total: u64, server_errors: u64) -> Minute {
+        Minute { total, server_errors, latency: None }
+    }
+
+    fn gate(e: &Evidence, name: &str) -> Check {
+        e.gates().into_iter().find(|g| g.name == name).unwrap()
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_every_stage_and_check() {
+        let r = rollout(
+            "    promotion: {maxErrorRateIncrease: 0.5%, maxP95Increase: 10%, minRequests: 10}\n    rollback:\n      - {metric: errorRate, above: 5%}\n",
+        );
+        // (2 stages + before stage 1) × (1 trigger + 2 comparison gates).
+        assert!((check_alpha(&r) - FALSE_ROLLBACK_BUDGET / 9.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_clearly_worse_canary_fails_its_gate_and_a_close_one_waits() {
+        let r = rollout("    promotion: {maxErrorRateIncrease: 0.5%}\n");
+        let mut bad = Evidence::new(&r, &window());
+        let mut close = Evidence::new(&r, &window());
+        for m in 1..=5u64 {
+            bad.push(m * 60, &minute(100, 10), Some(&minute(1900, 10)));
+            close.push(m * 60, &minute(100, 2), Some(&minute(1900, 10)));
+        }
+        assert_eq!(gate(&bad, "errorRateIncrease").result, Outcome::Fail);
+        // 2% against 0.5%: over the margin, not yet conclusive; it says what would settle it.
+        let c = gate(&close, "errorRateIncrease");
+        assert_eq!(c.result, Outcome::Inconclusive);
+        assert!(c.requests_needed.unwrap() > 0);
+    }
+
+    #[test]
+    fn one_unlucky_error_on_thin_data_fails_nothing() {
+        // 1 error in 6 requests is "17%" — far above 5% raw, but no evidence.
+        let r = rollout("    rollback:\n      - {metric: errorRate, above: 5%}\n");
+        let mut e = Evidence::new(&r, &window());
+        e.push(60, &minute(6, 1), Some(&minute(114, 0)));
+        let t = &e.triggers()[0];
+        assert_eq!(t.result, Outcome::Inconclusive, "{t:?}");
+        assert!(e.fired_trigger().is_none());
+    }
+
+    #[test]
+    fn warm_up_is_left_out_of_gates_and_latency_but_not_error_triggers() {
+        let r = rollout(
+            "    warmup: 2m\n    promotion: {minRequests: 1}\n    rollback:\n      - {metric: errorRate, above: 5%}\n",
+        );
+        let mut e = Evidence::new(&r, &window());
+        // The first two minutes: all errors.
+        e.push(60, &minute(500, 500), None);
+        e.push(120, &minute(500, 500), None);
+        assert_eq!(gate(&e, "minRequests").result, Outcome::Inconclusive, "warm-up minutes are not the stage's");
+        assert_eq!(e.fired_trigger(), Some("errorRate"), "errors in warm-up still roll back");
+    }
+
+    proptest! {
+        /// More canary errors never make a failed gate pass or a fired trigger quiet.
+        #[test]
+        fn more_canary_errors_never_make_a_rollback_less_likely(
+            minutes in prop::collection::vec((1u64..300, 0u64..60, 100u64..3000, 0u64..30), 1..30),
+            which in 0usize..30,
+        ) {
+            let r = rollout("    promotion: {maxErrorRateIncrease: 0.5%}\n    rollback:\n      - {metric: errorRate, above: 5%, for: 3m}\n");
+            let which = which % minutes.len();
+            let run = |extra: u64| {
+                let mut e = Evidence::new(&r, &window());
+                for (i, &(n, x, ns, xs)) in minutes.iter().enumerate() {
+                    let x = if i == which { x + extra } else { x };
+                    e.push(60 * (i as u64 + 1), &minute(n, x.min(n)), Some(&minute(ns, xs.min(ns))));
+                }
+                (e.fired_trigger().is_some(), gate(&e, "errorRateIncrease").result == Outcome::Fail)
+            };
+            let (trigger, gate_fails) = run(0);
+            let (trigger_more, gate_fails_more) = run(5);
+            prop_assert!(!trigger || trigger_more);
+            prop_assert!(!gate_fails || gate_fails_more);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Errors as data. Each says what went wrong, what to do about it, and which exit code
+//! it means; `cli` renders them in one place.
+
+use crate::manifest::source::Unreadable;
+
+/// canary's exit codes (see DESIGN.md, "Command line").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    Ok = 0,
+    /// A runtime problem: API, auth, I/O.
+    Runtime = 1,
+    /// Invalid input: a manifest, a flag.
+    Invalid = 2,
+    /// A rollout rolled back or failed in this pass.
+    RolledBack = 3,
+}
+
+impl Exit {
+    /// When several apply, the most telling wins: 3, then 2, then 1.
+    #[must_use]
+    pub fn and(self, other: Exit) -> Exit {
+        self.max(other)
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}", .0.path)]
+    Unreadable(Unreadable),
+    #[error("{path} is out of date with this build's manifest types")]
+    StaleSchema { path: String },
+    #[error("{0}")]
+    Runtime(String),
+    #[error("{0}")]
+    Usage(String),
+    /// A command named a rollout that no valid manifest under the folder names.
+    #[error("no valid manifest named `{name}` under {manifests}")]
+    UnknownRollout { name: String, manifests: String },
+    /// No way to reach Google's APIs: Application Default Credentials are missing.
+    #[error("{0}")]
+    Credentials(String),
+}
+
+impl Error {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Usage(_) | Error::UnknownRollout { .. } => Exit::Invalid,
+            Error::Unreadable(_) | Error::StaleSchema { .. } | Error::Runtime(_) | Error::Credentials(_) => {
+                Exit::Runtime
+            }
+        }
+    }
+
+    /// The underlying cause, in a person's words.
+    pub fn cause(&self) -> Option<String> {
+        match self {
+            Error::Unreadable(u) => Some(u.reason.clone()),
+            Error::StaleSchema { .. }
+            | Error::Runtime(_)
+            | Error::Usage(_)
+            | Error::UnknownRollout { .. }
+            | Error::Credentials(_) => None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Unreadable(u) if u.reason.contains("no such file") => Some(
+                "name the files or folders that hold your manifests, like `canary validate deploy/manifests/`"
+                    .to_owned(),
+            ),
+            Error::Credentials(_) => Some(
+                "set GOOGLE_APPLICATION_CREDENTIALS to a key or workload-identity file, or run `gcloud auth application-default login`; to use the emulator instead, set CLOUD_RUN_EMULATOR_HOST=host:port".to_owned(),
+            ),
+            Error::UnknownRollout { manifests, .. } => Some(format!(
+                "a rollout is named by its manifest's metadata.name; `canary validate {manifests}` shows the \
+                 manifests there and what is wrong with any that do not validate; `-f PATH` points at another folder"
+            )),
+            Error::Unreadable(_) | Error::Runtime(_) | Error::Usage(_) => None,
+            Error::StaleSchema { .. } => Some(
+                "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"
+                    .to_owned(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The outside world a pass talks to, behind small traits — Cloud Run, Cloud
+//! Monitoring, the clock, and an HTTP prober for smoke tests — so one pass runs
+//! unchanged against Google's APIs, the HTTP emulator, or an in-process fake.
+//! [`Gcp`] implements them all over HTTP.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::auth::Auth;
+use crate::time::parse_rfc3339;
+use crate::transport::{ApiFailure, Transport};
+
+/// The environment variable that points canary at its emulator (`host:port`).
+pub const EMULATOR_ENV: &str = "CLOUD_RUN_EMULATOR_HOST";
+
+#[allow(async_fn_in_trait)] // used through generics, never as trait objects
+pub trait CloudRun {
+    /// Every service in a project/region (all pages).
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure>;
+    async fn get_service(&self, name: &str) -> Result<Option<Value>, ApiFailure>;
+    /// Replaces the service with `service` (which carries the etag it was read with).
+    async fn patch_service(&self, service: &Value) -> Result<(), ApiFailure>;
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Monitoring {
+    /// `timeSeries.list` (all pages).
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure>;
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Clock {
+    async fn now(&self) -> Result<SystemTime, ApiFailure>;
+}
+
+/// One smoke-test request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub json: Option<Value>,
+    pub timeout: Duration,
+    /// Send a Google ID token for this audience.
+    pub id_token_audience: Option<String>,
+}
+
+/// What came back: a status and the start of the body, or why nothing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    Status(u16, String),
+    NoAnswer(String),
+}
+
+#[allow(async_fn_in_trait)]
+pub trait Prober {
+    async fn probe(&self, probe: &Probe) -> ProbeAnswer;
+}
+
+/// Google Cloud over HTTP (or the emulator when `CLOUD_RUN_EMULATOR_HOST` is set).
+#[derive(Debug, Clone)]
+pub struct Gcp {
+    run: Transport,
+    monitoring: Transport,
+    emulator: bool,
+    probes: reqwest::Client,
+}
+
+impl Gcp {
+    /// The real APIs with ADC, or the emulator when [`EMULATOR_ENV`] is set.
+    pub fn from_environment() -> Result<Gcp, String> {
+        match std::env::var(EMULATOR_ENV).ok().filter(|v| !v.trim().is_empty()) {
+            Some(host) => {
+                let base = if host.contains("://") { host } else { format!("http://{host}") };
+                Gcp::new(&base, &base, Auth::None, true)
+            }
+            None => Gcp::new("https://run.googleapis.com", "https://monitoring.googleapis.com", Auth::adc()?, false),
+        }
+    }
+
+    pub fn new(run: &str, monitoring: &str, auth: Auth, emulator: bool) -> Result<Gcp, String> {
+        let probes = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Gcp {
+            run: Transport::new(run, auth.clone())?,
+            monitoring: Transport::new(monitoring, auth)?,
+            emulator,
+            probes,
+        })
+    }
+
+    pub fn is_emulator(&self) -> bool {
+        self.emulator
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.run.base()
+    }
+}
+
+/// `timeSeries.list`'s largest page: "If page_size is empty or more than 100,000 results,
+/// the effective page_size is 100,000 results" (Cloud Monitoring API v3).
+const TIME_SERIES_PAGE: &str = "100000";
+
+/// Every page of a list call: `field` of each page, following `nextPageToken`.
+async fn paged(
+    transport: &Transport,
+    path: &str,
+    query: &[(String, String)],
+    field: &str,
+) -> Result<Vec<Value>, ApiFailure> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut q = query.to_vec();
+        if !token.is_empty() {
+            q.push(("pageToken".to_owned(), token.clone()));
+        }
+        let mut page = transport.get(path, &q).await?;
+        // Moved out of the page, not copied: a page of services is megabytes.
+        if let Some(Value::Array(items)) = page.get_mut(field).map(Value::take) {
+            out.extend(items);
+        }
+        match page.get("nextPageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            Some(next) if next != token => token = next.to_owned(),
+            _ => return Ok(out),
+        }
+    }
+}
+
+impl CloudRun for Gcp {
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
+        let path = format!("/v2/projects/{project}/locations/{region}/services");
+        paged(&self.run, &path, &[("pageSize".to_owned(), "500".to_owned())], "services").await
+    }
+
+    async fn get_service(&self, name: &str) -> Result<Option<Value>, ApiFailure> {
+        match self.run.get(&format!("/v2/{name}"), &[]).await {
+            Ok(service) => Ok(Some(service)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn patch_service(&self, service: &Value) -> Result<(), ApiFailure> {
+        let name = service.get("name").and_then(Value::as_str).unwrap_or_default();
+        self.run.send(Method::PATCH, &format!("/v2/{name}"), &[], service).await
+    }
+}
+
+impl Monitoring for Gcp {
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
+        // The largest page Cloud Monitoring serves (100,000 points), unless the caller
+        // asked for another: fewer round trips, and each page of a query costs the server
+        // the whole query again.
+        let mut query = query.to_vec();
+        if !query.iter().any(|(k, _)| k == "pageSize") {
+            query.push(("pageSize".to_owned(), TIME_SERIES_PAGE.to_owned()));
+        }
+        paged(&self.monitoring, &format!("/v3/projects/{project}/timeSeries"), &query, "timeSeries").await
+    }
+}
+
+impl Clock for Gcp {
+    /// The emulator's clock in emulator mode. Against Google, Cloud Run's own clock (the
+    /// `Date` of its latest answer), so a runner whose clock is off cannot shorten or
+    /// stretch a hold; the system clock only before Cloud Run has answered at all.
+    async fn now(&self) -> Result<SystemTime, ApiFailure> {
+        if !self.emulator {
+            return Ok(self.run.server_time().unwrap_or_else(SystemTime::now));
+        }
+        let clock = self.run.get("/emulator/v1/clock", &[]).await?;
+        clock.get("now").and_then(Value::as_str).and_then(parse_rfc3339).ok_or_else(|| ApiFailure {
+            method: "GET".into(),
+            path: "/emulator/v1/clock".into(),
+            status: Some(200),
+            code: "INTERNAL".into(),
+            message: "the emulator's clock answer has no `now`".into(),
+            retry_after: None,
+        })
+    }
+}
+
+impl Prober for Gcp {
+    async fn probe(&self, probe: &Probe) -> ProbeAnswer {
+        let Ok(method) = Method::from_bytes(probe.method.as_bytes()) else {
+            return ProbeAnswer::NoAnswer(format!("`{}` is not an HTTP method", probe.method));
+        };
+        let mut request = self.probes.request(method, &probe.url).timeout(probe.timeout);
+        for (k, v) in &probe.headers {
+            request = request.header(k, v);
+        }
+        if let Some(json) = &probe.json {
+            request = request.json(json);
+        }
+        if let Some(audience) = &probe.id_token_audience {
+            match self.run.auth().id_token(audience).await {
+                Ok(Some(token)) => request = request.header(reqwest::header::AUTHORIZATION, token),
+                Ok(None) => {}
+                Err(e) => return ProbeAnswer::NoAnswer(e),
+            }
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                ProbeAnswer::Status(status, body.chars().take(200).collect::<String>().trim().to_owned())
+            }
+            Err(e) if e.is_timeout() => {
+                ProbeAnswer::NoAnswer(format!("no answer within {}", humantime::format_duration(probe.timeout)))
+            }
+            Err(_) => ProbeAnswer::NoAnswer("could not connect".to_owned()),
+        }
+    }
+}

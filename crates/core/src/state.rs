@@ -1,0 +1,299 @@
+//! A rollout's state, kept on the Cloud Run service as annotations under `canary/`,
+//! written in the same PATCH that moves traffic. Nothing a pass needs for correctness
+//! lives anywhere else, so any runner, after any crash, picks up where the last left off.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{parse_rfc3339, rfc3339};
+
+pub const PREFIX: &str = "canary/";
+const OWNER: &str = "canary/owner";
+const PHASE: &str = "canary/phase";
+const REASON: &str = "canary/reason";
+const STAGE: &str = "canary/stage";
+const STAGE_STARTED: &str = "canary/stage-started";
+const PREVIOUS_STAGE_STARTED: &str = "canary/previous-stage-started";
+const STABLE: &str = "canary/stable";
+const CANARY: &str = "canary/canary";
+const IMAGE: &str = "canary/image";
+const REJECTED: &str = "canary/rejected";
+const HISTORY: &str = "canary/history";
+const PAUSED_BY: &str = "canary/paused-by";
+const PAUSED_AT: &str = "canary/paused-at";
+const REQUEST: &str = "canary/request";
+/// The last valid manifest applied, compact: it keeps protecting a rollout whose
+/// manifest has since become invalid.
+pub const APPLIED_SPEC: &str = "canary/spec";
+/// How many transitions the history keeps (the newest).
+pub const HISTORY_CAP: usize = 30;
+
+/// Where a rollout is. Each comes with a one-line reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Pending,
+    Deploying,
+    Verifying,
+    Progressing,
+    Waiting,
+    Paused,
+    Promoted,
+    RolledBack,
+    Failed,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Deploying => "Deploying",
+            Phase::Verifying => "Verifying",
+            Phase::Progressing => "Progressing",
+            Phase::Waiting => "Waiting",
+            Phase::Paused => "Paused",
+            Phase::Promoted => "Promoted",
+            Phase::RolledBack => "RolledBack",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 9] = [
+        Phase::Pending,
+        Phase::Deploying,
+        Phase::Verifying,
+        Phase::Progressing,
+        Phase::Waiting,
+        Phase::Paused,
+        Phase::Promoted,
+        Phase::RolledBack,
+        Phase::Failed,
+    ];
+
+    fn parse(text: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == text)
+    }
+
+    /// A rollout is under way: a canary exists that is not yet stable nor rejected.
+    pub fn in_progress(self) -> bool {
+        matches!(self, Phase::Deploying | Phase::Verifying | Phase::Progressing | Phase::Waiting | Phase::Paused)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One recorded transition, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: String,
+    pub phase: Phase,
+    pub stage: usize,
+    pub reason: String,
+}
+
+/// The state canary keeps on a service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolloutState {
+    pub owner: Option<String>,
+    pub phase: Option<Phase>,
+    pub reason: String,
+    /// 1-based; 0 before the first stage.
+    pub stage: usize,
+    pub stage_started: Option<SystemTime>,
+    pub previous_stage_started: Option<SystemTime>,
+    pub stable: Option<String>,
+    pub canary: Option<String>,
+    /// The image being rolled out (or last rolled out).
+    pub image: Option<String>,
+    /// Images rolled back or failed: not deployed again until they change or `retry`.
+    pub rejected: Vec<String>,
+    pub history: Vec<Transition>,
+    /// Who paused the rollout by hand (`canary pause`), if someone did.
+    pub paused_by: Option<String>,
+    /// When the current pause began: paused time does not count toward a hold.
+    pub paused_at: Option<SystemTime>,
+    /// A manual command for the next pass to act on.
+    pub request: Option<Request>,
+    /// The last valid manifest applied, as compact JSON.
+    pub applied: Option<String>,
+}
+
+/// What an operator asked for with `canary promote` / `canary abort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Finish the current stage now (its hold and gates; triggers still apply).
+    Promote,
+    /// Go straight to Promoted.
+    PromoteFull,
+    /// Roll back now and reject the image.
+    Abort,
+    /// Carry on after `canary pause`, a failed gate or a lack of data.
+    Resume,
+}
+
+impl Request {
+    pub fn name(self) -> &'static str {
+        match self {
+            Request::Promote => "promote",
+            Request::PromoteFull => "promote-full",
+            Request::Abort => "abort",
+            Request::Resume => "resume",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Request> {
+        [Request::Promote, Request::PromoteFull, Request::Abort, Request::Resume].into_iter().find(|r| r.name() == text)
+    }
+}
+
+impl RolloutState {
+    /// Reads the state from a service's annotations; anything unreadable counts as unset.
+    pub fn read(annotations: &BTreeMap<String, String>) -> RolloutState {
+        let get = |k: &str| annotations.get(k).filter(|v| !v.is_empty()).cloned();
+        let time = |k: &str| get(k).and_then(|v| parse_rfc3339(&v));
+        RolloutState {
+            owner: get(OWNER),
+            phase: get(PHASE).and_then(|p| Phase::parse(&p)),
+            reason: get(REASON).unwrap_or_default(),
+            stage: get(STAGE).and_then(|s| s.parse().ok()).unwrap_or(0),
+            stage_started: time(STAGE_STARTED),
+            previous_stage_started: time(PREVIOUS_STAGE_STARTED),
+            stable: get(STABLE),
+            canary: get(CANARY),
+            image: get(IMAGE),
+            rejected: get(REJECTED).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
+            history: get(HISTORY).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
+            paused_by: get(PAUSED_BY),
+            paused_at: time(PAUSED_AT),
+            request: get(REQUEST).and_then(|r| Request::parse(&r)),
+            applied: get(APPLIED_SPEC),
+        }
+    }
+
+    /// The annotations that represent this state: every `canary/` key, empty ones left out.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                out.insert(k.to_owned(), v);
+            }
+        };
+        put(OWNER, self.owner.clone());
+        put(PHASE, self.phase.map(|p| p.name().to_owned()));
+        put(REASON, Some(self.reason.clone()));
+        put(STAGE, Some(self.stage.to_string()));
+        put(STAGE_STARTED, self.stage_started.map(rfc3339));
+        put(PREVIOUS_STAGE_STARTED, self.previous_stage_started.map(rfc3339));
+        put(STABLE, self.stable.clone());
+        put(CANARY, self.canary.clone());
+        put(IMAGE, self.image.clone());
+        if !self.rejected.is_empty() {
+            put(REJECTED, serde_json::to_string(&self.rejected).ok());
+        }
+        if !self.history.is_empty() {
+            put(HISTORY, serde_json::to_string(&self.history).ok());
+        }
+        put(PAUSED_BY, self.paused_by.clone());
+        put(PAUSED_AT, self.paused_at.map(rfc3339));
+        put(REQUEST, self.request.map(|r| r.name().to_owned()));
+        put(APPLIED_SPEC, self.applied.clone());
+        out
+    }
+
+    /// Moves to `phase` with `reason`, recording the transition when the phase or the
+    /// stage changes (a report draws each stage's start from the history).
+    pub fn enter(&mut self, phase: Phase, reason: impl Into<String>, now: SystemTime) {
+        let reason = reason.into();
+        let new_stage = self.history.last().is_some_and(|t| t.stage != self.stage);
+        if self.phase != Some(phase) || new_stage {
+            self.history.push(Transition { at: rfc3339(now), phase, stage: self.stage, reason: reason.clone() });
+            let excess = self.history.len().saturating_sub(HISTORY_CAP);
+            self.history.drain(..excess);
+        }
+        self.phase = Some(phase);
+        self.reason = reason;
+    }
+
+    pub fn reject(&mut self, image: &str) {
+        if !self.rejected.iter().any(|i| i == image) {
+            self.rejected.push(image.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_annotations() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut state = RolloutState {
+            owner: Some("ion-api".into()),
+            stage: 2,
+            stage_started: Some(now),
+            ..RolloutState::default()
+        };
+        state.stable = Some("ion-api-00001-abc".into());
+        state.canary = Some("ion-api-1a2b3c4".into());
+        state.image = Some("gcr.io/p/ion:v2".into());
+        state.enter(Phase::Progressing, "holding 25% (stage 2 of 4)", now);
+        state.reject("gcr.io/p/ion:v1");
+        state.paused_by = Some("cli".into());
+        state.paused_at = Some(now);
+        state.request = Some(Request::Promote);
+        let back = RolloutState::read(&state.annotations());
+        assert_eq!(back, state);
+        assert!(state.annotations().keys().all(|k| k.starts_with(PREFIX)));
+    }
+
+    #[test]
+    fn garbage_annotations_read_as_unset() {
+        let annotations: BTreeMap<String, String> = [
+            (PHASE, "Exploding"),
+            (STAGE, "two"),
+            (STAGE_STARTED, "yesterday"),
+            (REJECTED, "[oops"),
+            ("other/key", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let state = RolloutState::read(&annotations);
+        assert_eq!(state, RolloutState::default());
+    }
+
+    #[test]
+    fn history_is_capped_and_records_only_changes() {
+        let now = SystemTime::UNIX_EPOCH;
+        let mut state = RolloutState::default();
+        state.enter(Phase::Waiting, "a", now);
+        state.enter(Phase::Waiting, "b", now);
+        assert_eq!(state.history.len(), 1);
+        for i in 0..100 {
+            state.enter(if i % 2 == 0 { Phase::Progressing } else { Phase::Waiting }, "x", now);
+        }
+        assert_eq!(state.history.len(), HISTORY_CAP);
+    }
+
+    #[test]
+    fn a_new_stage_in_the_same_phase_is_a_transition() {
+        let now = SystemTime::UNIX_EPOCH;
+        let mut state = RolloutState { stage: 1, ..RolloutState::default() };
+        state.enter(Phase::Progressing, "holding 5% (stage 1 of 4)", now);
+        state.stage = 2;
+        state.enter(Phase::Progressing, "holding 25% (stage 2 of 4)", now);
+        state.enter(Phase::Progressing, "holding 25% (stage 2 of 4)", now);
+        let stages: Vec<usize> = state.history.iter().map(|t| t.stage).collect();
+        assert_eq!(stages, [1, 2]);
+    }
+}

@@ -1,0 +1,720 @@
+//! Cloud Monitoring API v3 `projects.timeSeries.list` over the simulated traffic:
+//! `run.googleapis.com/request_count` and `run.googleapis.com/request_latencies` on
+//! `cloud_run_revision`, with filters, alignment, cross-series reduction, paging, 60 s
+//! resolution and the publishing delay.
+
+use super::clock::epoch_secs;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use super::api_error::ApiError;
+use super::clock::{parse_rfc3339, rfc3339};
+use super::proto::{camel, object};
+use super::traffic::{at, minutes};
+use super::world::{RevisionLabels, World};
+use crate::histogram::Histogram;
+
+const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
+const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
+const RESOURCE_TYPE: &str = "cloud_run_revision";
+const RESOURCE_LABELS: [&str; 5] = ["project_id", "service_name", "revision_name", "location", "configuration_name"];
+const DEFAULT_PAGE: usize = 1000;
+/// How far back data is kept (Cloud Monitoring's retention for these metrics).
+const MAX_SPAN: Duration = Duration::from_secs(42 * 86_400);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metric {
+    RequestCount,
+    RequestLatencies,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+}
+
+#[derive(Debug, Clone)]
+struct Condition {
+    field: String,
+    op: Op,
+    value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Aligner {
+    None,
+    Delta,
+    Rate,
+    Sum,
+    Mean,
+    Count,
+    Min,
+    Max,
+    Percentile(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reducer {
+    None,
+    Sum,
+    Mean,
+    Min,
+    Max,
+    Count,
+    Percentile(f64),
+}
+
+/// A parsed `timeSeries.list` request.
+#[derive(Debug, Clone)]
+pub struct Query {
+    metric: Metric,
+    conditions: Vec<Condition>,
+    start: SystemTime,
+    end: SystemTime,
+    period: Option<u64>,
+    aligner: Aligner,
+    reducer: Reducer,
+    group_by: Vec<String>,
+    headers_only: bool,
+    page_size: usize,
+    offset: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Val {
+    Int(i64),
+    Double(f64),
+    Dist(Histogram),
+}
+
+impl Val {
+    fn wire(&self) -> Value {
+        match self {
+            Val::Int(i) => object([("int64Value", i.to_string().into())]),
+            Val::Double(d) => object([("doubleValue", (*d).into())]),
+            Val::Dist(d) => object([("distributionValue", d.to_wire())]),
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match self {
+            Val::Int(i) => Some(*i as f64),
+            Val::Double(d) => Some(*d),
+            Val::Dist(_) => None,
+        }
+    }
+}
+
+/// A series: its labels and its points (end time in epoch seconds → value).
+#[derive(Debug, Clone)]
+struct Series {
+    metric_labels: BTreeMap<String, String>,
+    resource_labels: BTreeMap<String, String>,
+    points: BTreeMap<u64, (u64, Val)>,
+    kind: &'static str,
+    value_type: &'static str,
+}
+
+impl Query {
+    /// Parses the query parameters (camelCase or snake_case; enums as names or numbers).
+    pub fn parse(params: &[(String, String)]) -> Result<Query, ApiError> {
+        let get = |key: &str| params.iter().find(|(k, _)| camel(k) == key).map(|(_, v)| v.as_str());
+        let filter = get("filter").ok_or_else(|| ApiError::invalid("filter", "A filter is required."))?;
+        let conditions = parse_filter(filter)?;
+        let metric = match conditions.iter().find(|c| c.field == "metric.type") {
+            Some(c) if c.op == Op::Eq && c.value == REQUEST_COUNT => Metric::RequestCount,
+            Some(c) if c.op == Op::Eq && c.value == REQUEST_LATENCIES => Metric::RequestLatencies,
+            Some(c) => {
+                return Err(ApiError::invalid(
+                    "filter",
+                    format!(
+                        "This emulator serves {REQUEST_COUNT} and {REQUEST_LATENCIES}; the filter asks for metric.type {} \"{}\".",
+                        op_text(&c.op),
+                        c.value
+                    ),
+                ));
+            }
+            None => return Err(ApiError::invalid("filter", "The filter must name exactly one metric.type.")),
+        };
+        if conditions.iter().filter(|c| c.field == "metric.type").count() > 1 {
+            return Err(ApiError::invalid("filter", "The filter must name exactly one metric.type."));
+        }
+        let time = |key: &str| -> Result<Option<SystemTime>, ApiError> {
+            get(key)
+                .map(|v| {
+                    parse_rfc3339(v)
+                        .ok_or_else(|| ApiError::invalid(key, format!("'{v}' is not an RFC 3339 timestamp.")))
+                })
+                .transpose()
+        };
+        let end = time("interval.endTime")?
+            .ok_or_else(|| ApiError::invalid("interval.endTime", "An end time is required."))?;
+        let start = time("interval.startTime")?.unwrap_or(end);
+        if start > end {
+            return Err(ApiError::invalid("interval.startTime", "The start time must not be later than the end time."));
+        }
+        // Older data has expired, as it would in Cloud Monitoring.
+        let start = start.max(end.checked_sub(MAX_SPAN).unwrap_or(start));
+        let period = match get("aggregation.alignmentPeriod") {
+            None => None,
+            Some(text) => {
+                let secs = text.strip_suffix('s').and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite());
+                match secs {
+                    Some(s) if s >= 60.0 && s.fract() == 0.0 && (s as u64).is_multiple_of(60) => Some(s as u64),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "aggregation.alignmentPeriod",
+                            format!(
+                                "'{text}' must be a whole number of minutes of at least 60s, like \"60s\" or \"300s\"."
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let aligner = parse_aligner(get("aggregation.perSeriesAligner").unwrap_or("ALIGN_NONE"))?;
+        let reducer = parse_reducer(get("aggregation.crossSeriesReducer").unwrap_or("REDUCE_NONE"))?;
+        if aligner != Aligner::None && period.is_none() {
+            return Err(ApiError::invalid(
+                "aggregation.alignmentPeriod",
+                "An alignment period is required with an aligner.",
+            ));
+        }
+        if reducer != Reducer::None && aligner == Aligner::None {
+            return Err(ApiError::invalid(
+                "aggregation.perSeriesAligner",
+                "A cross-series reducer needs a per-series aligner.",
+            ));
+        }
+        let group_by: Vec<String> = params
+            .iter()
+            .filter(|(k, _)| camel(k) == "aggregation.groupByFields")
+            .map(|(_, v)| normalize_field(v))
+            .collect();
+        for field in &group_by {
+            if !known_field(field) {
+                return Err(ApiError::invalid(
+                    "aggregation.groupByFields",
+                    format!("'{field}' is not a label of this metric."),
+                ));
+            }
+        }
+        let headers_only = match get("view") {
+            None | Some("FULL" | "0") => false,
+            Some("HEADERS" | "1") => true,
+            Some(other) => return Err(ApiError::invalid("view", format!("Invalid value '{other}'."))),
+        };
+        let page_size = match get("pageSize") {
+            None | Some("0") => DEFAULT_PAGE,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| ApiError::invalid("pageSize", format!("Invalid integer value \"{v}\".")))?,
+        };
+        let offset = match get("pageToken").filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(t) => t
+                .strip_prefix("p")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| ApiError::invalid("pageToken", "Invalid page token."))?,
+        };
+        Ok(Query {
+            metric,
+            conditions,
+            start,
+            end,
+            period,
+            aligner,
+            reducer,
+            group_by,
+            headers_only,
+            page_size,
+            offset,
+        })
+    }
+}
+
+/// Answers a query against the world at `now`.
+pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) -> Result<Value, ApiError> {
+    if let Some(c) = query.conditions.iter().find(|c| c.field == "resource.type")
+        && (c.op == Op::Eq) != (c.value == RESOURCE_TYPE)
+    {
+        return Ok(json!({"timeSeries": [], "executionErrors": []}));
+    }
+    let visible_until = now.checked_sub(world.publish_delay()).unwrap_or(SystemTime::UNIX_EPOCH);
+    let until = query.end.min(visible_until);
+    let mut raw: Vec<Series> = Vec::new();
+    let service = query
+        .conditions
+        .iter()
+        .find(|c| c.field == "resource.labels.service_name" && c.op == Op::Eq)
+        .map(|c| c.value.clone());
+    for revision in world.revisions_in(project, service.as_deref(), now) {
+        let resource_labels = resource_labels(&revision);
+        if !query
+            .conditions
+            .iter()
+            .filter(|c| c.field.starts_with("resource.labels."))
+            .all(|c| matches(c, &resource_labels, "resource.labels."))
+        {
+            continue;
+        }
+        let minute_list: Vec<u64> = minutes(query.start, until).filter(|m| !world.in_gap(&revision.full, *m)).collect();
+        match query.metric {
+            Metric::RequestCount => {
+                let mut by_class: BTreeMap<&str, Series> = BTreeMap::new();
+                for &m in &minute_list {
+                    let counts = world.minute_counts(&revision.full, m);
+                    for (class, code, n) in [
+                        ("2xx", "200", counts.ok),
+                        ("4xx", "404", counts.client_errors),
+                        ("5xx", "500", counts.server_errors),
+                    ] {
+                        if n == 0 {
+                            continue;
+                        }
+                        let series = by_class.entry(class).or_insert_with(|| Series {
+                            metric_labels: BTreeMap::from([
+                                ("response_code".to_owned(), code.to_owned()),
+                                ("response_code_class".to_owned(), class.to_owned()),
+                            ]),
+                            resource_labels: resource_labels.clone(),
+                            points: BTreeMap::new(),
+                            kind: "DELTA",
+                            value_type: "INT64",
+                        });
+                        series.points.insert(m + 60, (m, Val::Int(i64::try_from(n).unwrap_or(i64::MAX))));
+                    }
+                }
+                raw.extend(by_class.into_values());
+            }
+            Metric::RequestLatencies => {
+                let mut series = Series {
+                    metric_labels: BTreeMap::new(),
+                    resource_labels: resource_labels.clone(),
+                    points: BTreeMap::new(),
+                    kind: "DELTA",
+                    value_type: "DISTRIBUTION",
+                };
+                for &m in &minute_list {
+                    if let Some(d) = world.minute_latency(&revision.full, m) {
+                        series.points.insert(m + 60, (m, Val::Dist(d)));
+                    }
+                }
+                if !series.points.is_empty() {
+                    raw.push(series);
+                }
+            }
+        }
+    }
+    raw.retain(|s| {
+        query
+            .conditions
+            .iter()
+            .filter(|c| c.field.starts_with("metric.labels."))
+            .all(|c| matches(c, &s.metric_labels, "metric.labels."))
+    });
+    let aligned = match query.period {
+        Some(period) if query.aligner != Aligner::None => {
+            raw.into_iter().map(|s| align(s, query, period)).collect::<Result<Vec<_>, _>>()?
+        }
+        _ => raw,
+    };
+    let mut output = reduce(aligned, query)?;
+    output.retain(|s| !s.points.is_empty());
+    let total = output.len();
+    let page: Vec<Value> =
+        output.iter().skip(query.offset).take(query.page_size.max(1)).map(|s| series_json(s, query)).collect();
+    let mut out = object([("timeSeries", Value::Array(page)), ("executionErrors", Value::Array(Vec::new()))]);
+    if query.offset + query.page_size.max(1) < total {
+        out["nextPageToken"] = format!("p{}", query.offset + query.page_size.max(1)).into();
+    }
+    Ok(out)
+}
+
+fn resource_labels(r: &RevisionLabels) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("project_id".to_owned(), r.project.clone()),
+        ("service_name".to_owned(), r.service.clone()),
+        ("revision_name".to_owned(), r.revision.clone()),
+        ("location".to_owned(), r.location.clone()),
+        ("configuration_name".to_owned(), r.service.clone()),
+    ])
+}
+
+fn matches(c: &Condition, labels: &BTreeMap<String, String>, prefix: &str) -> bool {
+    let value = labels.get(c.field.trim_start_matches(prefix)).map_or("", String::as_str);
+    (value == c.value) == (c.op == Op::Eq)
+}
+
+/// Aligns one series to `period`-second buckets that end at the query's end time.
+fn align(series: Series, query: &Query, period: u64) -> Result<Series, ApiError> {
+    let end = epoch_secs(query.end);
+    let mut buckets: BTreeMap<u64, Vec<Val>> = BTreeMap::new();
+    for (point_end, (_, value)) in series.points {
+        // The period (end − k·P, end − (k−1)·P] that holds this point's end.
+        let k = end.saturating_sub(point_end) / period;
+        buckets.entry(end - k * period).or_default().push(value);
+    }
+    let (kind, value_type) = match (query.aligner, series.value_type) {
+        (Aligner::Delta | Aligner::Sum, t) => ("DELTA", t),
+        (Aligner::Count, _) => ("GAUGE", "INT64"),
+        (Aligner::Min | Aligner::Max, "INT64") => ("GAUGE", "INT64"),
+        (Aligner::Percentile(_), "DISTRIBUTION") | (Aligner::Rate | Aligner::Mean, "INT64") => ("GAUGE", "DOUBLE"),
+        (aligner, t) => {
+            return Err(ApiError::invalid(
+                "aggregation.perSeriesAligner",
+                format!("{aligner:?} is not valid for {t} values."),
+            ));
+        }
+    };
+    let mut points = BTreeMap::new();
+    for (period_end, values) in buckets {
+        let value = match query.aligner {
+            Aligner::Delta | Aligner::Sum => sum(&values),
+            Aligner::Rate => Val::Double(numbers(&values).iter().sum::<f64>() / period as f64),
+            Aligner::Mean => Val::Double(mean(&numbers(&values))),
+            Aligner::Count => Val::Int(values.len() as i64),
+            Aligner::Min => Val::Int(numbers(&values).into_iter().fold(f64::INFINITY, f64::min) as i64),
+            Aligner::Max => Val::Int(numbers(&values).into_iter().fold(f64::NEG_INFINITY, f64::max) as i64),
+            Aligner::Percentile(q) => match sum(&values) {
+                Val::Dist(d) => match d.quantile(q) {
+                    Some(p) => Val::Double(p),
+                    None => continue,
+                },
+                _ => continue,
+            },
+            Aligner::None => continue,
+        };
+        points.insert(period_end, (period_end.saturating_sub(period), value));
+    }
+    Ok(Series { points, kind, value_type, ..series })
+}
+
+/// Reduces aligned series across `groupByFields`.
+fn reduce(series: Vec<Series>, query: &Query) -> Result<Vec<Series>, ApiError> {
+    if query.reducer == Reducer::None {
+        return Ok(series);
+    }
+    let mut groups: BTreeMap<Vec<String>, Vec<Series>> = BTreeMap::new();
+    for s in series {
+        let key = query.group_by.iter().map(|f| label_of(&s, f)).collect();
+        groups.entry(key).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (key, members) in groups {
+        let value_type = members.first().map_or("INT64", |s| s.value_type);
+        let (kind, out_type) = match (query.reducer, value_type) {
+            (Reducer::Sum, t) => (members.first().map_or("GAUGE", |s| s.kind), t),
+            (Reducer::Count, _) => ("GAUGE", "INT64"),
+            (Reducer::Min | Reducer::Max, t) if t != "DISTRIBUTION" => ("GAUGE", t),
+            (Reducer::Mean | Reducer::Percentile(_), _) => ("GAUGE", "DOUBLE"),
+            (reducer, t) => {
+                return Err(ApiError::invalid(
+                    "aggregation.crossSeriesReducer",
+                    format!("{reducer:?} is not valid for {t} values."),
+                ));
+            }
+        };
+        let mut by_end: BTreeMap<u64, (u64, Vec<Val>)> = BTreeMap::new();
+        for s in &members {
+            for (end, (start, v)) in &s.points {
+                by_end.entry(*end).or_insert_with(|| (*start, Vec::new())).1.push(v.clone());
+            }
+        }
+        let mut points = BTreeMap::new();
+        for (end, (start, values)) in by_end {
+            let value = match query.reducer {
+                Reducer::Sum => sum(&values),
+                Reducer::Count => Val::Int(values.len() as i64),
+                Reducer::Mean => Val::Double(mean(&numbers(&values))),
+                Reducer::Min => Val::Double(numbers(&values).into_iter().fold(f64::INFINITY, f64::min)),
+                Reducer::Max => Val::Double(numbers(&values).into_iter().fold(f64::NEG_INFINITY, f64::max)),
+                Reducer::Percentile(q) => match sum(&values) {
+                    Val::Dist(d) => match d.quantile(q) {
+                        Some(p) => Val::Double(p),
+                        None => continue,
+                    },
+                    _ => Val::Double(percentile_of(&numbers(&values), q)),
+                },
+                Reducer::None => continue,
+            };
+            let value = match (value, out_type) {
+                (Val::Double(d), "INT64") => Val::Int(d as i64),
+                (v, _) => v,
+            };
+            points.insert(end, (start, value));
+        }
+        let mut metric_labels = BTreeMap::new();
+        let mut resource_labels = BTreeMap::new();
+        for (field, value) in query.group_by.iter().zip(key) {
+            if let Some(name) = field.strip_prefix("metric.labels.") {
+                metric_labels.insert(name.to_owned(), value);
+            } else if let Some(name) = field.strip_prefix("resource.labels.") {
+                resource_labels.insert(name.to_owned(), value);
+            }
+        }
+        out.push(Series { metric_labels, resource_labels, points, kind, value_type: out_type });
+    }
+    Ok(out)
+}
+
+fn label_of(s: &Series, field: &str) -> String {
+    let found = match field.split_once(".labels.") {
+        Some(("metric", name)) => s.metric_labels.get(name),
+        Some(("resource", name)) => s.resource_labels.get(name),
+        _ => None,
+    };
+    found.cloned().unwrap_or_default()
+}
+
+fn sum(values: &[Val]) -> Val {
+    match values.first() {
+        Some(Val::Dist(first)) => {
+            let mut total = first.clone();
+            for v in &values[1..] {
+                if let Val::Dist(d) = v {
+                    total.add(d);
+                }
+            }
+            Val::Dist(total)
+        }
+        Some(Val::Int(_)) => Val::Int(values.iter().map(|v| if let Val::Int(i) = v { *i } else { 0 }).sum()),
+        _ => Val::Double(numbers(values).iter().sum()),
+    }
+}
+
+fn numbers(values: &[Val]) -> Vec<f64> {
+    values.iter().filter_map(Val::number).collect()
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() { 0.0 } else { values.iter().sum::<f64>() / values.len() as f64 }
+}
+
+/// The `q` quantile of plain numbers, linearly interpolated between order statistics.
+fn percentile_of(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+fn series_json(s: &Series, query: &Query) -> Value {
+    let metric_type = match query.metric {
+        Metric::RequestCount => REQUEST_COUNT,
+        Metric::RequestLatencies => REQUEST_LATENCIES,
+    };
+    let labels = |m: &BTreeMap<String, String>| {
+        Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+    };
+    let unit = if query.metric == Metric::RequestLatencies && s.value_type == "DISTRIBUTION" { "ms" } else { "1" };
+    let mut out = object([
+        ("metric", object([("type", metric_type.into()), ("labels", labels(&s.metric_labels))])),
+        ("resource", object([("type", RESOURCE_TYPE.into()), ("labels", labels(&s.resource_labels))])),
+        ("metricKind", s.kind.into()),
+        ("valueType", s.value_type.into()),
+        ("unit", unit.into()),
+    ]);
+    if !query.headers_only {
+        // Newest first, as Cloud Monitoring returns them.
+        let points: Vec<Value> = s
+            .points
+            .iter()
+            .rev()
+            .map(|(end, (start, v))| {
+                let interval =
+                    object([("startTime", rfc3339(at(*start)).into()), ("endTime", rfc3339(at(*end)).into())]);
+                object([("interval", interval), ("value", v.wire())])
+            })
+            .collect();
+        out["points"] = Value::Array(points);
+    }
+    out
+}
+
+fn op_text(op: &Op) -> &'static str {
+    match op {
+        Op::Eq => "=",
+        Op::Ne => "!=",
+    }
+}
+
+/// `resource.label.x` and `resource.labels.x` name the same label.
+fn normalize_field(field: &str) -> String {
+    let field = field.trim();
+    for prefix in ["resource", "metric"] {
+        if let Some(name) = field.strip_prefix(&format!("{prefix}.label.")) {
+            return format!("{prefix}.labels.{name}");
+        }
+    }
+    field.to_owned()
+}
+
+fn known_field(field: &str) -> bool {
+    match field.split_once(".labels.") {
+        Some(("resource", name)) => RESOURCE_LABELS.contains(&name),
+        Some(("metric", name)) => matches!(name, "response_code" | "response_code_class"),
+        _ => matches!(field, "metric.type" | "resource.type"),
+    }
+}
+
+/// Parses `a = "x" AND b != "y"`: comparisons of a field with a (quoted) value.
+fn parse_filter(filter: &str) -> Result<Vec<Condition>, ApiError> {
+    let bad = |why: String| ApiError::invalid("filter", format!("Could not parse filter \"{filter}\": {why}"));
+    let tokens = tokenize(filter).map_err(&bad)?;
+    let mut conditions = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if i > 0 {
+            if tokens[i] != "AND" {
+                return Err(bad(format!("expected AND, found '{}' (only AND is supported)", tokens[i])));
+            }
+            i += 1;
+        }
+        let (Some(field), Some(op), Some(value)) = (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) else {
+            return Err(bad("expected FIELD = \"VALUE\"".to_owned()));
+        };
+        let op = match op.as_str() {
+            "=" => Op::Eq,
+            "!=" => Op::Ne,
+            other => return Err(bad(format!("unsupported operator '{other}' (use = or !=)"))),
+        };
+        let field = normalize_field(field);
+        if !known_field(&field) {
+            return Err(bad(format!("unknown field '{field}'")));
+        }
+        conditions.push(Condition { field, op, value: value.trim_matches('"').to_owned() });
+        i += 3;
+    }
+    if conditions.is_empty() {
+        return Err(bad("it is empty".to_owned()));
+    }
+    Ok(conditions)
+}
+
+fn tokenize(text: &str) -> Result<Vec<String>, String> {
+    let mut tokens = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '"' {
+            let mut value = String::from('"');
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => return Err("unterminated string".to_owned()),
+                    Some('\\') => {
+                        if let Some(next) = chars.get(i + 1) {
+                            value.push(*next);
+                        }
+                        i += 2;
+                    }
+                    Some('"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(other) => {
+                        value.push(*other);
+                        i += 1;
+                    }
+                }
+            }
+            value.push('"');
+            tokens.push(value);
+        } else if c == '=' {
+            tokens.push("=".to_owned());
+            i += 1;
+        } else if c == '!' && chars.get(i + 1) == Some(&'=') {
+            tokens.push("!=".to_owned());
+            i += 2;
+        } else {
+            let start = i;
+            while i < chars.len() && !chars[i].is_whitespace() && !matches!(chars[i], '=' | '!' | '"') {
+                i += 1;
+            }
+            if start == i {
+                return Err(format!("unexpected '{c}'"));
+            }
+            tokens.push(chars[start..i].iter().collect());
+        }
+    }
+    Ok(tokens)
+}
+
+fn parse_aligner(text: &str) -> Result<Aligner, ApiError> {
+    Ok(match text {
+        "ALIGN_NONE" | "0" => Aligner::None,
+        "ALIGN_DELTA" | "1" => Aligner::Delta,
+        "ALIGN_RATE" | "2" => Aligner::Rate,
+        "ALIGN_MIN" | "10" => Aligner::Min,
+        "ALIGN_MAX" | "11" => Aligner::Max,
+        "ALIGN_MEAN" | "12" => Aligner::Mean,
+        "ALIGN_COUNT" | "13" => Aligner::Count,
+        "ALIGN_SUM" | "14" => Aligner::Sum,
+        "ALIGN_PERCENTILE_99" | "18" => Aligner::Percentile(0.99),
+        "ALIGN_PERCENTILE_95" | "19" => Aligner::Percentile(0.95),
+        "ALIGN_PERCENTILE_50" | "20" => Aligner::Percentile(0.50),
+        "ALIGN_PERCENTILE_05" | "21" => Aligner::Percentile(0.05),
+        other => {
+            return Err(ApiError::invalid("aggregation.perSeriesAligner", format!("Unsupported aligner '{other}'.")));
+        }
+    })
+}
+
+fn parse_reducer(text: &str) -> Result<Reducer, ApiError> {
+    Ok(match text {
+        "REDUCE_NONE" | "0" => Reducer::None,
+        "REDUCE_MEAN" | "1" => Reducer::Mean,
+        "REDUCE_MIN" | "2" => Reducer::Min,
+        "REDUCE_MAX" | "3" => Reducer::Max,
+        "REDUCE_SUM" | "4" => Reducer::Sum,
+        "REDUCE_COUNT" | "6" => Reducer::Count,
+        "REDUCE_PERCENTILE_99" | "9" => Reducer::Percentile(0.99),
+        "REDUCE_PERCENTILE_95" | "10" => Reducer::Percentile(0.95),
+        "REDUCE_PERCENTILE_50" | "11" => Reducer::Percentile(0.50),
+        "REDUCE_PERCENTILE_05" | "12" => Reducer::Percentile(0.05),
+        other => {
+            return Err(ApiError::invalid("aggregation.crossSeriesReducer", format!("Unsupported reducer '{other}'.")));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_into_conditions() {
+        let c = parse_filter(r#"metric.type="run.googleapis.com/request_count" AND resource.label.service_name = "a b" AND metric.labels.response_code_class!="2xx""#).unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[1].field, "resource.labels.service_name");
+        assert_eq!(c[1].value, "a b");
+        assert_eq!(c[2].op, Op::Ne);
+        for bad in [
+            "",
+            "metric.type",
+            "metric.type = \"x\" OR resource.type = \"y\"",
+            "metric.type > \"x\"",
+            "nope.field = \"x\"",
+            "metric.type = \"x",
+        ] {
+            assert!(parse_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numeric_percentiles_interpolate() {
+        assert_eq!(percentile_of(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
+        assert!((percentile_of(&[10.0, 20.0], 0.95) - 19.5).abs() < 1e-9);
+    }
+}
