@@ -12,6 +12,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// The emulator here runs with the allocator `canary emulator` has (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REQUESTS: usize = 20_000;
 const CONCURRENCY: usize = 16;
 const RUNS: usize = 5;

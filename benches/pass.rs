@@ -19,6 +19,10 @@ use canary_emulator::traffic::Load;
 use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
+/// The emulator here runs with the allocator `canary emulator` has (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // `CANARY_BENCH_SIZES=10000 cargo bench --bench pass` runs only the sizes named.
     let sizes: Vec<usize> = match std::env::var("CANARY_BENCH_SIZES") {

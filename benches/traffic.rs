@@ -12,6 +12,10 @@ use canary_emulator::traffic::Load;
 use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
+/// The emulator here runs with the allocator `canary emulator` has (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERVICES: usize = 1_000;
 
 fn main() {

@@ -14,6 +14,10 @@ use canary_emulator::clock::Clock;
 use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
+/// The emulator here runs with the allocator `canary emulator` has (see src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     save_to_write(&runtime);
