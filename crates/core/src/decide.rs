@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
 use crate::cloudrun::service::{CANARY_TAG, Change, Readiness, STABLE_TAG, ServiceView, Target, canary_template};
 use crate::manifest::types::{CanaryRollout, GateFailurePolicy};
-use crate::state::{Phase, Request, RolloutState};
+use crate::state::{Pause, Phase, Request, RolloutState};
 
 /// How long a new revision may take to become Ready.
 pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
@@ -25,15 +25,10 @@ pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_secs(10);
 /// How soon to look again when nothing is going on.
 const IDLE: Duration = Duration::from_secs(300);
-pub const SPEC_PAUSE: &str = "paused by spec.paused";
+const SPEC_PAUSE: &str = "paused by spec.paused";
 /// The reason a rollout whose manifest became invalid is held with (see `reconcile`).
 pub const FROZEN: &str =
     "frozen: the manifest is invalid; traffic stays as it is and the last valid rollback triggers still apply";
-
-/// A pause canary made itself and lifts itself: `spec.paused`, or a frozen invalid edit.
-fn machine_pause(reason: &str) -> bool {
-    reason == SPEC_PAUSE || reason == FROZEN
-}
 const CLI_PAUSE: &str = "paused with `canary pause`";
 
 /// What Cloud Run says about the service.
@@ -82,6 +77,9 @@ pub struct Plan {
     /// When to look again.
     pub requeue: Duration,
     pub result: PassResult,
+    /// What holds the rollout where it is, if a pause does: the paused state's cause, or
+    /// `spec.paused` keeping a new image from being deployed at all.
+    pub held: Option<Pause>,
     /// The state after the plan is applied.
     pub state: RolloutState,
 }
@@ -143,6 +141,7 @@ impl Plan {
             change: None,
             requeue: IDLE,
             result: PassResult::Blocked,
+            held: None,
             state,
         }
     }
@@ -237,7 +236,9 @@ impl<'a> Decision<'a> {
         }
         if self.rollout.spec.paused {
             let reason = format!("{SPEC_PAUSE}: {} is not deployed yet", self.image());
-            return self.wait(reason, IDLE);
+            let mut plan = self.wait(reason, IDLE);
+            plan.held = Some(Pause::Spec);
+            return plan;
         }
         self.deploy()
     }
@@ -328,18 +329,19 @@ impl<'a> Decision<'a> {
         let paused = self.state.phase == Some(Phase::Paused);
         // Paused by a failed gate or for lack of data: a person decides (resume, promote,
         // abort), and `spec.paused` coming or going does not change that.
-        let held_for_a_person = paused && !machine_pause(&self.state.reason) && self.state.reason != CLI_PAUSE;
+        let held_for_a_person =
+            paused && !matches!(self.state.pause, Some(Pause::Spec | Pause::Frozen | Pause::Command));
         if held_for_a_person && self.state.request.is_none() {
             let reason = self.state.reason.clone();
             return self.wait(reason, interval);
         }
         if self.rollout.spec.paused && !held_for_a_person {
             // `spec.paused` holds the stage; manual requests wait until it is lifted.
-            if paused && machine_pause(&self.state.reason) {
+            if paused && self.state.pause.is_some_and(Pause::lifts_itself) {
                 let reason = self.state.reason.clone();
                 return self.wait(reason, interval);
             }
-            self.pause(SPEC_PAUSE);
+            self.pause(Pause::Spec, SPEC_PAUSE);
             return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         if self.state.request == Some(Request::Resume) {
@@ -354,7 +356,7 @@ impl<'a> Decision<'a> {
             if paused {
                 return self.wait(CLI_PAUSE, interval);
             }
-            self.pause(CLI_PAUSE);
+            self.pause(Pause::Command, CLI_PAUSE);
             return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         match self.state.request.take() {
@@ -374,7 +376,7 @@ impl<'a> Decision<'a> {
             return match self.rollout.spec.analysis.on_gate_failure {
                 GateFailurePolicy::Rollback => self.roll_back(format!("promotion gate {}", describe(&check))),
                 GateFailurePolicy::Pause => {
-                    self.state.enter(Phase::Paused, format!("GateFailed: {}", describe(&check)), self.now);
+                    self.state.enter_pause(Pause::GateFailed, format!("GateFailed: {}", describe(&check)), self.now);
                     self.write(Action::Annotate, None, None, PassResult::Steady, interval)
                 }
             };
@@ -404,7 +406,7 @@ impl<'a> Decision<'a> {
                     describe(&check),
                     humantime::format_duration(waited)
                 );
-                self.state.enter(Phase::Paused, reason, self.now);
+                self.state.enter_pause(Pause::InsufficientData, reason, self.now);
                 return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
             }
             let reason = format!("waiting for data: {}", describe(&check));
@@ -463,11 +465,11 @@ impl<'a> Decision<'a> {
     }
 
     /// Holds the stage; the time until [`Decision::resume`] does not count toward its hold.
-    fn pause(&mut self, reason: &str) {
+    fn pause(&mut self, cause: Pause, reason: &str) {
         if self.state.paused_at.is_none() {
             self.state.paused_at = Some(self.now);
         }
-        self.state.enter(Phase::Paused, reason, self.now);
+        self.state.enter_pause(cause, reason, self.now);
     }
 
     /// Carries on with the stage, its start moved later by the time spent paused.
@@ -514,6 +516,7 @@ impl<'a> Decision<'a> {
             change: None,
             requeue,
             result: PassResult::Steady,
+            held: self.state.pause,
             state: self.state,
         }
     }
@@ -552,6 +555,7 @@ impl<'a> Decision<'a> {
             change: Some(Change { template, traffic, annotations: self.state.annotations() }),
             requeue,
             result,
+            held: self.state.pause,
             state: self.state,
         }
     }

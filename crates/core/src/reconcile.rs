@@ -20,7 +20,7 @@ use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
 use crate::manifest::types::{CanaryRollout, SmokeAuth};
 use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
-use crate::state::RolloutState;
+use crate::state::{Pause, RolloutState};
 use crate::transport::ApiFailure;
 
 /// Whether a pass writes.
@@ -281,9 +281,13 @@ async fn one<P: CloudRun + Prober>(
         if let Some(original) = frozen {
             // Held as if paused, but said as it is, and the last valid manifest kept as
             // the applied one (not this held copy of it).
-            if plan.reason.starts_with(decide::SPEC_PAUSE) {
+            if plan.held == Some(Pause::Spec) {
+                plan.held = Some(Pause::Frozen);
                 plan.reason = decide::FROZEN.to_owned();
                 plan.state.reason = decide::FROZEN.to_owned();
+                if plan.state.pause == Some(Pause::Spec) {
+                    plan.state.pause = Some(Pause::Frozen);
+                }
             }
             plan.state.applied = Some(original.to_owned());
             if let Some(change) = &mut plan.change {

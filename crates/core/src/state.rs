@@ -24,6 +24,7 @@ const REJECTED: &str = "canary/rejected";
 const HISTORY: &str = "canary/history";
 const PAUSED_BY: &str = "canary/paused-by";
 const PAUSED_AT: &str = "canary/paused-at";
+const PAUSED_FOR: &str = "canary/paused-for";
 const REQUEST: &str = "canary/request";
 /// The last valid manifest applied, compact: it keeps protecting a rollout whose
 /// manifest has since become invalid.
@@ -89,6 +90,51 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Why a rollout is paused, which says who lifts the pause. Kept on the service
+/// (`canary/paused-for`) beside the phase, so no reader tells pauses apart by their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pause {
+    /// `spec.paused: true`: lifted when the manifest no longer says so.
+    Spec,
+    /// The manifest became invalid: held until it is valid again (the last valid
+    /// manifest's triggers still apply).
+    Frozen,
+    /// `canary pause`: lifted by `canary resume`.
+    Command,
+    /// A promotion gate failed under `onGateFailure: pause`: a person decides.
+    GateFailed,
+    /// The gates stayed inconclusive past `maxWait`: a person decides.
+    InsufficientData,
+    /// Paused with no cause on record (written before `canary/paused-for`, or edited
+    /// by hand): a person lifts it, the safe reading.
+    Unrecorded,
+}
+
+impl Pause {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pause::Spec => "spec",
+            Pause::Frozen => "frozen",
+            Pause::Command => "command",
+            Pause::GateFailed => "gate-failed",
+            Pause::InsufficientData => "insufficient-data",
+            Pause::Unrecorded => "unrecorded",
+        }
+    }
+
+    const ALL: [Pause; 6] =
+        [Pause::Spec, Pause::Frozen, Pause::Command, Pause::GateFailed, Pause::InsufficientData, Pause::Unrecorded];
+
+    fn parse(text: &str) -> Option<Pause> {
+        Pause::ALL.into_iter().find(|p| p.name() == text)
+    }
+
+    /// A pause canary made itself and lifts itself (`spec.paused`, a frozen manifest).
+    pub fn lifts_itself(self) -> bool {
+        matches!(self, Pause::Spec | Pause::Frozen)
+    }
+}
+
 /// One recorded transition, for reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
@@ -119,6 +165,8 @@ pub struct RolloutState {
     pub paused_by: Option<String>,
     /// When the current pause began: paused time does not count toward a hold.
     pub paused_at: Option<SystemTime>,
+    /// Why the rollout is paused, while its phase is `Paused`.
+    pub pause: Option<Pause>,
     /// A manual command for the next pass to act on.
     pub request: Option<Request>,
     /// The last valid manifest applied, as compact JSON.
@@ -158,9 +206,20 @@ impl RolloutState {
     pub fn read(annotations: &BTreeMap<String, String>) -> RolloutState {
         let get = |k: &str| annotations.get(k).filter(|v| !v.is_empty()).cloned();
         let time = |k: &str| get(k).and_then(|v| parse_rfc3339(&v));
+        let phase = get(PHASE).and_then(|p| Phase::parse(&p));
+        let paused_by = get(PAUSED_BY);
+        // A pause only means something in the Paused phase. One with no readable cause is
+        // `canary pause`'s when someone paused by hand, and otherwise one a person lifts.
+        let pause = (phase == Some(Phase::Paused)).then(|| {
+            get(PAUSED_FOR).and_then(|p| Pause::parse(&p)).unwrap_or(if paused_by.is_some() {
+                Pause::Command
+            } else {
+                Pause::Unrecorded
+            })
+        });
         RolloutState {
             owner: get(OWNER),
-            phase: get(PHASE).and_then(|p| Phase::parse(&p)),
+            phase,
             reason: get(REASON).unwrap_or_default(),
             stage: get(STAGE).and_then(|s| s.parse().ok()).unwrap_or(0),
             stage_started: time(STAGE_STARTED),
@@ -170,8 +229,9 @@ impl RolloutState {
             image: get(IMAGE),
             rejected: get(REJECTED).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
             history: get(HISTORY).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
-            paused_by: get(PAUSED_BY),
+            paused_by,
             paused_at: time(PAUSED_AT),
+            pause,
             request: get(REQUEST).and_then(|r| Request::parse(&r)),
             applied: get(APPLIED_SPEC),
         }
@@ -202,6 +262,7 @@ impl RolloutState {
         }
         put(PAUSED_BY, self.paused_by.clone());
         put(PAUSED_AT, self.paused_at.map(rfc3339));
+        put(PAUSED_FOR, self.pause.filter(|_| self.phase == Some(Phase::Paused)).map(|p| p.name().to_owned()));
         put(REQUEST, self.request.map(|r| r.name().to_owned()));
         put(APPLIED_SPEC, self.applied.clone());
         out
@@ -219,6 +280,15 @@ impl RolloutState {
         }
         self.phase = Some(phase);
         self.reason = reason;
+        if phase != Phase::Paused {
+            self.pause = None;
+        }
+    }
+
+    /// Moves to `Paused` for `cause`, with `reason` said to people.
+    pub fn enter_pause(&mut self, cause: Pause, reason: impl Into<String>, now: SystemTime) {
+        self.enter(Phase::Paused, reason, now);
+        self.pause = Some(cause);
     }
 
     pub fn reject(&mut self, image: &str) {
@@ -270,6 +340,28 @@ mod tests {
         .collect();
         let state = RolloutState::read(&annotations);
         assert_eq!(state, RolloutState::default());
+    }
+
+    #[test]
+    fn a_pause_cause_round_trips_and_an_unreadable_one_waits_for_a_person() {
+        let now = SystemTime::UNIX_EPOCH;
+        for cause in Pause::ALL {
+            let mut state = RolloutState::default();
+            state.enter_pause(cause, "held", now);
+            let annotations = state.annotations();
+            assert_eq!(annotations.get(PAUSED_FOR).map(String::as_str), Some(cause.name()));
+            assert_eq!(RolloutState::read(&annotations).pause, Some(cause));
+            state.enter(Phase::Progressing, "on", now);
+            assert_eq!(state.pause, None, "leaving Paused forgets the cause");
+            assert!(!state.annotations().contains_key(PAUSED_FOR));
+        }
+        let mut annotations: BTreeMap<String, String> =
+            [(PHASE, "Paused"), (PAUSED_FOR, "bored")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        assert_eq!(RolloutState::read(&annotations).pause, Some(Pause::Unrecorded));
+        annotations.insert(PAUSED_BY.into(), "cli".into());
+        assert_eq!(RolloutState::read(&annotations).pause, Some(Pause::Command));
+        annotations.insert(PHASE.into(), "Progressing".into());
+        assert_eq!(RolloutState::read(&annotations).pause, None, "a cause outside Paused means nothing");
     }
 
     #[test]

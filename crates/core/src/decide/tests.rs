@@ -10,7 +10,7 @@ use super::*;
 use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
 use crate::cloudrun::service::{Change, ServiceView};
 use crate::manifest::types::CanaryRollout;
-use crate::state::{Phase, RolloutState};
+use crate::state::{Pause, Phase, RolloutState};
 
 const T0: u64 = 1_795_000_000;
 const STABLE: &str = "api-00001-abc";
@@ -515,7 +515,11 @@ fn the_decision_table() {
     let (stage4, _) = at_stage(&rollout(""), 3, 0);
     let with_phase = |view: &ServiceView, phase: Phase, reason: &str, reject: bool| {
         let mut state = RolloutState::read(&view.annotations);
-        state.enter(phase, reason, at(0));
+        match (phase, reason) {
+            (Phase::Paused, "GateFailed: x") => state.enter_pause(Pause::GateFailed, reason, at(0)),
+            (Phase::Paused, _) => state.enter_pause(Pause::Spec, reason, at(0)),
+            _ => state.enter(phase, reason, at(0)),
+        }
         if reject {
             state.reject(IMAGE);
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::manifest::types::CanaryRollout;
-use crate::state::{HISTORY_CAP, Phase, RolloutState, Transition};
+use crate::state::{HISTORY_CAP, Pause, Phase, RolloutState, Transition};
 use crate::time::parse_rfc3339;
 
 /// How the rollout ended, or that it has not.
@@ -148,7 +148,7 @@ pub fn timeline(rollout: &CanaryRollout, state: &RolloutState) -> Result<Timelin
         .collect();
     let cause = match outcome {
         Outcome::RolledBack | Outcome::Failed => Some(cause(&state.reason)),
-        Outcome::InProgress(Phase::Paused) if state.reason.starts_with("GateFailed") => Some(cause(&state.reason)),
+        Outcome::InProgress(Phase::Paused) if state.pause == Some(Pause::GateFailed) => Some(cause(&state.reason)),
         _ => None,
     };
     // "deploying CANARY (IMAGE) at 0% beside STABLE": the revisions as they were, even
