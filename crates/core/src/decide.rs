@@ -561,17 +561,9 @@ impl<'a> Decision<'a> {
     }
 }
 
-/// `errorRate 12.0% > 5.0%`, for reasons.
+/// `errorRate failed: observed 12.00%, threshold 5.00%`, for reasons.
 fn describe(check: &Check) -> String {
-    let show = |v: f64| {
-        if check.name.contains("p95") && !check.name.contains("Increase") {
-            format!("{v:.0}ms")
-        } else if check.name == "minRequests" {
-            format!("{v:.0}")
-        } else {
-            format!("{:.2}%", v * 100.0)
-        }
-    };
+    let kind = check.kind;
     let result = match check.result {
         Outcome::Pass => "passed",
         Outcome::Fail => "failed",
@@ -579,9 +571,9 @@ fn describe(check: &Check) -> String {
     };
     match check.observed {
         Some(observed) => {
-            format!("{} {result}: observed {}, threshold {}", check.name, show(observed), show(check.threshold))
+            format!("{kind} {result}: observed {}, threshold {}", kind.show(observed), kind.show(check.threshold))
         }
-        None => format!("{} {result}: no data yet, threshold {}", check.name, show(check.threshold)),
+        None => format!("{kind} {result}: no data yet, threshold {}", kind.show(check.threshold)),
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::distribution::Distribution;
 use super::stats::{self, Detector, WindowDetector};
-use super::verdict::{Check, Outcome};
+use super::verdict::{Check, CheckKind, Outcome};
 use crate::manifest::quantity::Threshold;
 use crate::manifest::types::{CanaryRollout, Metric};
 use crate::time::{parse_rfc3339, rfc3339};
@@ -339,7 +339,7 @@ impl TriggerEvidence {
         } else {
             (Outcome::Pass, None)
         };
-        Check { name: self.name.to_owned(), observed, threshold: self.threshold, result, requests_needed: needed }
+        Check { kind: self.metric.into(), observed, threshold: self.threshold, result, requests_needed: needed }
     }
 }
 
@@ -466,7 +466,7 @@ impl Evidence {
         if let Some(min) = self.min_requests {
             let enough = canary.total >= min;
             gates.push(Check {
-                name: "minRequests".into(),
+                kind: CheckKind::MinRequests,
                 observed: Some(canary.total as f64),
                 threshold: min as f64,
                 result: if enough { Outcome::Pass } else { Outcome::Inconclusive },
@@ -485,7 +485,7 @@ impl Evidence {
                 let (_, high) = stats::rate_bounds(scale(stable.server_errors), scale(stable.total), alpha);
                 low - high > margin
             };
-            gates.push(comparison("errorRateIncrease", increase, margin, short, canary.total, conclusive));
+            gates.push(comparison(CheckKind::ErrorRateIncrease, increase, margin, short, canary.total, conclusive));
         }
         if let Some(margin) = self.max_p95_increase {
             let increase = canary.p95().zip(stable.p95()).filter(|(_, s)| *s > 0.0).map(|(c, s)| c / s - 1.0);
@@ -503,7 +503,7 @@ impl Evidence {
                     stats::rate_bounds(scale(x), scale(n), alpha).0 > TAIL
                 })
             };
-            gates.push(comparison("p95Increase", increase, margin, short, canary.total, conclusive));
+            gates.push(comparison(CheckKind::P95Increase, increase, margin, short, canary.total, conclusive));
         }
         gates
     }
@@ -529,7 +529,7 @@ fn p95_upper_bound(d: &Distribution, alpha: f64) -> Option<f64> {
 /// estimate is within the margin on enough requests, and is otherwise inconclusive with
 /// the requests still needed.
 fn comparison(
-    name: &str,
+    kind: CheckKind,
     observed: Option<f64>,
     margin: f64,
     short: u64,
@@ -549,7 +549,7 @@ fn comparison(
     } else {
         (Outcome::Inconclusive, Some(short.max(1)))
     };
-    Check { name: name.to_owned(), observed, threshold: margin, result, requests_needed: needed }
+    Check { kind, observed, threshold: margin, result, requests_needed: needed }
 }
 
 /// The least factor f > 1 (to 1%) with `conclusive(f)`, if one up to 2^16 is.
@@ -621,7 +621,7 @@ mod tests {
     }
 
     fn gate(e: &Evidence, name: &str) -> Check {
-        e.gates().into_iter().find(|g| g.name == name).unwrap()
+        e.gates().into_iter().find(|g| g.kind.name() == name).unwrap()
     }
 
     #[test]

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
+use crate::analysis::verdict::{Check, CheckKind, Outcome, Smoke, Verdict};
 use crate::cloudrun::service::{Change, ServiceView};
 use crate::manifest::types::CanaryRollout;
 use crate::state::{Pause, Phase, RolloutState};
@@ -70,11 +70,11 @@ fn observed(view: ServiceView) -> Observed {
 }
 
 fn gate(result: Outcome) -> Check {
-    Check { name: "minRequests".into(), observed: Some(500.0), threshold: 1000.0, result, requests_needed: None }
+    Check { kind: CheckKind::MinRequests, observed: Some(500.0), threshold: 1000.0, result, requests_needed: None }
 }
 
 fn trigger(result: Outcome) -> Check {
-    Check { name: "errorRate".into(), observed: Some(0.12), threshold: 0.05, result, requests_needed: None }
+    Check { kind: CheckKind::ErrorRate, observed: Some(0.12), threshold: 0.05, result, requests_needed: None }
 }
 
 fn verdict(gates: Outcome, triggers: Outcome) -> Verdict {

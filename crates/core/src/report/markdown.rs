@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use super::series::StageFigures;
 use super::timeline::{Outcome, Timeline};
+use crate::analysis::verdict::Unit;
 use crate::manifest::types::CanaryRollout;
-use crate::view::format::{Unit, duration};
+use crate::view::format::duration;
 
 /// What the Markdown is made from.
 #[derive(Debug, Clone)]

@@ -211,7 +211,7 @@ mod tests {
         assert_eq!((c.observed.as_deref(), c.threshold.as_deref()), (Some("10.20%"), Some("5.00%")));
         let abort = cause("rolled back: aborted with `canary abort`");
         assert_eq!((abort.kind.as_str(), abort.check, abort.observed), ("", None, None));
-        let no_data = cause("rolled back: rollback trigger p95Latency failed: no data yet, threshold 2000ms");
-        assert_eq!((no_data.observed, no_data.threshold.as_deref()), (None, Some("2000ms")));
+        let no_data = cause("rolled back: rollback trigger p95Latency failed: no data yet, threshold 2000 ms");
+        assert_eq!((no_data.observed, no_data.threshold.as_deref()), (None, Some("2000 ms")));
     }
 }

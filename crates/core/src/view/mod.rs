@@ -17,8 +17,9 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::analysis::verdict::CheckKind;
 use crate::diagnostic::Colour;
-use format::{Unit, condition, duration};
+use format::duration;
 
 /// Cells in the hold's progress bar.
 const BAR: usize = 24;
@@ -211,9 +212,13 @@ fn revisions(s: &Value, colour: Colour) -> Vec<String> {
 /// many more requests it needs.
 fn check(c: &Value, colour: Colour) -> String {
     let name = text(c, "name");
-    let unit = Unit::of(name);
-    let observed = c.get("observed").and_then(Value::as_f64).map_or_else(|| "no data".to_owned(), |v| unit.show(v));
-    let threshold = c.get("threshold").and_then(Value::as_f64).map_or_else(|| "-".to_owned(), |t| condition(name, t));
+    let kind = CheckKind::parse(name);
+    let show = |v: f64| kind.map_or_else(|| v.to_string(), |k| k.show(v));
+    let observed = c.get("observed").and_then(Value::as_f64).map_or_else(|| "no data".to_owned(), show);
+    let threshold = c
+        .get("threshold")
+        .and_then(Value::as_f64)
+        .map_or_else(|| "-".to_owned(), |t| kind.map_or_else(|| t.to_string(), |k| k.condition(t)));
     let result = text(c, "result");
     let (mark, code) = match result {
         "pass" => ("✔", "32"),

@@ -163,27 +163,15 @@ pub fn slack_text(e: &Event) -> String {
     };
     let mut text = format!("{icon} *{}* ({}/{}/{}) {what}\n>{}", e.rollout, e.project, e.region, e.service, e.reason);
     for c in &e.checks {
-        let observed = c.observed.map_or_else(|| "no data".to_owned(), |v| format_value(&c.name, v));
+        let observed = c.observed.map_or_else(|| "no data".to_owned(), |v| c.kind.show(v));
         let result = match c.result {
             Outcome::Pass => "pass",
             Outcome::Fail => "FAIL",
             Outcome::Inconclusive => "inconclusive",
         };
-        text.push_str(&format!("\n• {}: {observed} (limit {}) — {result}", c.name, format_value(&c.name, c.threshold)));
+        text.push_str(&format!("\n• {}: {observed} (limit {}) — {result}", c.kind, c.kind.show(c.threshold)));
     }
     text
-}
-
-/// Rates and increases are fractions: shown as percent; latencies in ms; counts as is.
-fn format_value(name: &str, v: f64) -> String {
-    let lower = name.to_ascii_lowercase();
-    if lower.contains("latency") || lower.contains("p95") && !lower.contains("increase") {
-        format!("{v:.0} ms")
-    } else if lower.contains("request") {
-        format!("{v:.0}")
-    } else {
-        format!("{:.2}%", v * 100.0)
-    }
 }
 
 /// The generic webhook's document.
@@ -352,6 +340,7 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::verdict::CheckKind;
 
     fn event(kind: &'static str, phase: Phase, stage: usize) -> Event {
         Event {
@@ -367,7 +356,7 @@ mod tests {
             reason: "holding 25% (stage 2 of 4)".into(),
             at: "2026-11-26T10:00:00Z".into(),
             checks: vec![Check {
-                name: "errorRateIncrease".into(),
+                kind: CheckKind::ErrorRateIncrease,
                 observed: Some(0.0012),
                 threshold: 0.005,
                 result: Outcome::Pass,
@@ -382,7 +371,7 @@ mod tests {
         assert!(text.contains("*api*"), "{text}");
         assert!(text.contains("advanced to stage 2 of 4 (25% of traffic)"), "{text}");
         assert!(text.contains(">holding 25% (stage 2 of 4)"), "{text}");
-        assert!(text.contains("errorRateIncrease: 0.12% (limit 0.50%) — pass"), "{text}");
+        assert!(text.contains("errorRateIncrease: +0.12 pts (limit +0.50 pts) — pass"), "{text}");
         let rolled = slack_text(&event("phaseChanged", Phase::RolledBack, 2));
         assert!(rolled.contains(":rotating_light:") && rolled.contains("rolled back"), "{rolled}");
     }
