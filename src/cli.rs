@@ -10,7 +10,7 @@ use crate::demo;
 use crate::error::{Error, Exit};
 use crate::logging::{self, LogFormat};
 use canary_core::decide::PassResult;
-use canary_core::diagnostic::{self, Colour, Diagnostic};
+use canary_core::diagnostic::{self, Diagnostic};
 use canary_core::error::Error as CoreError;
 use canary_core::manifest::{self, schema};
 use canary_core::operate;
@@ -18,6 +18,8 @@ use canary_core::output;
 use canary_core::platform::Gcp;
 use canary_core::reconcile::{self, Mode};
 use canary_core::report;
+use canary_core::status;
+use canary_core::style::Colour;
 use canary_core::view;
 use canary_core::watch;
 use canary_emulator as emulator;
@@ -311,7 +313,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
 /// Prints an error the one way canary prints errors.
 fn report(e: &Error) {
     let colour = Colour::for_stderr();
-    let mut text = format!("{} {e}", paint(colour, "1;31", "error:"));
+    let mut text = format!("{} {e}", colour.paint("1;31", "error:"));
     if let Some(cause) = e.cause() {
         text.push_str(&format!("\n  caused by: {cause}"));
     }
@@ -319,13 +321,6 @@ fn report(e: &Error) {
         text.push_str(&format!("\n  = hint: {hint}"));
     }
     eprintln!("{text}");
-}
-
-fn paint(colour: Colour, code: &str, text: &str) -> String {
-    match colour {
-        Colour::Always => format!("\x1b[{code}m{text}\x1b[0m"),
-        Colour::Never => text.to_owned(),
-    }
 }
 
 fn validate(paths: &[PathBuf], output: Format) -> Exit {
@@ -382,7 +377,7 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
                 let _ = writeln!(
                     stderr,
                     "{} {errors} {} found in {} of {} {}",
-                    paint(colour, "1;31", "error:"),
+                    colour.paint("1;31", "error:"),
                     plural(errors, "problem"),
                     bad_files.len(),
                     set.files,
@@ -393,7 +388,7 @@ fn validate(paths: &[PathBuf], output: Format) -> Exit {
                 let _ = writeln!(
                     stderr,
                     "{} no manifest files in {}\n  = hint: {hint}",
-                    paint(colour, "1;31", "error:"),
+                    colour.paint("1;31", "error:"),
                     d.file
                 );
             } else if set.unreadable.is_empty() {
@@ -466,7 +461,7 @@ fn server_runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::runtime(format!("cannot start the async runtime: {e}")))
 }
 
-fn print_value(value: &serde_json::Value, output: Format) {
+fn print_value(value: &impl serde::Serialize, output: Format) {
     match output {
         Format::Yaml => print!("{}", serde_saphyr::to_string(value).unwrap_or_default()),
         _ => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
@@ -549,7 +544,7 @@ fn unknown_rollout(name: &str, manifests: &std::path::Path) -> Error {
 
 /// The rollouts `status` shows (all, or the one named): the valid ones, and — so that
 /// during an incident the one people look for is there — those whose manifest is
-/// invalid now, to be shown frozen (see [`output::statuses`]).
+/// invalid now, to be shown frozen (see [`status::statuses`]).
 fn status_rollouts(
     name: Option<&str>,
     manifests: &std::path::Path,
@@ -615,7 +610,7 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, Mode::Plan));
-    let mut statuses = output::statuses(&rollouts, &outcomes);
+    let mut statuses = status::statuses(&rollouts, &outcomes);
     if output == Format::Text {
         output::complete_commands(&mut statuses, manifests);
     }
@@ -624,11 +619,11 @@ fn status(name: Option<&str>, manifests: &std::path::Path, output: Format) -> Re
         // of them: a table, a line each.
         Format::Text if name.is_some() => {
             let now = outcomes.first().map_or_else(std::time::SystemTime::now, |o| o.now);
-            let lines = view::render(&statuses, now, view::live::stdout_colour());
+            let lines = view::render(&statuses, now, Colour::for_stdout());
             println!("{}", lines.join("\n"));
         }
         Format::Text => print!("{}", output::status_table(&statuses)),
-        other => print_value(&serde_json::Value::Array(statuses), other),
+        other => print_value(&statuses, other),
     }
     Ok(exit.and(if outcomes.iter().any(|o| o.error.is_some()) { Exit::Runtime } else { Exit::Ok }))
 }

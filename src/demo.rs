@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use canary_core::state::Phase;
+use canary_core::status::Status;
 
 use crate::error::{Error, Exit};
 use canary_core::auth::Auth;
@@ -26,7 +27,7 @@ const MANIFESTS: [(&str, &str); 2] = [
     ("checkout.yaml", include_str!("../demo/manifests/checkout.yaml")),
 ];
 /// How the story must end, rollout by rollout.
-const EXPECTED: [(&str, &str); 2] = [("ion-api", "Promoted"), ("checkout", "RolledBack")];
+const EXPECTED: [(&str, Phase); 2] = [("ion-api", Phase::Promoted), ("checkout", Phase::RolledBack)];
 
 /// What `canary demo` was asked for.
 pub struct Options {
@@ -110,7 +111,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     };
     let mut reports = Vec::new();
     for (rollout, status) in rollouts.iter().zip(&statuses) {
-        if status["phase"] == "RolledBack" {
+        if status.phase == Some(Phase::RolledBack) {
             let written =
                 report::write(&platform("the report")?, rollout, &options.out).await.map_err(|e| match e {
                     report::Failure::NotStarted(why) | report::Failure::Api(why) | report::Failure::Io(why) => {
@@ -122,7 +123,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     }
     server.abort();
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&Value::Array(statuses.clone())).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default());
     } else {
         println!("{}", summary(&statuses));
     }
@@ -131,7 +132,7 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
         if options.json { eprintln!("{line}") } else { println!("{line}") }
     }
     let played_out =
-        EXPECTED.iter().all(|(name, phase)| statuses.iter().any(|s| s["name"] == *name && s["phase"] == *phase));
+        EXPECTED.iter().all(|(name, phase)| statuses.iter().any(|s| s.name == *name && s.phase == Some(*phase)));
     if !options.json {
         println!("{:.1} s of real time", began.elapsed().as_secs_f64());
     }
@@ -144,21 +145,14 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
 
 /// A rollout is settled when nothing more will happen to it without a person or a new
 /// image.
-fn settled(status: &Value) -> bool {
-    matches!(status["phase"].as_str(), Some("Promoted" | "RolledBack" | "Failed"))
+fn settled(status: &Status) -> bool {
+    matches!(status.phase, Some(Phase::Promoted | Phase::RolledBack | Phase::Failed))
 }
 
-fn summary(statuses: &[Value]) -> String {
+fn summary(statuses: &[Status]) -> String {
     statuses
         .iter()
-        .map(|s| {
-            format!(
-                "{}: {} ({})",
-                s["name"].as_str().unwrap_or("?"),
-                s["phase"].as_str().unwrap_or("?"),
-                s["reason"].as_str().unwrap_or_default()
-            )
-        })
+        .map(|s| format!("{}: {} ({})", s.name, s.phase.map_or("?", Phase::name), s.reason))
         .collect::<Vec<_>>()
         .join("\n")
 }

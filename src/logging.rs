@@ -5,7 +5,6 @@
 //! The level comes from `CANARY_LOG` (an `EnvFilter` directive, default `info`).
 
 use std::fmt;
-use std::io::IsTerminal as _;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
@@ -16,6 +15,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use canary_core::style::Colour;
 use canary_core::time::rfc3339;
 
 /// How log lines look.
@@ -37,7 +37,7 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     let _ = match format {
         LogFormat::Text => {
-            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let colour = Colour::for_stderr() == Colour::Always;
             builder.with_ansi(colour).with_target(false).try_init()
         }
         LogFormat::Json => builder.event_format(CloudLogging).try_init(),

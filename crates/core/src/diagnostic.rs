@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::style::Colour;
+
 /// One problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
@@ -28,28 +30,6 @@ impl Diagnostic {
     /// Orders diagnostics by where they are, so output reads top to bottom.
     pub fn sort_key(&self) -> (&str, usize, usize) {
         (&self.file, self.line, self.column)
-    }
-}
-
-/// Whether to colour output: only on a terminal, and never when `NO_COLOR` is set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Colour {
-    Never,
-    Always,
-}
-
-impl Colour {
-    pub fn for_stderr() -> Colour {
-        use std::io::IsTerminal;
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        if !no_color && std::io::stderr().is_terminal() { Colour::Always } else { Colour::Never }
-    }
-
-    fn paint(self, code: &str, text: &str) -> String {
-        match self {
-            Colour::Never => text.to_owned(),
-            Colour::Always => format!("\x1b[{code}m{text}\x1b[0m"),
-        }
     }
 }
 

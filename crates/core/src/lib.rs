@@ -17,6 +17,8 @@ pub mod platform;
 pub mod reconcile;
 pub mod report;
 pub mod state;
+pub mod status;
+pub mod style;
 pub mod time;
 pub mod transport;
 pub mod view;

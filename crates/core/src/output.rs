@@ -4,13 +4,10 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-use crate::analysis::verdict::Check;
-use crate::cloudrun::service::ServiceView;
 use crate::decide::Action;
-use crate::manifest::types::CanaryRollout;
 use crate::reconcile::RolloutOutcome;
-use crate::state::RolloutState;
-use crate::time::rfc3339;
+use crate::state::Phase;
+use crate::status::Status;
 
 fn action_name(action: Action) -> &'static str {
     match action {
@@ -123,113 +120,17 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-fn check_json(c: &Check) -> Value {
-    serde_json::to_value(c).unwrap_or(Value::Null)
-}
-
-/// One rollout's status, in the `status -o json` shape.
-pub fn status_json(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Value {
-    // What the service says, when it says it of this rollout (not of another that owns it).
-    let state = outcome
-        .service
-        .as_ref()
-        .map(|s| RolloutState::read(&s.annotations))
-        .filter(|s| s.owner.as_deref().is_none_or(|owner| owner == rollout.metadata.name))
-        .unwrap_or_default();
-    let stages = rollout.spec.stages.len();
-    let weight = match (&outcome.service, &state.canary) {
-        (Some(s), Some(canary)) => s.split().get(canary).copied().unwrap_or(0),
-        _ => 0,
-    };
-    let hold_remaining = state.stage_started.and_then(|started| {
-        let hold = rollout.spec.stages.get(state.stage.checked_sub(1)?)?.hold.as_ref()?.as_std();
-        let elapsed = outcome.now.duration_since(started).unwrap_or_default();
-        Some(hold.saturating_sub(elapsed).as_secs())
-    });
-    // The phase is what the service says; before canary has written anything, it is
-    // Pending with what the next pass would do (or Failed, when it cannot act).
-    let (phase, reason) = match (&outcome.plan, state.phase) {
-        (_, Some(phase)) => (Some(phase.name().to_owned()), state.reason.clone()),
-        (Some(plan), None) if plan.result == crate::decide::PassResult::Blocked => {
-            (Some("Failed".to_owned()), plan.reason.clone())
-        }
-        (Some(plan), None) => (Some("Pending".to_owned()), format!("next pass: {}", plan.reason)),
-        (None, None) => (None, outcome.error.clone().unwrap_or_default()),
-    };
-    let holds: Vec<u64> = rollout.spec.stages.iter().map(|s| s.hold.as_ref().map_or(0, |h| h.as_secs())).collect();
-    let mut out = json!({
-        "name": rollout.metadata.name,
-        "project": rollout.spec.project,
-        "region": rollout.spec.region,
-        "service": rollout.spec.service,
-        "phase": phase,
-        "reason": reason,
-        "stage": state.stage,
-        "stages": stages,
-        "weight": weight,
-        "image": state.image.clone().unwrap_or_else(|| rollout.spec.template.image.clone()),
-        "stableRevision": state.stable,
-        "canaryRevision": state.canary,
-        "stageStartedAt": state.stage_started.map(rfc3339),
-        "holdRemainingSeconds": hold_remaining,
-        "gates": outcome.verdict.gates.iter().map(check_json).collect::<Vec<_>>(),
-        "triggers": outcome.verdict.triggers.iter().map(check_json).collect::<Vec<_>>(),
-        // For the live view: every stage, the current hold, and the split in force.
-        "stageWeights": rollout.spec.stages.iter().map(|s| s.weight).collect::<Vec<_>>(),
-        "stageHoldSeconds": holds,
-        "holdSeconds": state.stage.checked_sub(1).and_then(|i| holds.get(i)),
-        "traffic": outcome.service.as_ref().map(|s| s.split()).unwrap_or_default(),
-        "observedAt": rfc3339(outcome.now),
-    });
-    // Right after a write Cloud Run still serves the old split for a while: say where it
-    // is going, so a status read then does not look like the write was lost.
-    if let Some(target) = outcome.service.as_ref().and_then(ServiceView::settling_to) {
-        out["settlingTo"] = json!(target);
-    }
-    if let Some(error) = &outcome.error {
-        out["error"] = error.clone().into();
-    }
-    out
-}
-
-/// Each outcome's status: a valid rollout's from its manifest; a rollout whose manifest
-/// is invalid now (the outcomes after `rollouts`, see `reconcile::pass_with_invalid`)
-/// from the manifest it was last applied with, marked `"frozen": true` — during an
-/// incident it is the one people look for. A frozen one whose service says nothing
-/// usable is left out.
-pub fn statuses(rollouts: &[CanaryRollout], outcomes: &[RolloutOutcome]) -> Vec<Value> {
-    outcomes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| match rollouts.get(i) {
-            Some(r) => Some(status_json(r, o)),
-            None => {
-                let service = o.service.as_ref()?;
-                let applied = RolloutState::read(&service.annotations).applied?;
-                let applied: CanaryRollout = serde_json::from_str(&applied).ok()?;
-                let mut status = status_json(&applied, o);
-                status["frozen"] = true.into();
-                if let Some(plan) = &o.plan {
-                    status["reason"] = plan.reason.clone().into();
-                }
-                Some(status)
-            }
-        })
-        .collect()
-}
-
 /// Status as a table.
-pub fn status_table(statuses: &[Value]) -> String {
+pub fn status_table(statuses: &[Status]) -> String {
     let mut rows =
         vec![["ROLLOUT".to_owned(), "PHASE".to_owned(), "STAGE".to_owned(), "CANARY".to_owned(), "REASON".to_owned()]];
     for s in statuses {
-        let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
         rows.push([
-            text("name"),
-            text("phase"),
-            format!("{}/{}", s["stage"], s["stages"]),
-            format!("{}%", s["weight"]),
-            text("reason"),
+            s.name.clone(),
+            s.phase.map_or("-", Phase::name).to_owned(),
+            format!("{}/{}", s.stage, s.stages),
+            format!("{}%", s.weight),
+            s.reason.clone(),
         ]);
     }
     table(&rows)
@@ -272,11 +173,9 @@ pub fn with_manifests(text: &str, manifests: &std::path::Path) -> String {
 }
 
 /// [`with_manifests`] on each status's `reason`, for statuses about to be shown as text.
-pub fn complete_commands(statuses: &mut [Value], manifests: &std::path::Path) {
+pub fn complete_commands(statuses: &mut [Status], manifests: &std::path::Path) {
     for status in statuses {
-        if let Some(reason) = status.get("reason").and_then(Value::as_str) {
-            status["reason"] = with_manifests(reason, manifests).into();
-        }
+        status.reason = with_manifests(&status.reason, manifests);
     }
 }
 

@@ -14,9 +14,8 @@ use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
-
-use crate::diagnostic::Colour;
+use crate::status::Status;
+use crate::style::Colour;
 
 /// How the watch prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +25,10 @@ pub enum Output {
     Yaml,
 }
 
-/// One look at every rollout: their `status -o json` values and the pass's "now".
+/// One look at every rollout: their statuses and the pass's "now".
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub statuses: Vec<Value>,
+    pub statuses: Vec<Status>,
     pub now: SystemTime,
 }
 
@@ -45,7 +44,7 @@ where
 {
     let outcomes = crate::reconcile::pass_with_invalid(platform, rollouts, invalid, crate::reconcile::Mode::Plan).await;
     let now = outcomes.first().map_or_else(SystemTime::now, |o| o.now);
-    Snapshot { statuses: crate::output::statuses(rollouts, &outcomes), now }
+    Snapshot { statuses: crate::status::statuses(rollouts, &outcomes), now }
 }
 
 /// What to print for a snapshot, and what decides whether it changed.
@@ -76,7 +75,7 @@ pub fn frame(snapshot: &Snapshot, output: Output, colour: Colour, redraw: bool, 
                 let every = humantime::format_duration(interval);
                 out.push_str(&format!(
                     "\x1b[K\n{}\x1b[K\n\x1b[J",
-                    paint_dim(colour, &format!("every {every} · Ctrl-C to quit"))
+                    colour.paint("2", &format!("every {every} · Ctrl-C to quit"))
                 ));
                 out
             } else {
@@ -86,45 +85,26 @@ pub fn frame(snapshot: &Snapshot, output: Output, colour: Colour, redraw: bool, 
         }
         Output::Json | Output::Yaml => {
             let key = serde_json::to_string(&steady(&snapshot.statuses)).unwrap_or_default();
-            let value = Value::Array(snapshot.statuses.clone());
             let text = if output == Output::Json {
-                format!("{}\n", serde_json::to_string(&value).unwrap_or_default())
+                format!("{}\n", serde_json::to_string(&snapshot.statuses).unwrap_or_default())
             } else {
-                format!("---\n{}", serde_saphyr::to_string(&value).unwrap_or_default())
+                format!("---\n{}", serde_saphyr::to_string(&snapshot.statuses).unwrap_or_default())
             };
             Frame { text, key }
         }
     }
 }
 
-fn paint_dim(colour: Colour, text: &str) -> String {
-    match colour {
-        Colour::Always => format!("\x1b[2m{text}\x1b[0m"),
-        Colour::Never => text.to_owned(),
-    }
-}
-
 /// The statuses with the clock and the seconds of time left taken out.
-fn steady(statuses: &[Value]) -> Vec<Value> {
+fn steady(statuses: &[Status]) -> Vec<Status> {
     statuses
         .iter()
-        .map(|s| {
-            let mut s = s.clone();
-            if let Some(map) = s.as_object_mut() {
-                map.remove("observedAt");
-                if let Some(left) = map.get("holdRemainingSeconds").and_then(Value::as_u64) {
-                    map.insert("holdRemainingSeconds".to_owned(), (left.div_ceil(60)).into());
-                }
-            }
-            s
+        .map(|s| Status {
+            observed_at: String::new(),
+            hold_remaining_seconds: s.hold_remaining_seconds.map(|left| left.div_ceil(60)),
+            ..s.clone()
         })
         .collect()
-}
-
-/// Whether stdout gets colour: a terminal, and `NO_COLOR` unset.
-pub fn stdout_colour() -> Colour {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    if !no_color && std::io::stdout().is_terminal() { Colour::Always } else { Colour::Never }
 }
 
 /// Looks every `interval` and prints, until Ctrl-C, until stdout is closed, or until a
@@ -140,7 +120,7 @@ where
     Fut: Future<Output = Snapshot>,
 {
     let redraw = output == Output::Text && std::io::stdout().is_terminal();
-    let colour = if output == Output::Text { stdout_colour() } else { Colour::Never };
+    let colour = if output == Output::Text { Colour::for_stdout() } else { Colour::Never };
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut stdout = std::io::stdout();
     if redraw {
@@ -185,16 +165,31 @@ fn write_out(stdout: &mut std::io::Stdout, text: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::Value;
 
     use super::*;
+    use crate::analysis::verdict::{Check, CheckKind, Outcome};
+    use crate::state::Phase;
 
     fn snapshot(left: u64, observed: f64) -> Snapshot {
+        let trigger = Check {
+            kind: CheckKind::ErrorRate,
+            observed: Some(observed),
+            threshold: 0.05,
+            result: Outcome::Pass,
+            requests_needed: None,
+        };
         Snapshot {
-            statuses: vec![json!({"name": "api", "phase": "Progressing", "stage": 1, "holdRemainingSeconds": left,
-                "stageWeights": [5, 100], "stageHoldSeconds": [1800, 0],
-                "triggers": [{"name": "errorRate", "observed": observed, "threshold": 0.05, "result": "pass"}],
-                "observedAt": format!("t{left}")})],
+            statuses: vec![Status {
+                phase: Some(Phase::Progressing),
+                stage: 1,
+                hold_remaining_seconds: Some(left),
+                stage_weights: vec![5, 100],
+                stage_hold_seconds: vec![1800, 0],
+                triggers: vec![trigger],
+                observed_at: format!("t{left}"),
+                ..crate::view::tests::blank("api")
+            }],
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(left),
         }
     }

@@ -32,11 +32,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use crate::decide::PassResult;
-use crate::diagnostic::{self, Colour};
+use crate::diagnostic;
 use crate::error::{Error, Exit};
 use crate::manifest;
 use crate::platform::Gcp;
 use crate::reconcile::{self, Mode, RolloutOutcome};
+use crate::style::Colour;
 
 use desired::Desired;
 use metrics::{Health, Metered, Metrics};
