@@ -166,6 +166,32 @@ impl Monitoring for Gcp {
     }
 }
 
+/// What the emulator's clock says: the time now, and how fast it runs (0: it moves only
+/// when told; 1: real time; 3600: an hour a second).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmulatorClock {
+    pub now: SystemTime,
+    pub time_scale: f64,
+}
+
+impl Gcp {
+    /// Reads the emulator's clock (`GET /emulator/v1/clock`). The one place canary reads
+    /// it: `now` in emulator mode and `watch`'s pacing both come from here.
+    pub async fn emulator_clock(&self) -> Result<EmulatorClock, ApiFailure> {
+        let answer = self.run.get("/emulator/v1/clock", &[]).await?;
+        let now = answer.get("now").and_then(Value::as_str).and_then(parse_rfc3339).ok_or_else(|| ApiFailure {
+            method: "GET".into(),
+            path: "/emulator/v1/clock".into(),
+            status: Some(200),
+            code: "INTERNAL".into(),
+            message: "the emulator's clock answer has no `now`".into(),
+            retry_after: None,
+        })?;
+        let time_scale = answer.get("timeScale").and_then(Value::as_f64).unwrap_or(0.0);
+        Ok(EmulatorClock { now, time_scale })
+    }
+}
+
 impl Clock for Gcp {
     /// The emulator's clock in emulator mode. Against Google, Cloud Run's own clock (the
     /// `Date` of its latest answer), so a runner whose clock is off cannot shorten or
@@ -174,15 +200,7 @@ impl Clock for Gcp {
         if !self.emulator {
             return Ok(self.run.server_time().unwrap_or_else(SystemTime::now));
         }
-        let clock = self.run.get("/emulator/v1/clock", &[]).await?;
-        clock.get("now").and_then(Value::as_str).and_then(parse_rfc3339).ok_or_else(|| ApiFailure {
-            method: "GET".into(),
-            path: "/emulator/v1/clock".into(),
-            status: Some(200),
-            code: "INTERNAL".into(),
-            message: "the emulator's clock answer has no `now`".into(),
-            retry_after: None,
-        })
+        Ok(self.emulator_clock().await?.now)
     }
 }
 

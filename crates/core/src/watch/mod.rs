@@ -38,6 +38,7 @@ use crate::manifest;
 use crate::platform::Gcp;
 use crate::reconcile::{self, Mode, RolloutOutcome};
 use crate::style::Colour;
+use crate::transport::ApiFailure;
 
 use desired::Desired;
 use metrics::{Health, Metered, Metrics};
@@ -105,13 +106,9 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
     let emulator = gcp.is_emulator().then(|| gcp.endpoint().to_owned());
-    let clock_client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot build the HTTP client: {e}")))?;
     let mut time = match &emulator {
         Some(base) => {
-            let (pace, now) = read_emulator_clock(&clock_client, base)
+            let (pace, now) = read_emulator_clock(&gcp)
                 .await
                 .map_err(|e| Error::Runtime(format!("cannot read the emulator's clock at {base}: {e}")))?;
             TimeBase::new(pace, now, Instant::now())
@@ -188,8 +185,8 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
             Some(report) = reports.recv() => watch.report(report, time.now(Instant::now())),
             () = tokio::time::sleep_until(wake.into()) => {
                 let real = Instant::now();
-                if let (Some(base), Some(poll)) = (&emulator, next_poll) && real >= poll {
-                    match read_emulator_clock(&clock_client, base).await {
+                if let (Some(_), Some(poll)) = (&emulator, next_poll) && real >= poll {
+                    match read_emulator_clock(&watch.platform.inner).await {
                         Ok((pace, now)) => time.observe(pace, now, Instant::now()),
                         Err(e) => tracing::warn!("cannot read the emulator's clock: {e}"),
                     }
@@ -434,20 +431,7 @@ fn list(paths: &[PathBuf]) -> String {
 }
 
 /// The emulator's clock: how it moves, and what it reads now.
-async fn read_emulator_clock(client: &reqwest::Client, base: &str) -> Result<(Pace, SystemTime), String> {
-    let answer: serde_json::Value = client
-        .get(format!("{}/emulator/v1/clock", base.trim_end_matches('/')))
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-        .json()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    let now = answer
-        .get("now")
-        .and_then(serde_json::Value::as_str)
-        .and_then(crate::time::parse_rfc3339)
-        .ok_or("the answer has no `now`")?;
-    let scale = answer.get("timeScale").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-    Ok((Pace::from_scale(scale), now))
+async fn read_emulator_clock(gcp: &Gcp) -> Result<(Pace, SystemTime), ApiFailure> {
+    let clock = gcp.emulator_clock().await?;
+    Ok((Pace::from_scale(clock.time_scale), clock.now))
 }
