@@ -3,6 +3,7 @@
 
 use canary_core::error::Error as CoreError;
 pub use canary_core::error::Exit;
+use canary_core::style::Colour;
 use canary_emulator::ServeError;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,5 +47,41 @@ impl Error {
             ),
             Error::Emulator(_) => None,
         }
+    }
+}
+
+/// An error the one way canary writes errors: `error: …`, then its cause and a hint.
+pub fn render(e: &Error, colour: Colour) -> String {
+    let mut text = format!("{} {e}", colour.paint("1;31", "error:"));
+    if let Some(cause) = e.cause() {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    if let Some(hint) = e.hint() {
+        text.push_str(&format!("\n  = hint: {hint}"));
+    }
+    text
+}
+
+/// Prints an error on stderr, in colour on a terminal.
+pub fn report(e: &Error) {
+    eprintln!("{}", render(e, Colour::for_stderr()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_says_what_then_why_then_what_to_do() {
+        let e = Error::Core(CoreError::Unreadable(canary_core::manifest::source::Unreadable {
+            path: "ops/api.yaml".into(),
+            reason: "no such file or directory".into(),
+        }));
+        let text = render(&e, Colour::Never);
+        assert!(
+            text.starts_with("error: cannot read ops/api.yaml\n  caused by: no such file or directory\n  = hint: ")
+        );
+        assert_eq!(render(&Error::usage("bad flag"), Colour::Never), "error: bad flag");
+        assert!(render(&Error::usage("x"), Colour::Always).starts_with("\x1b[1;31merror:\x1b[0m x"));
     }
 }

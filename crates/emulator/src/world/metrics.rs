@@ -1,0 +1,230 @@
+//! What the world publishes to Cloud Monitoring: profiles by image, load by service,
+//! metric gaps, and each revision's requests, errors and latencies per minute.
+
+use super::*;
+
+impl World {
+    /// Sets how revisions of an image behave from `now` on (metrics for earlier minutes
+    /// keep the behaviour that was in force then).
+    pub fn put_profile(&mut self, profile: Profile, now: SystemTime) -> Result<(), String> {
+        profile.validate()?;
+        self.profile_history.entry(profile.image.clone()).or_default().set(now, profile.clone());
+        self.profiles.insert(profile.image.clone(), profile);
+        Ok(())
+    }
+
+    /// The profile in force for `image` at `t`; `None` means the default healthy one.
+    pub(super) fn profile_at(&self, image: &str, t: SystemTime) -> Option<&Profile> {
+        self.profile_history.get(image)?.at(t)
+    }
+
+    // ---- traffic and metrics ----------------------------------------------------------
+
+    /// Sets a service's request rate from `now` on.
+    pub fn set_load(&mut self, service: &str, load: Load, now: SystemTime) -> Result<(), String> {
+        if ServiceName::parse(service).is_none() {
+            return Err(format!("service: `{service}` is not projects/P/locations/L/services/S"));
+        }
+        if !(load.rps.is_finite() && load.rps >= 0.0 && load.rps <= 1_000_000.0) {
+            return Err(format!("rps: {} is not a request rate from 0 to 1000000", load.rps));
+        }
+        self.loads.entry(service.to_owned()).or_default().set(now, load);
+        Ok(())
+    }
+
+    /// No metric points for revisions whose name contains `matches`, for minutes ending
+    /// in `[start, end)`.
+    pub fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
+        self.gaps.push(Gap { matches: matches.to_owned(), start, end });
+    }
+
+    pub fn publish_delay(&self) -> Duration {
+        self.config.publish_delay
+    }
+
+    /// Every revision of `project` (services brought up to date first, so their traffic
+    /// history is complete up to `now`).
+    /// `service`, when given, narrows the search to services of that name (a filter on
+    /// `resource.labels.service_name`), so a per-service query does not touch the others.
+    pub fn revisions_in(&mut self, project: &str, service: Option<&str>, now: SystemTime) -> Vec<RevisionLabels> {
+        let prefix = format!("projects/{project}/");
+        let names: Vec<String> = self
+            .services
+            .keys()
+            .filter(|k| k.starts_with(&prefix) && service.is_none_or(|s| k.ends_with(&format!("/services/{s}"))))
+            .cloned()
+            .collect();
+        for name in &names {
+            self.settle(name, now);
+        }
+        let revisions: Box<dyn Iterator<Item = (&String, &RevisionRecord)>> = if service.is_some() {
+            Box::new(names.iter().flat_map(|n| {
+                let start = format!("{n}/revisions/");
+                self.revisions.range(start.clone()..).take_while(move |(k, _)| k.starts_with(&start))
+            }))
+        } else {
+            Box::new(self.revisions.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)))
+        };
+        revisions
+            .filter_map(|(full, r)| {
+                let service = ServiceName::parse(&r.service)?;
+                Some(RevisionLabels {
+                    full: full.clone(),
+                    project: service.project,
+                    location: service.location,
+                    service: service.service,
+                    revision: r.short.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a gap hides `revision`'s minute starting at `minute` (epoch seconds).
+    pub fn in_gap(&self, revision: &str, minute: u64) -> bool {
+        let end = at(minute + 60);
+        self.gaps.iter().any(|g| revision.contains(&g.matches) && end > g.start && end <= g.end)
+    }
+
+    /// When a revision first received traffic.
+    pub(super) fn first_serving(&self, service: &str, short: &str) -> Option<SystemTime> {
+        let history = self.splits.get(service)?;
+        history.entries().iter().find(|(_, split)| split.iter().any(|(r, p)| r == short && *p > 0)).map(|(t, _)| *t)
+    }
+
+    /// The requests a revision is expected to get in the minute starting at `minute`:
+    /// the service's rate times the revision's share, over each part of the minute with
+    /// its own split.
+    pub(super) fn expected_requests(&self, service: &str, short: &str, minute: u64) -> f64 {
+        let (Some(splits), Some(loads)) = (self.splits.get(service), self.loads.get(service)) else { return 0.0 };
+        let (start, end) = (at(minute), at(minute + 60));
+        let entries = splits.entries();
+        let mut expected = 0.0;
+        for (i, (from, split)) in entries.iter().enumerate() {
+            let until = entries.get(i + 1).map_or(end, |(t, _)| *t);
+            let (seg_start, seg_end) = ((*from).max(start), until.min(end));
+            let Ok(span) = seg_end.duration_since(seg_start) else { continue };
+            let Some(&(_, percent)) = split.iter().find(|(r, _)| r == short) else { continue };
+            let rps = loads.at(seg_start).map_or(0.0, |l| l.rps_at(seg_start));
+            expected += rps * percent as f64 / 100.0 * span.as_secs_f64();
+        }
+        expected
+    }
+
+    pub(super) fn behaviour(&self, revision: &RevisionRecord, minute: u64) -> crate::profile::Behaviour {
+        let start = at(minute);
+        match self.profile_at(&revision.image, start) {
+            Some(profile) => {
+                let elapsed =
+                    self.first_serving(&revision.service, &revision.short).and_then(|f| start.duration_since(f).ok());
+                profile.behaviour(elapsed)
+            }
+            None => crate::profile::Behaviour::HEALTHY,
+        }
+    }
+
+    /// A revision's request counts in the minute starting at `minute` (epoch seconds).
+    pub fn minute_counts(&self, revision: &str, minute: u64) -> MinuteCounts {
+        let Some(rev) = self.revisions.get(revision) else { return MinuteCounts::default() };
+        let expected = self.expected_requests(&rev.service, &rev.short, minute);
+        if expected <= 0.0 {
+            return MinuteCounts::default();
+        }
+        let mut rng = minute_rng(self.config.seed, revision, minute, 1);
+        draw_counts(&mut rng, expected, &self.behaviour(rev, minute))
+    }
+
+    /// A revision's request latencies in the minute starting at `minute`.
+    pub fn minute_latency(&mut self, revision: &str, minute: u64) -> Option<Histogram> {
+        let n = self.minute_counts(revision, minute).total();
+        if n == 0 {
+            return None;
+        }
+        let rev = self.revisions.get(revision)?;
+        let behaviour = self.behaviour(rev, minute);
+        let mut rng = minute_rng(self.config.seed, revision, minute, 2);
+        Some(self.shapes.draw(&mut rng, n, &behaviour))
+    }
+
+    pub fn profiles(&self) -> Vec<Profile> {
+        self.profiles.values().cloned().collect()
+    }
+
+    pub fn profile(&self, image: &str) -> Profile {
+        self.profiles.get(image).cloned().unwrap_or_else(|| Profile::healthy(image))
+    }
+
+    // ---- services -------------------------------------------------------------------
+
+    /// What `{uri}` of a service or `{tag uri}` answers: the revision the (settled) traffic
+    /// split picks, answering as its image's profile says.
+    pub fn route(&mut self, project: &str, location: &str, host: &str, path: &str, now: SystemTime) -> AppResponse {
+        let (tag, service) = match host.split_once("---") {
+            Some((tag, service)) => (Some(tag), service),
+            None => (None, host),
+        };
+        let name = format!("projects/{project}/locations/{location}/services/{service}");
+        self.settle(&name, now);
+        let not_found = AppResponse { status: 404, body: "Page not found\n".to_owned(), revision: None };
+        let Some(record) = self.services.get(&name) else { return not_found };
+        let targets: Vec<(String, u64)> = record
+            .status
+            .traffic
+            .iter()
+            .filter(|t| tag.is_none_or(|tag| t.get("tag").and_then(Value::as_str) == Some(tag)))
+            .filter_map(|t| {
+                let revision = t.get("revision").and_then(Value::as_str)?.to_owned();
+                let weight = if tag.is_some() { 1 } else { t.get("percent").and_then(Value::as_u64).unwrap_or(0) };
+                Some((revision, weight))
+            })
+            .filter(|(_, w)| *w > 0)
+            .collect();
+        let total: u64 = targets.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return not_found;
+        }
+        // A deterministic weighted round robin: exact splits, no randomness to seed.
+        self.route_counter = self.route_counter.wrapping_add(1);
+        let mut pick = (self.route_counter.wrapping_mul(37)) % total;
+        let mut chosen = &targets[0].0;
+        for (revision, weight) in &targets {
+            if pick < *weight {
+                chosen = revision;
+                break;
+            }
+            pick -= weight;
+        }
+        let full = format!("{name}/revisions/{chosen}");
+        let Some(revision) = self.revisions.get(&full) else { return not_found };
+        if !revision.ready(now) {
+            return AppResponse {
+                status: 503,
+                body: "Service Unavailable\n".to_owned(),
+                revision: Some(chosen.clone()),
+            };
+        }
+        let chosen = chosen.clone();
+        let minute = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() / 60 * 60;
+        let behaviour = self.behaviour(revision, minute);
+        // Health endpoints answer with the health status; anything else is a real request,
+        // failing as often as the profile says.
+        let status = if is_health_path(path) {
+            behaviour.health_status
+        } else {
+            let draw = self.rng.unit();
+            if draw < behaviour.error_rate {
+                500
+            } else if draw < behaviour.error_rate + behaviour.client_error_rate {
+                404
+            } else {
+                behaviour.health_status
+            }
+        };
+        AppResponse {
+            status,
+            body: format!("{{\"revision\":\"{chosen}\",\"status\":{status}}}\n"),
+            revision: Some(chosen),
+        }
+    }
+
+    // ---- internals ------------------------------------------------------------------
+}
