@@ -20,7 +20,7 @@ use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
 use crate::manifest::types::{CanaryRollout, SmokeAuth};
 use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
-use crate::state::{Pause, RolloutState};
+use crate::state::{self, Pause, Phase, RolloutState};
 use crate::transport::ApiFailure;
 
 /// Whether a pass writes.
@@ -288,6 +288,18 @@ async fn one<P: CloudRun + Prober>(
                 if plan.state.pause == Some(Pause::Spec) {
                     plan.state.pause = Some(Pause::Frozen);
                 }
+                // The transition this plan recorded (if any) says so too: reports and
+                // notifications quote the history.
+                let recorded = match &observed {
+                    Observed::Service(s) => RolloutState::read(&s.annotations).history.last().cloned(),
+                    Observed::Missing => None,
+                };
+                if let Some(last) = plan.state.history.last_mut()
+                    && Some(&*last) != recorded.as_ref()
+                    && last.phase == Phase::Paused
+                {
+                    decide::FROZEN.clone_into(&mut last.reason);
+                }
             }
             plan.state.applied = Some(original.to_owned());
             if let Some(change) = &mut plan.change {
@@ -317,8 +329,12 @@ async fn one<P: CloudRun + Prober>(
                 let (service, error) = match after {
                     Ok(Some(raw)) => {
                         let view = ServiceView::parse(raw);
-                        let landed = RolloutState::read(&view.annotations);
-                        let error = (landed.phase != Some(plan.phase_after) || landed.owner != plan.state.owner).then(|| {
+                        // Every `canary/` annotation as written, not just the phase: a stage
+                        // advance stays Progressing, so a phase check alone would take a
+                        // write that never landed for one that did.
+                        let ours = view.annotations.iter().filter(|(k, _)| k.starts_with(state::PREFIX));
+                        let landed = ours.eq(change.annotations.iter());
+                        let error = (!landed).then(|| {
                             "the service changed after this pass wrote it (another writer?); the next pass decides again".to_owned()
                         });
                         (Some(view), error)

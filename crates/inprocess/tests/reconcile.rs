@@ -386,3 +386,38 @@ async fn a_project_that_cannot_be_listed_does_not_stop_a_rollout_in_another() {
     assert_eq!((state.owner.as_deref(), state.phase), (Some("beta"), Some(Phase::Deploying)));
     assert_eq!(meddler.calls().len(), 1, "only beta was written");
 }
+
+/// A stage advance stays Progressing: a write answered OK that never landed must still
+/// be reported, not taken for done because the phase read back matches.
+#[tokio::test]
+async fn a_stage_advance_that_answers_ok_but_does_not_land_is_reported() {
+    let f = Fixture::new(40);
+    let name = f.service("api", 20.0);
+    let rollout = Manifest::new("api").build();
+    f.to_first_stage(from_ref(&rollout)).await;
+    f.advance(21 * 60);
+    let meddler = Meddler::new(&f, |_, _| Patch::SwallowOk);
+    let outcome = pass(&meddler, from_ref(&rollout), Mode::Apply).await.remove(0);
+    let plan = outcome.plan.as_ref().unwrap();
+    assert_eq!((plan.phase_after, plan.state.stage), (Phase::Progressing, 2));
+    assert_eq!(f.state(&name).stage, 1, "the write did not land");
+    let error = outcome.error.as_deref().unwrap_or_else(|| panic!("reported as done: {outcome:?}"));
+    assert!(error.contains("the service changed after this pass wrote it"), "{error}");
+}
+
+/// The transition a frozen rollout records says frozen, as its reason does: reports and
+/// notifications quote the history.
+#[tokio::test]
+async fn a_frozen_rollouts_recorded_transition_says_frozen() {
+    let f = Fixture::new(41);
+    let name = f.service("api", 20.0);
+    let rollout = Manifest::new("api").build();
+    f.to_first_stage(from_ref(&rollout)).await;
+    let invalid = Invalid { name: "api".into(), project: PROJECT.into(), region: REGION.into(), service: "api".into() };
+    pass_with_invalid(&f.platform, &[], from_ref(&invalid), Mode::Apply).await;
+    let state = f.state(&name);
+    assert_eq!(state.reason, FROZEN);
+    let last = state.history.last().unwrap();
+    assert_eq!(last.phase, Phase::Paused);
+    assert_eq!(last.reason, FROZEN, "history: {:?}", state.history);
+}
