@@ -6,7 +6,7 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{EmulatorProcess, code, stderr, stdout};
+use crate::support::{EmulatorProcess, Manifest, Scenario, code, eventually, stderr, stdout};
 
 const SERVICE: &str = "projects/demo-project/locations/us-central1/services/api";
 
@@ -20,29 +20,17 @@ pub(crate) struct Rollout {
 impl Rollout {
     pub(crate) fn start(profiles: &str, rps: f64) -> Rollout {
         let dir = tempfile::tempdir().unwrap();
-        let scenario = format!(
-            r#"
-start: "2026-11-26T08:00:00Z"
-timeScale: 0
-seed: 11
-profiles:
-  - {{image: "gcr.io/demo/api:v1", errorRate: 0.005, p50Ms: 80, p95Ms: 250}}
-{profiles}
-services:
-  - name: {SERVICE}
-    image: gcr.io/demo/api:v1
-    template:
-      scaling: {{minInstanceCount: 1, maxInstanceCount: 7}}
-      vpcAccess: {{connector: projects/demo-project/locations/us-central1/connectors/vpc, egress: ALL_TRAFFIC}}
-      volumes: [{{name: cfg, secret: {{secret: app-config}}}}]
-      containers: [{{env: [{{name: DB_PASSWORD, valueSource: {{secretKeyRef: {{secret: db, version: latest}}}}}}]}}]
-loads:
-  - {{service: {SERVICE}, rps: {rps}}}
-"#
-        );
-        std::fs::write(dir.path().join("scenario.yaml"), scenario).unwrap();
+        // Fields canary does not own (scaling, VPC, secrets) must survive every write.
+        let template = "      scaling: {minInstanceCount: 1, maxInstanceCount: 7}\n      \
+             vpcAccess: {connector: projects/demo-project/locations/us-central1/connectors/vpc, egress: ALL_TRAFFIC}\n      \
+             volumes: [{name: cfg, secret: {secret: app-config}}]\n      \
+             containers: [{env: [{name: DB_PASSWORD, valueSource: {secretKeyRef: {secret: db, version: latest}}}]}]";
+        let emulator = Scenario::new(11)
+            .profile(r#"{image: "gcr.io/demo/api:v1", errorRate: 0.005, p50Ms: 80, p95Ms: 250}"#)
+            .profile_lines(profiles)
+            .service("api", "gcr.io/demo/api:v1", template, rps)
+            .start(dir.path(), &[]);
         std::fs::create_dir(dir.path().join("manifests")).unwrap();
-        let emulator = EmulatorProcess::start(&["--scenario", dir.path().join("scenario.yaml").to_str().unwrap()]);
         Rollout { emulator, dir, http: reqwest::blocking::Client::new() }
     }
 
@@ -62,25 +50,10 @@ loads:
     }
 
     fn write_manifest(&self, file: &str, image: &str, analysis: &str) {
-        let text = format!(
-            r#"apiVersion: canary/v1alpha1
-kind: CanaryRollout
-metadata: {{name: api}}
-spec:
-  project: demo-project
-  region: us-central1
-  service: api
-  adopt: true
-  template: {{image: "{image}"}}
-  stages:
-    - {{weight: 5, hold: 30m}}
-    - {{weight: 25, hold: 30m}}
-    - {{weight: 50, hold: 30m}}
-    - {{weight: 100, hold: 10m}}
-  analysis:
-{analysis}"#
-        );
-        std::fs::write(self.dir.path().join("manifests").join(file), text).unwrap();
+        Manifest::new("api", image)
+            .stages(&[(5, "30m"), (25, "30m"), (50, "30m"), (100, "10m")])
+            .analysis(analysis)
+            .write(&self.manifests(), file);
     }
 
     /// The emulator's clock, as seconds since the epoch.
@@ -447,10 +420,20 @@ fn a_crash_at_any_call_of_a_pass_converges_without_a_duplicate_revision() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        if !path.starts_with("/emulator") {
+            // The faulted call has reached the emulator (a fired fault leaves the list),
+            // which holds it for 3 s: crash the reconciler in the middle of it.
+            eventually("the faulted call to arrive", std::time::Duration::from_secs(20), || {
+                r.emulator.get("/emulator/v1/faults")["faults"].as_array().is_some_and(Vec::is_empty).then_some(())
+            });
+        }
         let _ = child.kill();
         let _ = child.wait();
-        std::thread::sleep(std::time::Duration::from_millis(2000));
+        if !path.starts_with("/emulator") {
+            // The emulator may still finish the call it was holding (nothing observable
+            // says whether it will), so give it its 3 s before the next reconciler starts.
+            std::thread::sleep(std::time::Duration::from_millis(3000));
+        }
         let steps = r.run_until(300, 40, |res| res["phaseAfter"] == "Promoted");
         assert_eq!(phase(steps.last().unwrap()), "Promoted", "crash at {method} {path}: {steps:#?}");
         assert_eq!(r.revisions().len(), 2, "crash at {method} {path}: {:?}", r.revisions());

@@ -103,3 +103,170 @@ impl Drop for EmulatorProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The project and region every test world uses.
+pub const PROJECT: &str = "demo-project";
+pub const REGION: &str = "us-central1";
+
+/// `projects/P/locations/R/services/NAME` in the test project.
+pub fn service_path(name: &str) -> String {
+    format!("projects/{PROJECT}/locations/{REGION}/services/{name}")
+}
+
+/// Polls `check` until it gives a value, failing after `timeout`: how every test waits
+/// for a condition (never a bare sleep).
+pub fn eventually<T>(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A `CanaryRollout` manifest for the test project, built from a few parts: the one
+/// manifest builder of the end-to-end tests.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    name: String,
+    service: String,
+    image: String,
+    stages: Vec<(u8, String)>,
+    analysis: String,
+}
+
+impl Manifest {
+    /// `name` rolling out to the service of the same name, adopting it; no stages or
+    /// analysis yet.
+    pub fn new(name: &str, image: &str) -> Manifest {
+        Manifest {
+            name: name.to_owned(),
+            service: name.to_owned(),
+            image: image.to_owned(),
+            stages: Vec::new(),
+            analysis: String::new(),
+        }
+    }
+
+    /// Stages as (weight, hold); an empty hold means none.
+    pub fn stages(mut self, stages: &[(u8, &str)]) -> Manifest {
+        self.stages = stages.iter().map(|(w, h)| (*w, (*h).to_owned())).collect();
+        self
+    }
+
+    /// The lines under `analysis:`, indented four spaces.
+    pub fn analysis(mut self, lines: &str) -> Manifest {
+        lines.clone_into(&mut self.analysis);
+        self
+    }
+
+    pub fn text(&self) -> String {
+        let stages: String = self
+            .stages
+            .iter()
+            .map(|(w, h)| {
+                if h.is_empty() {
+                    format!("    - {{weight: {w}}}\n")
+                } else {
+                    format!("    - {{weight: {w}, hold: {h}}}\n")
+                }
+            })
+            .collect();
+        let analysis = if self.analysis.is_empty() { String::new() } else { format!("  analysis:\n{}", self.analysis) };
+        format!(
+            "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: {}}}\nspec:\n  project: {PROJECT}\n  \
+             region: {REGION}\n  service: {}\n  adopt: true\n  template: {{image: \"{}\"}}\n  stages:\n{stages}{analysis}",
+            self.name, self.service, self.image
+        )
+    }
+
+    /// Writes the manifest as `dir/file`.
+    pub fn write(&self, dir: &Path, file: &str) {
+        std::fs::write(dir.join(file), self.text()).expect("the manifest is written");
+    }
+}
+
+/// An emulator scenario in the test project, starting 2026-11-26 08:00 UTC: the one
+/// scenario builder of the end-to-end tests.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    scale: f64,
+    seed: u64,
+    profiles: Vec<String>,
+    services: Vec<String>,
+    loads: Vec<String>,
+}
+
+impl Scenario {
+    /// A stepped clock (it moves only when a test advances it).
+    pub fn new(seed: u64) -> Scenario {
+        Scenario { scale: 0.0, seed, profiles: Vec::new(), services: Vec::new(), loads: Vec::new() }
+    }
+
+    /// `scale` simulated seconds a real second.
+    pub fn time_scale(mut self, scale: f64) -> Scenario {
+        self.scale = scale;
+        self
+    }
+
+    /// A profile, as the flow mapping of a scenario's `profiles` entry.
+    pub fn profile(mut self, profile: &str) -> Scenario {
+        self.profiles.push(format!("  - {profile}"));
+        self
+    }
+
+    /// Profiles as `profiles:` list entries, written out (`  - {image: …}` lines).
+    pub fn profile_lines(mut self, lines: &str) -> Scenario {
+        self.profiles.extend(lines.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned));
+        self
+    }
+
+    /// Service `name` running `image`, with these extra lines under `template:` (indented
+    /// six spaces), serving `rps` requests a second.
+    pub fn service(mut self, name: &str, image: &str, template: &str, rps: f64) -> Scenario {
+        let path = service_path(name);
+        let template = if template.is_empty() { String::new() } else { format!("\n    template:\n{template}") };
+        self.services.push(format!("  - name: {path}\n    image: {image}{template}"));
+        self.loads.push(format!("  - {{service: {path}, rps: {rps}}}"));
+        self
+    }
+
+    pub fn text(&self) -> String {
+        let list =
+            |items: &[String]| if items.is_empty() { " []".to_owned() } else { format!("\n{}", items.join("\n")) };
+        format!(
+            "start: \"2026-11-26T08:00:00Z\"\ntimeScale: {}\nseed: {}\nprofiles:{}\nservices:{}\nloads:{}\n",
+            self.scale,
+            self.seed,
+            list(&self.profiles),
+            list(&self.services),
+            list(&self.loads)
+        )
+    }
+
+    /// Writes the scenario into `dir` and starts an emulator on it, with `args` besides.
+    pub fn start(&self, dir: &Path, args: &[&str]) -> EmulatorProcess {
+        let path = dir.join("scenario.yaml");
+        std::fs::write(&path, self.text()).expect("the scenario is written");
+        let mut all = vec!["--scenario", path.to_str().expect("a UTF-8 temp path")];
+        all.extend_from_slice(args);
+        EmulatorProcess::start(&all)
+    }
+}
+
+impl EmulatorProcess {
+    /// The emulator's request log.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.get("/emulator/v1/requests").as_array().cloned().unwrap_or_default()
+    }
+
+    /// Calls in the request log with this method whose path contains `path_contains`.
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r["method"] == method && r["path"].as_str().unwrap_or_default().contains(path_contains))
+            .count()
+    }
+}

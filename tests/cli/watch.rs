@@ -10,26 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::EmulatorProcess;
-
-const PROJECT: &str = "demo-project";
-const REGION: &str = "us-central1";
-
-fn service_path(service: &str) -> String {
-    format!("projects/{PROJECT}/locations/{REGION}/services/{service}")
-}
-
-/// Polls `check` until it gives a value or `timeout` passes.
-fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{EmulatorProcess, Manifest, Scenario, eventually, service_path};
 
 /// An emulator on a stepped clock with `services`, and a manifest folder.
 struct World {
@@ -45,32 +26,16 @@ impl World {
     /// `scale` simulated seconds a real second; 0 is stepped.
     fn start_at_scale(services: &[&str], rps: f64, scale: f64) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let mut scenario = format!(
-            r#"start: "2026-11-26T08:00:00Z"
-timeScale: {scale}
-seed: 5
-profiles:
-  - {{image: "gcr.io/demo/app:v1", errorRate: 0.005, p50Ms: 80, p95Ms: 250}}
-  - {{image: "gcr.io/demo/app:v2", errorRate: 0.005, p50Ms: 80, p95Ms: 250}}
-services:
-"#,
-        );
+        let mut scenario = Scenario::new(5)
+            .time_scale(scale)
+            .profile(r#"{image: "gcr.io/demo/app:v1", errorRate: 0.005, p50Ms: 80, p95Ms: 250}"#)
+            .profile(r#"{image: "gcr.io/demo/app:v2", errorRate: 0.005, p50Ms: 80, p95Ms: 250}"#);
         for s in services {
-            scenario.push_str(&format!("  - {{name: {}, image: gcr.io/demo/app:v1}}\n", service_path(s)));
+            scenario = scenario.service(s, "gcr.io/demo/app:v1", "", rps);
         }
-        scenario.push_str("loads:\n");
-        for s in services {
-            scenario.push_str(&format!("  - {{service: {}, rps: {rps}}}\n", service_path(s)));
-        }
-        std::fs::write(dir.path().join("scenario.yaml"), scenario).unwrap();
         std::fs::create_dir(dir.path().join("manifests")).unwrap();
         // Writes settle at once, so a manifest change shows as a write with no clock step.
-        let emulator = EmulatorProcess::start(&[
-            "--scenario",
-            dir.path().join("scenario.yaml").to_str().unwrap(),
-            "--settle-seconds",
-            "0",
-        ]);
+        let emulator = scenario.start(dir.path(), &["--settle-seconds", "0"]);
         World { emulator, dir }
     }
 
@@ -79,28 +44,10 @@ services:
     }
 
     fn manifest_text(name: &str, image: &str, extra: &str) -> String {
-        format!(
-            r#"apiVersion: canary/v1alpha1
-kind: CanaryRollout
-metadata: {{name: {name}}}
-spec:
-  project: {PROJECT}
-  region: {REGION}
-  service: {name}
-  adopt: true
-  template: {{image: "{image}"}}
-  stages:
-    - {{weight: 5, hold: 10m}}
-    - {{weight: 50, hold: 10m}}
-    - {{weight: 100, hold: 5m}}
-  analysis:
-    warmup: 1m
-    maxWait: 2h
-    promotion: {{maxErrorRateIncrease: 1%, maxP95Increase: 20%, minRequests: 100}}
-    rollback:
-      - {{metric: errorRate, above: 5%}}
-{extra}"#
-        )
+        let analysis = format!(
+            "    warmup: 1m\n    maxWait: 2h\n    promotion: {{maxErrorRateIncrease: 1%, maxP95Increase: 20%, minRequests: 100}}\n    rollback:\n      - {{metric: errorRate, above: 5%}}\n{extra}"
+        );
+        Manifest::new(name, image).stages(&[(5, "10m"), (50, "10m"), (100, "5m")]).analysis(&analysis).text()
     }
 
     fn write(&self, file: &str, name: &str, image: &str, extra: &str) {
@@ -120,12 +67,7 @@ spec:
     }
 
     fn requests(&self, method: &str, path_contains: &str) -> usize {
-        let log = self.emulator.get("/emulator/v1/requests");
-        log.as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["method"] == method && r["path"].as_str().unwrap_or_default().contains(path_contains))
-            .count()
+        self.emulator.count(method, path_contains)
     }
 
     /// `services.list` calls so far.
