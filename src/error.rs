@@ -63,7 +63,7 @@ pub fn render(e: &Error, colour: Colour) -> String {
 }
 
 /// Prints an error on stderr, in colour on a terminal.
-pub fn report(e: &Error) {
+pub fn print(e: &Error) {
     eprintln!("{}", render(e, Colour::for_stderr()));
 }
 

@@ -20,7 +20,7 @@ pub(super) fn load_valid(paths: &[PathBuf]) -> (Vec<canary_core::manifest::Canar
 pub(super) fn report_set(set: &manifest::ManifestSet) -> (Vec<canary_core::manifest::CanaryRollout>, Exit) {
     let mut exit = Exit::Ok;
     for unreadable in &set.unreadable {
-        report(&Error::Core(CoreError::Unreadable(unreadable.clone())));
+        print(&Error::Core(CoreError::Unreadable(unreadable.clone())));
         exit = exit.and(Exit::Runtime);
     }
     let colour = Colour::for_stderr();

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn operate(target: &Target, command: operate::Command) -> Result<Exit, Error> {
+pub(super) fn operate(target: &Named, command: operate::Command) -> Result<Exit, Error> {
     let (rollouts, _) = load_valid(std::slice::from_ref(&target.manifests));
     let Some(rollout) = rollouts.into_iter().find(|r| r.metadata.name == target.name) else {
         return Err(unknown_rollout(&target.name, &target.manifests));

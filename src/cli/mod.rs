@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::demo;
-use crate::error::{Error, Exit, report};
+use crate::error::{Error, Exit, print};
 use crate::logging::{self, LogFormat};
 use canary_core::decide::PassResult;
 use canary_core::diagnostic::{self, Diagnostic};
@@ -163,21 +163,21 @@ enum Command {
         out: PathBuf,
     },
     /// Hold a rollout at its current stage (rollback triggers still apply).
-    Pause(Target),
+    Pause(Named),
     /// Carry on after `canary pause`, a failed gate, or a lack of data.
-    Resume(Target),
+    Resume(Named),
     /// Finish the current stage now (its hold and gates; not the rollback triggers).
     Promote {
         #[command(flatten)]
-        target: Target,
+        target: Named,
         /// Go straight to Promoted.
         #[arg(long)]
         full: bool,
     },
     /// Roll back now and reject the image.
-    Abort(Target),
+    Abort(Named),
     /// Clear the rejection of the manifest's image, so it is deployed again.
-    Retry(Target),
+    Retry(Named),
     /// Print the manifest JSON Schema, or check that the committed copy is current.
     Schema {
         /// Fail if the committed schema differs from this build's.
@@ -226,9 +226,9 @@ fn parse_shard(text: &str) -> Result<Shard, String> {
     Ok(Shard { index, count })
 }
 
-/// Which rollout a manual command is for.
+/// The rollout a manual command is for, by name (`Target` is a traffic target in the core).
 #[derive(Debug, clap::Args)]
-struct Target {
+struct Named {
     /// The rollout's name (`metadata.name`).
     name: String,
     /// Where the manifests are.
@@ -318,7 +318,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> i32 {
     match outcome {
         Ok(exit) => exit.code(),
         Err(e) => {
-            report(&e);
+            print(&e);
             e.exit().code()
         }
     }

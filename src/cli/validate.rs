@@ -6,7 +6,7 @@ pub(super) fn validate(paths: &[PathBuf], output: Format) -> Exit {
     let set = manifest::load(paths);
     let mut exit = Exit::Ok;
     for unreadable in &set.unreadable {
-        report(&Error::Core(CoreError::Unreadable(unreadable.clone())));
+        print(&Error::Core(CoreError::Unreadable(unreadable.clone())));
         exit = exit.and(Exit::Runtime);
     }
     if !set.diagnostics.is_empty() {
