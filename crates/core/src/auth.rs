@@ -27,7 +27,7 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// Finds Application Default Credentials, in Google's documented order.
-    pub fn adc() -> Result<Auth, String> {
+    pub(crate) fn adc() -> Result<Auth, String> {
         // With neither a key file nor gcloud's login, the last source is the metadata
         // server; off Google Cloud its name does not resolve, and the library would
         // retry it for half a minute before saying so. Say so now.
@@ -49,7 +49,7 @@ impl Auth {
     }
 
     /// The `Authorization` header value, if any.
-    pub async fn header(&self) -> Result<Option<String>, String> {
+    pub(crate) async fn header(&self) -> Result<Option<String>, String> {
         match self {
             Auth::None => Ok(None),
             Auth::Adc(credentials) => {
@@ -60,7 +60,7 @@ impl Auth {
     }
 
     /// An ID token for `audience` (a private service's URL), for smoke tests.
-    pub async fn id_token(&self, audience: &str) -> Result<Option<String>, String> {
+    pub(crate) async fn id_token(&self, audience: &str) -> Result<Option<String>, String> {
         match self {
             Auth::None => Ok(None),
             Auth::Adc(_) => {

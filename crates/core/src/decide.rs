@@ -20,7 +20,7 @@ use crate::manifest::types::{CanaryRollout, GateFailurePolicy};
 use crate::state::{Pause, Phase, Request, RolloutState};
 
 /// How long a new revision may take to become Ready.
-pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+pub(crate) const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 /// How soon to look again while Cloud Run is busy.
 const POLL: Duration = Duration::from_secs(10);
 /// How soon to look again when nothing is going on.
@@ -33,7 +33,7 @@ const CLI_PAUSE: &str = "paused with `canary pause`";
 
 /// What Cloud Run says about the service.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Observed {
+pub(crate) enum Observed {
     Missing,
     Service(Box<ServiceView>),
 }
@@ -66,7 +66,7 @@ pub enum PassResult {
 /// One pass's decision for one rollout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    pub phase_before: Option<Phase>,
+    pub(crate) phase_before: Option<Phase>,
     pub phase_after: Phase,
     pub action: Action,
     pub reason: String,
@@ -75,7 +75,7 @@ pub struct Plan {
     /// The one write to make, if any.
     pub change: Option<Change>,
     /// When to look again.
-    pub requeue: Duration,
+    pub(crate) requeue: Duration,
     pub result: PassResult,
     /// What holds the rollout where it is, if a pause does: the paused state's cause, or
     /// `spec.paused` keeping a new image from being deployed at all.
@@ -87,13 +87,13 @@ pub struct Plan {
 /// What a pass must find out before deciding: the canary tag URL to smoke-test, and
 /// whether metrics are needed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Needs {
-    pub smoke_uri: Option<String>,
-    pub metrics: bool,
+pub(crate) struct Needs {
+    pub(crate) smoke_uri: Option<String>,
+    pub(crate) metrics: bool,
 }
 
 /// Decides the next step of `rollout`.
-pub fn decide(rollout: &CanaryRollout, observed: &Observed, verdict: &Verdict, now: SystemTime) -> Plan {
+pub(crate) fn decide(rollout: &CanaryRollout, observed: &Observed, verdict: &Verdict, now: SystemTime) -> Plan {
     let Observed::Service(service) = observed else {
         let reason = format!(
             "ServiceNotFound: no Cloud Run service {} in {}/{}",
@@ -105,7 +105,7 @@ pub fn decide(rollout: &CanaryRollout, observed: &Observed, verdict: &Verdict, n
 }
 
 /// What must be found out before [`decide`] can run for this rollout.
-pub fn needs(rollout: &CanaryRollout, observed: &Observed) -> Needs {
+pub(crate) fn needs(rollout: &CanaryRollout, observed: &Observed) -> Needs {
     let Observed::Service(s) = observed else { return Needs::default() };
     let state = RolloutState::read(&s.annotations);
     if state.owner.as_deref() != Some(rollout.metadata.name.as_str())

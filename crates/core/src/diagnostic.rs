@@ -28,7 +28,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// Orders diagnostics by where they are, so output reads top to bottom.
-    pub fn sort_key(&self) -> (&str, usize, usize) {
+    pub(crate) fn sort_key(&self) -> (&str, usize, usize) {
         (&self.file, self.line, self.column)
     }
 }

@@ -10,7 +10,7 @@ pub fn fnv1a(text: &str) -> u64 {
 
 /// JSON with object keys sorted at every level, so equal values hash equally whatever
 /// order their fields arrived in.
-pub fn canonical(value: &Value) -> String {
+pub(crate) fn canonical(value: &Value) -> String {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();

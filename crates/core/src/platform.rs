@@ -13,7 +13,7 @@ use crate::time::parse_rfc3339;
 use crate::transport::{ApiFailure, Transport};
 
 /// The environment variable that points canary at its emulator (`host:port`).
-pub const EMULATOR_ENV: &str = "CLOUD_RUN_EMULATOR_HOST";
+pub(crate) const EMULATOR_ENV: &str = "CLOUD_RUN_EMULATOR_HOST";
 
 #[allow(async_fn_in_trait)] // used through generics, never as trait objects
 pub trait CloudRun {
@@ -38,13 +38,13 @@ pub trait Clock {
 /// One smoke-test request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
-    pub method: String,
+    pub(crate) method: String,
     pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub json: Option<Value>,
-    pub timeout: Duration,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) json: Option<Value>,
+    pub(crate) timeout: Duration,
     /// Send a Google ID token for this audience.
-    pub id_token_audience: Option<String>,
+    pub(crate) id_token_audience: Option<String>,
 }
 
 /// What came back: a status and the start of the body, or why nothing did.
@@ -94,11 +94,11 @@ impl Gcp {
         })
     }
 
-    pub fn is_emulator(&self) -> bool {
+    pub(crate) fn is_emulator(&self) -> bool {
         self.emulator
     }
 
-    pub fn endpoint(&self) -> &str {
+    pub(crate) fn endpoint(&self) -> &str {
         self.run.base()
     }
 }
@@ -169,15 +169,15 @@ impl Monitoring for Gcp {
 /// What the emulator's clock says: the time now, and how fast it runs (0: it moves only
 /// when told; 1: real time; 3600: an hour a second).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EmulatorClock {
-    pub now: SystemTime,
-    pub time_scale: f64,
+pub(crate) struct EmulatorClock {
+    pub(crate) now: SystemTime,
+    pub(crate) time_scale: f64,
 }
 
 impl Gcp {
     /// Reads the emulator's clock (`GET /emulator/v1/clock`). The one place canary reads
     /// it: `now` in emulator mode and `watch`'s pacing both come from here.
-    pub async fn emulator_clock(&self) -> Result<EmulatorClock, ApiFailure> {
+    pub(crate) async fn emulator_clock(&self) -> Result<EmulatorClock, ApiFailure> {
         let answer = self.run.get("/emulator/v1/clock", &[]).await?;
         let now = answer.get("now").and_then(Value::as_str).and_then(parse_rfc3339).ok_or_else(|| ApiFailure {
             method: "GET".into(),

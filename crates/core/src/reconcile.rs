@@ -37,7 +37,7 @@ pub enum Mode {
 pub struct RolloutOutcome {
     pub name: String,
     pub plan: Option<Plan>,
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// The service as last read (after the write, when there was one).
     pub service: Option<ServiceView>,
     pub error: Option<String>,
@@ -76,7 +76,7 @@ pub async fn pass_with_invalid<P: CloudRun + Monitoring + Clock + Prober>(
 
 /// [`pass_with_invalid`], handing each rollout's outcome to `report` as soon as it is
 /// known, so a caller (`canary watch`) need not wait for the slowest rollout of the pass.
-pub async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutcome) + Sync>(
+pub(crate) async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutcome) + Sync>(
     platform: &P,
     rollouts: &[CanaryRollout],
     invalid: &[Invalid],
@@ -246,7 +246,7 @@ fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Op
 }
 
 /// How many rollouts a pass works on at once.
-pub const CONCURRENCY: usize = 16;
+pub(crate) const CONCURRENCY: usize = 16;
 /// How many lists (services of a project/region, a project's metrics) a pass reads at once.
 const LIST_CONCURRENCY: usize = 4;
 

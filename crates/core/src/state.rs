@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::{parse_rfc3339, rfc3339};
 
-pub const PREFIX: &str = "canary/";
+pub(crate) const PREFIX: &str = "canary/";
 const OWNER: &str = "canary/owner";
 const PHASE: &str = "canary/phase";
 const REASON: &str = "canary/reason";
@@ -28,9 +28,9 @@ const PAUSED_FOR: &str = "canary/paused-for";
 const REQUEST: &str = "canary/request";
 /// The last valid manifest applied, compact: it keeps protecting a rollout whose
 /// manifest has since become invalid.
-pub const APPLIED_SPEC: &str = "canary/spec";
+pub(crate) const APPLIED_SPEC: &str = "canary/spec";
 /// How many transitions the history keeps (the newest).
-pub const HISTORY_CAP: usize = 30;
+pub(crate) const HISTORY_CAP: usize = 30;
 
 /// Where a rollout is. Each comes with a one-line reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl Phase {
     }
 
     /// Every phase, in lifecycle order.
-    pub const ALL: [Phase; 9] = [
+    pub(crate) const ALL: [Phase; 9] = [
         Phase::Pending,
         Phase::Deploying,
         Phase::Verifying,
@@ -79,7 +79,7 @@ impl Phase {
     }
 
     /// A rollout is under way: a canary exists that is not yet stable nor rejected.
-    pub fn in_progress(self) -> bool {
+    pub(crate) fn in_progress(self) -> bool {
         matches!(self, Phase::Deploying | Phase::Verifying | Phase::Progressing | Phase::Waiting | Phase::Paused)
     }
 }
@@ -111,7 +111,7 @@ pub enum Pause {
 }
 
 impl Pause {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Pause::Spec => "spec",
             Pause::Frozen => "frozen",
@@ -130,7 +130,7 @@ impl Pause {
     }
 
     /// A pause canary made itself and lifts itself (`spec.paused`, a frozen manifest).
-    pub fn lifts_itself(self) -> bool {
+    pub(crate) fn lifts_itself(self) -> bool {
         matches!(self, Pause::Spec | Pause::Frozen)
     }
 }
@@ -138,9 +138,9 @@ impl Pause {
 /// One recorded transition, for reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
-    pub at: String,
+    pub(crate) at: String,
     pub phase: Phase,
-    pub stage: usize,
+    pub(crate) stage: usize,
     pub reason: String,
 }
 
@@ -153,20 +153,20 @@ pub struct RolloutState {
     /// 1-based; 0 before the first stage.
     pub stage: usize,
     pub stage_started: Option<SystemTime>,
-    pub previous_stage_started: Option<SystemTime>,
+    pub(crate) previous_stage_started: Option<SystemTime>,
     pub stable: Option<String>,
     pub canary: Option<String>,
     /// The image being rolled out (or last rolled out).
-    pub image: Option<String>,
+    pub(crate) image: Option<String>,
     /// Images rolled back or failed: not deployed again until they change or `retry`.
     pub rejected: Vec<String>,
     pub history: Vec<Transition>,
     /// Who paused the rollout by hand (`canary pause`), if someone did.
     pub paused_by: Option<String>,
     /// When the current pause began: paused time does not count toward a hold.
-    pub paused_at: Option<SystemTime>,
+    pub(crate) paused_at: Option<SystemTime>,
     /// Why the rollout is paused, while its phase is `Paused`.
-    pub pause: Option<Pause>,
+    pub(crate) pause: Option<Pause>,
     /// A manual command for the next pass to act on.
     pub request: Option<Request>,
     /// The last valid manifest applied, as compact JSON.
@@ -187,7 +187,7 @@ pub enum Request {
 }
 
 impl Request {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Request::Promote => "promote",
             Request::PromoteFull => "promote-full",
@@ -238,7 +238,7 @@ impl RolloutState {
     }
 
     /// The annotations that represent this state: every `canary/` key, empty ones left out.
-    pub fn annotations(&self) -> BTreeMap<String, String> {
+    pub(crate) fn annotations(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let mut put = |k: &str, v: Option<String>| {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -270,7 +270,7 @@ impl RolloutState {
 
     /// Moves to `phase` with `reason`, recording the transition when the phase or the
     /// stage changes (a report draws each stage's start from the history).
-    pub fn enter(&mut self, phase: Phase, reason: impl Into<String>, now: SystemTime) {
+    pub(crate) fn enter(&mut self, phase: Phase, reason: impl Into<String>, now: SystemTime) {
         let reason = reason.into();
         let new_stage = self.history.last().is_some_and(|t| t.stage != self.stage);
         if self.phase != Some(phase) || new_stage {
@@ -286,12 +286,12 @@ impl RolloutState {
     }
 
     /// Moves to `Paused` for `cause`, with `reason` said to people.
-    pub fn enter_pause(&mut self, cause: Pause, reason: impl Into<String>, now: SystemTime) {
+    pub(crate) fn enter_pause(&mut self, cause: Pause, reason: impl Into<String>, now: SystemTime) {
         self.enter(Phase::Paused, reason, now);
         self.pause = Some(cause);
     }
 
-    pub fn reject(&mut self, image: &str) {
+    pub(crate) fn reject(&mut self, image: &str) {
         if !self.rejected.iter().any(|i| i == image) {
             self.rejected.push(image.to_owned());
         }

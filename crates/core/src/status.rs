@@ -19,47 +19,47 @@ use crate::time::rfc3339;
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub name: String,
-    pub project: String,
-    pub region: String,
-    pub service: String,
+    pub(crate) project: String,
+    pub(crate) region: String,
+    pub(crate) service: String,
     /// What the service says; before canary has written anything, Pending (or Failed,
     /// when it cannot act). None when the service could not be read at all.
     pub phase: Option<Phase>,
     pub reason: String,
     /// 1-based; 0 before the first stage.
-    pub stage: usize,
-    pub stages: usize,
+    pub(crate) stage: usize,
+    pub(crate) stages: usize,
     /// The canary's share of traffic now, in percent.
-    pub weight: u32,
-    pub image: String,
-    pub stable_revision: Option<String>,
-    pub canary_revision: Option<String>,
-    pub stage_started_at: Option<String>,
-    pub hold_remaining_seconds: Option<u64>,
-    pub gates: Vec<Check>,
-    pub triggers: Vec<Check>,
+    pub(crate) weight: u32,
+    pub(crate) image: String,
+    pub(crate) stable_revision: Option<String>,
+    pub(crate) canary_revision: Option<String>,
+    pub(crate) stage_started_at: Option<String>,
+    pub(crate) hold_remaining_seconds: Option<u64>,
+    pub(crate) gates: Vec<Check>,
+    pub(crate) triggers: Vec<Check>,
     /// Every stage's weight and hold, for the live view.
-    pub stage_weights: Vec<u8>,
-    pub stage_hold_seconds: Vec<u64>,
+    pub(crate) stage_weights: Vec<u8>,
+    pub(crate) stage_hold_seconds: Vec<u64>,
     /// The current stage's hold.
-    pub hold_seconds: Option<u64>,
+    pub(crate) hold_seconds: Option<u64>,
     /// The split Cloud Run serves now, revision → percent.
-    pub traffic: BTreeMap<String, u32>,
-    pub observed_at: String,
+    pub(crate) traffic: BTreeMap<String, u32>,
+    pub(crate) observed_at: String,
     /// Right after a write Cloud Run still serves the old split for a while: where it is
     /// going, so a status read then does not look as if the write was lost.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub settling_to: Option<BTreeMap<String, u32>>,
+    pub(crate) settling_to: Option<BTreeMap<String, u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The manifest is invalid now: this is the status under the one last applied.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub frozen: bool,
+    pub(crate) frozen: bool,
 }
 
 impl Status {
     /// `rollout`'s status after a (planning) pass gave `outcome`.
-    pub fn of(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Status {
+    pub(crate) fn of(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Status {
         // What the service says, when it says it of this rollout (not of another that owns it).
         let state = outcome
             .service

@@ -7,18 +7,18 @@ use std::time::{Duration, SystemTime};
 
 /// A span of seconds from outside input: negative, NaN or absurd values become zero or
 /// a century rather than a panic.
-pub fn seconds(value: f64) -> Duration {
+pub(crate) fn seconds(value: f64) -> Duration {
     const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
     if value.is_nan() || value <= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(value.min(CENTURY)) }
 }
 
 /// `t + d`, or a time far in the future when that overflows.
-pub fn later(t: SystemTime, d: Duration) -> SystemTime {
+pub(crate) fn later(t: SystemTime, d: Duration) -> SystemTime {
     t.checked_add(d).unwrap_or_else(|| t + seconds(f64::INFINITY))
 }
 
 /// Whole seconds since the Unix epoch (0 before it): how minutes are keyed.
-pub fn epoch_secs(t: SystemTime) -> u64 {
+pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
@@ -28,7 +28,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Parses an RFC 3339 timestamp (fractional seconds optional).
-pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text.trim_end_matches('Z').replace('T', " ").as_str())
         .ok()
         .or_else(|| humantime::parse_rfc3339(text).ok())

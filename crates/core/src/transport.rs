@@ -29,7 +29,7 @@ pub struct ApiFailure {
 
 /// The code of a refused connection to the emulator: nothing listens at
 /// `CLOUD_RUN_EMULATOR_HOST`, and waiting ~20 s of retries would not start it.
-pub const NOT_LISTENING: &str = "NOT_LISTENING";
+pub(crate) const NOT_LISTENING: &str = "NOT_LISTENING";
 
 impl ApiFailure {
     /// Another writer changed the resource: re-read and decide again.
@@ -37,7 +37,7 @@ impl ApiFailure {
         matches!(self.status, Some(409 | 412)) || self.code == "FAILED_PRECONDITION" && self.message.contains("etag")
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.status == Some(404)
     }
 
@@ -52,7 +52,7 @@ impl ApiFailure {
 
 /// A client for one API base URL.
 #[derive(Debug, Clone)]
-pub struct Transport {
+pub(crate) struct Transport {
     client: reqwest::Client,
     base: String,
     auth: Auth,
@@ -62,7 +62,7 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(base: &str, auth: Auth) -> Result<Transport, String> {
+    pub(crate) fn new(base: &str, auth: Auth) -> Result<Transport, String> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(Duration::from_secs(30))
@@ -79,20 +79,20 @@ impl Transport {
     }
 
     /// The time the server gave in its latest answer (`Date`, one-second resolution).
-    pub fn server_time(&self) -> Option<SystemTime> {
+    pub(crate) fn server_time(&self) -> Option<SystemTime> {
         *self.server_time.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
-    pub fn auth(&self) -> &Auth {
+    pub(crate) fn auth(&self) -> &Auth {
         &self.auth
     }
 
     /// A read: retried as the table says.
-    pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, ApiFailure> {
+    pub(crate) async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, ApiFailure> {
         let call = || self.once(Method::GET, path, query, None, true);
         call.retry(self.retry)
             .sleep(tokio::time::sleep)
@@ -104,7 +104,7 @@ impl Transport {
     /// A write: retried only when the server refused it before doing anything. What a
     /// write answers (a long-running operation) is not read: a caller verifies a write by
     /// reading the resource back.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,

@@ -2,11 +2,13 @@
 //! bounds, counts, and percentiles interpolated inside the bucket that holds the rank.
 //! Pure: no I/O, no clock.
 
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::json;
 
 /// How bucket bounds are laid out.
 #[derive(Debug, Clone, PartialEq)]
-pub enum BucketOptions {
+pub(crate) enum BucketOptions {
     /// Bucket 0 is (−∞, scale); bucket i in 1..=n is [scale·g^(i−1), scale·g^i); the last
     /// is the overflow.
     Exponential { num_finite: usize, growth: f64, scale: f64 },
@@ -19,24 +21,21 @@ pub enum BucketOptions {
 impl BucketOptions {
     /// The buckets the emulator publishes Cloud Run latencies with: fine enough (20%
     /// wide) that an interpolated p95 sits within a few percent of the truth.
-    pub fn latency() -> BucketOptions {
+    #[cfg(test)]
+    pub(crate) fn latency() -> BucketOptions {
         BucketOptions::Exponential { num_finite: 100, growth: 1.2, scale: 1.0 }
     }
 
     /// Number of buckets including underflow and overflow.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             BucketOptions::Exponential { num_finite, .. } | BucketOptions::Linear { num_finite, .. } => num_finite + 2,
             BucketOptions::Explicit { bounds } => bounds.len() + 1,
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The lower and upper bound of bucket `i` (infinite at the ends).
-    pub fn bounds(&self, i: usize) -> (f64, f64) {
+    pub(crate) fn bounds(&self, i: usize) -> (f64, f64) {
         let edge = |k: usize| -> f64 {
             match self {
                 BucketOptions::Exponential { growth, scale, .. } => {
@@ -52,7 +51,7 @@ impl BucketOptions {
         (lower, upper)
     }
 
-    pub fn from_wire(options: &Value) -> Option<BucketOptions> {
+    pub(crate) fn from_wire(options: &Value) -> Option<BucketOptions> {
         let num = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok()));
         if let Some(e) = options.get("exponentialBuckets") {
             return Some(BucketOptions::Exponential {
@@ -72,7 +71,8 @@ impl BucketOptions {
         Some(BucketOptions::Explicit { bounds: bounds.iter().filter_map(|b| b.as_f64()).collect() })
     }
 
-    pub fn to_wire(&self) -> Value {
+    #[cfg(test)]
+    pub(crate) fn to_wire(&self) -> Value {
         match self {
             BucketOptions::Exponential { num_finite, growth, scale } => {
                 json!({"exponentialBuckets": {"numFiniteBuckets": num_finite, "growthFactor": growth, "scale": scale}})
@@ -88,22 +88,23 @@ impl BucketOptions {
 /// A distribution of values (latencies in ms) over buckets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Distribution {
-    pub options: BucketOptions,
-    pub counts: Vec<u64>,
-    pub count: u64,
-    pub mean: f64,
-    pub sum_of_squared_deviation: f64,
+    pub(crate) options: BucketOptions,
+    pub(crate) counts: Vec<u64>,
+    pub(crate) count: u64,
+    pub(crate) mean: f64,
+    pub(crate) sum_of_squared_deviation: f64,
 }
 
 impl Distribution {
-    pub fn empty(options: BucketOptions) -> Distribution {
+    #[cfg(test)]
+    pub(crate) fn empty(options: BucketOptions) -> Distribution {
         let n = options.len();
         Distribution { options, counts: vec![0; n], count: 0, mean: 0.0, sum_of_squared_deviation: 0.0 }
     }
 
     /// Adds another distribution with the same buckets (Chan et al.'s parallel update
     /// for mean and squared deviation). Returns false, changing nothing, if the buckets differ.
-    pub fn merge(&mut self, other: &Distribution) -> bool {
+    pub(crate) fn merge(&mut self, other: &Distribution) -> bool {
         if other.options != self.options {
             return false;
         }
@@ -168,7 +169,8 @@ impl Distribution {
         })
     }
 
-    pub fn to_wire(&self) -> Value {
+    #[cfg(test)]
+    pub(crate) fn to_wire(&self) -> Value {
         // Trailing zero counts are left out, as Cloud Monitoring does.
         let used = self.counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
         json!({

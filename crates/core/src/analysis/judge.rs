@@ -39,9 +39,9 @@ use crate::time::{parse_rfc3339, rfc3339};
 pub const FALSE_ROLLBACK_BUDGET: f64 = 0.001;
 /// A trigger whose window holds fewer requests than this, and has not fired, is
 /// inconclusive (it shows no evidence either way).
-pub const MIN_TRIGGER_REQUESTS: u64 = 20;
+pub(crate) const MIN_TRIGGER_REQUESTS: u64 = 20;
 /// A comparison passes only on at least this many requests on each side.
-pub const MIN_COMPARISON_REQUESTS: u64 = 100;
+pub(crate) const MIN_COMPARISON_REQUESTS: u64 = 100;
 /// p95 means: at most this share of requests slower.
 const TAIL: f64 = 0.05;
 
@@ -66,11 +66,11 @@ pub struct Minute {
 }
 
 /// Minutes by revision, keyed by the minute's end (epoch seconds).
-pub type Metrics = BTreeMap<String, BTreeMap<u64, Minute>>;
+pub(crate) type Metrics = BTreeMap<String, BTreeMap<u64, Minute>>;
 
 /// The earliest moment a judgement of `window` looks at: the stage's start (at 100%, the
 /// stage before's), or the longest trigger window before now, whichever is earlier.
-pub fn window_start(rollout: &CanaryRollout, window: &Window, now: SystemTime) -> SystemTime {
+pub(crate) fn window_start(rollout: &CanaryRollout, window: &Window, now: SystemTime) -> SystemTime {
     let longest_for = rollout.spec.analysis.rollback.iter().map(|t| t.window.as_std()).max().unwrap_or_default();
     let from_stage = if window.weight >= 100 {
         window.previous_stage_started.unwrap_or(window.stage_started)
@@ -85,14 +85,19 @@ pub fn window_start(rollout: &CanaryRollout, window: &Window, now: SystemTime) -
 /// counts by revision and response class, and latency distributions by revision, minute
 /// by minute, across all services — one pair of calls per project, whatever the number
 /// of rollouts.
-pub fn project_queries(start: SystemTime, now: SystemTime) -> [Vec<(String, String)>; 2] {
+pub(crate) fn project_queries(start: SystemTime, now: SystemTime) -> [Vec<(String, String)>; 2] {
     queries("", start, now, Duration::from_secs(60))
 }
 
 /// Request counts (by revision and response class) and latency distributions (by
 /// revision) of Cloud Run revisions matching `filter` (extra ` AND …` terms, or empty),
 /// over [`start`, `end`] in steps of `period`.
-pub fn queries(filter: &str, start: SystemTime, end: SystemTime, period: Duration) -> [Vec<(String, String)>; 2] {
+pub(crate) fn queries(
+    filter: &str,
+    start: SystemTime,
+    end: SystemTime,
+    period: Duration,
+) -> [Vec<(String, String)>; 2] {
     let (start, end) = (rfc3339(start), rfc3339(end));
     let common = |metric: &str| -> Vec<(String, String)> {
         vec![
@@ -112,18 +117,18 @@ pub fn queries(filter: &str, start: SystemTime, end: SystemTime, period: Duratio
 }
 
 /// Whether judging `rollout` needs latency distributions (a p95 gate or trigger).
-pub fn needs_latency(rollout: &CanaryRollout) -> bool {
+pub(crate) fn needs_latency(rollout: &CanaryRollout) -> bool {
     rollout.spec.analysis.promotion.max_p95_increase.is_some()
         || rollout.spec.analysis.rollback.iter().any(|t| t.metric == Metric::P95Latency)
 }
 
 /// How [`Metrics`] names a revision: its region and its name.
-pub fn key(location: &str, revision: &str) -> String {
+pub(crate) fn key(location: &str, revision: &str) -> String {
     format!("{location}/{revision}")
 }
 
 /// Reads the two queries' series into minutes by revision.
-pub fn parse(counts: &[Value], latencies: &[Value]) -> Metrics {
+pub(crate) fn parse(counts: &[Value], latencies: &[Value]) -> Metrics {
     let mut metrics = Metrics::new();
     let end_of = |point: &Value| -> Option<u64> {
         let end = parse_rfc3339(point.pointer("/interval/endTime")?.as_str()?)?;
@@ -456,7 +461,7 @@ impl Evidence {
         self.triggers.iter().find(|t| t.detectors.iter().any(|(_, d)| d.fired())).map(|t| t.name)
     }
 
-    pub fn triggers(&self) -> Vec<Check> {
+    pub(crate) fn triggers(&self) -> Vec<Check> {
         self.triggers.iter().map(TriggerEvidence::check).collect()
     }
 
@@ -574,7 +579,7 @@ fn scale_needed(conclusive: &impl Fn(f64) -> bool) -> Option<f64> {
 }
 
 /// Judges the rollback triggers and the promotion gates of the current stage.
-pub fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Metrics) -> (Vec<Check>, Vec<Check>) {
+pub(crate) fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Metrics) -> (Vec<Check>, Vec<Check>) {
     let empty = BTreeMap::new();
     let canary = metrics.get(&window.canary).unwrap_or(&empty);
     let stable = metrics.get(&window.stable).unwrap_or(&empty);

@@ -30,7 +30,7 @@ fn clamp_rate(p: f64) -> f64 {
 }
 
 /// The log-likelihood ratio of `x` events in `n` trials under rate `p1` against `p0`.
-pub fn binomial_llr(x: u64, n: u64, p0: f64, p1: f64) -> f64 {
+pub(crate) fn binomial_llr(x: u64, n: u64, p0: f64, p1: f64) -> f64 {
     let (p0, p1) = (clamp_rate(p0), clamp_rate(p1));
     let (x, n) = (x as f64, n as f64);
     x * (p1 / p0).ln() + (n - x) * ((1.0 - p1) / (1.0 - p0)).ln()
@@ -39,7 +39,7 @@ pub fn binomial_llr(x: u64, n: u64, p0: f64, p1: f64) -> f64 {
 /// The rates a detector for "above `limit`" watches for: the limit's odds times 1.5, 2
 /// and 4 (a mixture over a small grid, each alternative with a third of the budget), so
 /// a rate anywhere from 1.5× to well past 4× the limit is caught near its fastest.
-pub fn alternatives(limit: f64) -> Vec<f64> {
+pub(crate) fn alternatives(limit: f64) -> Vec<f64> {
     let limit = clamp_rate(limit);
     let odds = limit / (1.0 - limit);
     [1.5, 2.0, 4.0].iter().map(|r| odds * r / (1.0 + odds * r)).collect()
@@ -48,7 +48,7 @@ pub fn alternatives(limit: f64) -> Vec<f64> {
 /// A sequential test of "the rate is above a limit", fed one minute of evidence (a log-
 /// likelihood ratio) at a time, with start points spread over the minutes.
 #[derive(Debug, Clone)]
-pub struct Detector {
+pub(crate) struct Detector {
     ln_alpha: f64,
     /// Σ of all evidence so far.
     total: f64,
@@ -59,12 +59,12 @@ pub struct Detector {
 
 impl Detector {
     /// A detector with false-alarm probability at most `alpha`.
-    pub fn new(alpha: f64) -> Detector {
+    pub(crate) fn new(alpha: f64) -> Detector {
         Detector { ln_alpha: alpha.clamp(f64::MIN_POSITIVE, 1.0).ln(), total: 0.0, best: f64::NEG_INFINITY, starts: 0 }
     }
 
     /// Adds the next minute's log-likelihood ratio; the minute is also a new start.
-    pub fn push(&mut self, llr: f64) {
+    pub(crate) fn push(&mut self, llr: f64) {
         self.starts += 1;
         let k = self.starts as f64;
         self.best = self.best.max(self.ln_alpha - (k * (k + 1.0)).ln() - self.total);
@@ -73,11 +73,12 @@ impl Detector {
 
     /// max over starts k of (ln a_k + evidence since k): at or above 0, the rate is
     /// above the limit with the promised confidence. −∞ before any minute.
-    pub fn statistic(&self) -> f64 {
+    pub(crate) fn statistic(&self) -> f64 {
         self.total + self.best
     }
 
-    pub fn fired(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn fired(&self) -> bool {
         self.statistic() >= 0.0
     }
 }
@@ -88,7 +89,7 @@ impl Detector {
 /// reaches 1/a_n by a_n = α / (n(n+1)) when the rate is at or below the limit; the
 /// shares sum to α over every window the stage will ever have.
 #[derive(Debug, Clone)]
-pub struct WindowDetector {
+pub(crate) struct WindowDetector {
     ln_alpha: f64,
     span: u64,
     window: VecDeque<(u64, f64)>,
@@ -98,7 +99,7 @@ pub struct WindowDetector {
 }
 
 impl WindowDetector {
-    pub fn new(alpha: f64, span: u64) -> WindowDetector {
+    pub(crate) fn new(alpha: f64, span: u64) -> WindowDetector {
         WindowDetector {
             ln_alpha: alpha.clamp(f64::MIN_POSITIVE, 1.0).ln(),
             span: span.max(60),
@@ -110,7 +111,7 @@ impl WindowDetector {
     }
 
     /// Adds the minute ending at `end` with log-likelihood ratio `llr`, in order.
-    pub fn push(&mut self, end: u64, llr: f64) {
+    pub(crate) fn push(&mut self, end: u64, llr: f64) {
         self.looks += 1;
         self.first_end.get_or_insert(end);
         self.window.push_back((end, llr));
@@ -123,7 +124,7 @@ impl WindowDetector {
     }
 
     /// ln a_n + the newest window's evidence; −∞ until a whole window has been seen.
-    pub fn statistic(&self) -> f64 {
+    pub(crate) fn statistic(&self) -> f64 {
         let (Some(first), Some(&(newest, _))) = (self.first_end, self.window.back()) else {
             return f64::NEG_INFINITY;
         };
@@ -134,7 +135,8 @@ impl WindowDetector {
         self.sum + self.ln_alpha - (n * (n + 1.0)).ln()
     }
 
-    pub fn fired(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn fired(&self) -> bool {
         self.statistic() >= 0.0
     }
 }
@@ -148,7 +150,7 @@ fn ln_mixture_ratio(x: f64, n: f64, p: f64) -> f64 {
 /// A time-uniform confidence sequence for a rate after `x` events in `n` trials: with
 /// probability at least 1 − `alpha` the true rate lies inside at every n at once.
 /// `(0, 1)` when there is no data.
-pub fn rate_bounds(x: u64, n: u64, alpha: f64) -> (f64, f64) {
+pub(crate) fn rate_bounds(x: u64, n: u64, alpha: f64) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }

@@ -18,7 +18,7 @@ pub enum Outcome {
 /// them the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum CheckKind {
+pub(crate) enum CheckKind {
     /// Rollback trigger: 5xx ÷ all responses.
     ErrorRate,
     /// Rollback trigger: 1 − errorRate.
@@ -35,7 +35,7 @@ pub enum CheckKind {
 
 /// What kind of number a check's observed value and threshold are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// A fraction shown as a percentage (`errorRate`, `availability`).
     Rate,
     /// A difference of fractions, in percentage points (`errorRateIncrease`).
@@ -50,7 +50,7 @@ pub enum Unit {
 
 impl Unit {
     /// `10.23%`, `+0.12 pts`, `-4.0%`, `2000 ms`, `640`; `-` for a value that is not a number.
-    pub fn show(self, v: f64) -> String {
+    pub(crate) fn show(self, v: f64) -> String {
         if !v.is_finite() {
             return "-".to_owned();
         }
@@ -65,7 +65,8 @@ impl Unit {
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 6] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [CheckKind; 6] = [
         CheckKind::ErrorRate,
         CheckKind::Availability,
         CheckKind::P95Latency,
@@ -75,7 +76,7 @@ impl CheckKind {
     ];
 
     /// The name people and programs see (`status -o json`'s `name`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             CheckKind::ErrorRate => "errorRate",
             CheckKind::Availability => "availability",
@@ -86,11 +87,12 @@ impl CheckKind {
         }
     }
 
-    pub fn parse(name: &str) -> Option<CheckKind> {
+    #[cfg(test)]
+    pub(crate) fn parse(name: &str) -> Option<CheckKind> {
         CheckKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    pub fn unit(self) -> Unit {
+    pub(crate) fn unit(self) -> Unit {
         match self {
             CheckKind::ErrorRate | CheckKind::Availability => Unit::Rate,
             CheckKind::P95Latency => Unit::Millis,
@@ -101,17 +103,17 @@ impl CheckKind {
     }
 
     /// A value of this check, in its unit.
-    pub fn show(self, v: f64) -> String {
+    pub(crate) fn show(self, v: f64) -> String {
         self.unit().show(v)
     }
 
     /// Availability and request counts must stay at or above their bound; the rest at or below.
-    pub fn at_least(self) -> bool {
+    pub(crate) fn at_least(self) -> bool {
         matches!(self, CheckKind::Availability | CheckKind::MinRequests)
     }
 
     /// The condition the check passes with, as a person reads it: `≤ 5.00%`, `≥ 99.00%`.
-    pub fn condition(self, threshold: f64) -> String {
+    pub(crate) fn condition(self, threshold: f64) -> String {
         format!("{} {}", if self.at_least() { "≥" } else { "≤" }, self.show(threshold))
     }
 }
@@ -136,36 +138,36 @@ impl std::fmt::Display for CheckKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
     #[serde(rename = "name")]
-    pub kind: CheckKind,
+    pub(crate) kind: CheckKind,
     /// The value measured (a fraction for rates, milliseconds for latency, a count for
     /// requests), when there was data.
-    pub observed: Option<f64>,
-    pub threshold: f64,
+    pub(crate) observed: Option<f64>,
+    pub(crate) threshold: f64,
     pub result: Outcome,
     /// When inconclusive, how many more requests would make it conclusive.
     #[serde(rename = "requestsNeeded", skip_serializing_if = "Option::is_none")]
-    pub requests_needed: Option<u64>,
+    pub(crate) requests_needed: Option<u64>,
 }
 
 /// What the smoke tests found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Smoke {
+pub(crate) enum Smoke {
     Passed,
     /// The failing request and what came back.
     Failed(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Verdict {
-    pub smoke: Option<Smoke>,
-    pub triggers: Vec<Check>,
-    pub gates: Vec<Check>,
+pub(crate) struct Verdict {
+    pub(crate) smoke: Option<Smoke>,
+    pub(crate) triggers: Vec<Check>,
+    pub(crate) gates: Vec<Check>,
     /// Metrics could not be read this pass: nothing may advance on missing data.
-    pub metrics_error: Option<String>,
+    pub(crate) metrics_error: Option<String>,
 }
 
 impl Verdict {
-    pub fn failed_trigger(&self) -> Option<&Check> {
+    pub(crate) fn failed_trigger(&self) -> Option<&Check> {
         self.triggers.iter().find(|c| c.result == Outcome::Fail)
     }
 }

@@ -15,30 +15,30 @@ use crate::manifest::types::Template;
 use crate::state::PREFIX;
 
 /// The tags canary owns in the traffic list.
-pub const STABLE_TAG: &str = "stable";
-pub const CANARY_TAG: &str = "canary";
+pub(crate) const STABLE_TAG: &str = "stable";
+pub(crate) const CANARY_TAG: &str = "canary";
 
 /// A traffic target as written in the service spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// `None` means "the latest Ready revision".
-    pub revision: Option<String>,
-    pub percent: u32,
-    pub tag: Option<String>,
+    pub(crate) revision: Option<String>,
+    pub(crate) percent: u32,
+    pub(crate) tag: Option<String>,
 }
 
 /// Where traffic actually goes (the service's `trafficStatuses`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetStatus {
-    pub revision: String,
-    pub percent: u32,
-    pub tag: Option<String>,
-    pub uri: Option<String>,
+pub(crate) struct TargetStatus {
+    pub(crate) revision: String,
+    pub(crate) percent: u32,
+    pub(crate) tag: Option<String>,
+    pub(crate) uri: Option<String>,
 }
 
 /// The service's Ready condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
+pub(crate) enum Readiness {
     Ready,
     Reconciling,
     Failed(String),
@@ -47,21 +47,21 @@ pub enum Readiness {
 /// What canary reads from a Service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceView {
-    pub raw: Value,
+    pub(crate) raw: Value,
     pub name: String,
-    pub short_name: String,
-    pub generation: u64,
-    pub observed_generation: u64,
-    pub reconciling: bool,
-    pub readiness: Readiness,
-    pub etag: String,
+    pub(crate) short_name: String,
+    pub(crate) generation: u64,
+    pub(crate) observed_generation: u64,
+    pub(crate) reconciling: bool,
+    pub(crate) readiness: Readiness,
+    pub(crate) etag: String,
     pub annotations: BTreeMap<String, String>,
-    pub template: Value,
-    pub traffic: Vec<Target>,
-    pub statuses: Vec<TargetStatus>,
-    pub latest_ready: Option<String>,
-    pub latest_created: Option<String>,
-    pub update_time: Option<String>,
+    pub(crate) template: Value,
+    pub(crate) traffic: Vec<Target>,
+    pub(crate) statuses: Vec<TargetStatus>,
+    pub(crate) latest_ready: Option<String>,
+    pub(crate) latest_created: Option<String>,
+    pub(crate) update_time: Option<String>,
 }
 
 fn int(v: Option<&Value>) -> u64 {
@@ -73,7 +73,7 @@ fn text(v: Option<&Value>) -> Option<String> {
 }
 
 /// `projects/…/revisions/NAME` or `NAME` → `NAME`.
-pub fn short(name: &str) -> String {
+pub(crate) fn short(name: &str) -> String {
     name.rsplit('/').next().unwrap_or(name).to_owned()
 }
 
@@ -158,12 +158,12 @@ impl ServiceView {
     }
 
     /// Cloud Run has finished applying the newest write, so its status fields are current.
-    pub fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         !self.reconciling && self.observed_generation == self.generation && self.readiness != Readiness::Reconciling
     }
 
     /// The single revision that serves 100% of traffic, if traffic is not split.
-    pub fn sole_revision(&self) -> Option<&str> {
+    pub(crate) fn sole_revision(&self) -> Option<&str> {
         let serving: Vec<&TargetStatus> = self.statuses.iter().filter(|s| s.percent > 0).collect();
         match serving.as_slice() {
             [only] if only.percent == 100 && !only.revision.is_empty() => Some(&only.revision),
@@ -172,18 +172,18 @@ impl ServiceView {
     }
 
     /// The URI Cloud Run gives a tag.
-    pub fn tag_uri(&self, tag: &str) -> Option<&str> {
+    pub(crate) fn tag_uri(&self, tag: &str) -> Option<&str> {
         self.statuses.iter().find(|s| s.tag.as_deref() == Some(tag)).and_then(|s| s.uri.as_deref())
     }
 
     /// The image the template runs.
-    pub fn template_image(&self) -> Option<&str> {
+    pub(crate) fn template_image(&self) -> Option<&str> {
         self.template.pointer("/containers/0/image").and_then(Value::as_str)
     }
 
     /// Traffic entries that belong to people, not to canary: tagged entries with tags
     /// other than canary's, which canary keeps exactly as they are.
-    pub fn user_targets(&self) -> Vec<Target> {
+    pub(crate) fn user_targets(&self) -> Vec<Target> {
         self.traffic
             .iter()
             .filter(|t| t.percent == 0 && t.tag.as_deref().is_some_and(|tag| tag != STABLE_TAG && tag != CANARY_TAG))
@@ -195,7 +195,7 @@ impl ServiceView {
     /// The split Cloud Run was last asked for, while it is still applying it (the service
     /// is reconciling, or its spec names another split than the one serving); `None`
     /// once what serves is what was asked.
-    pub fn settling_to(&self) -> Option<BTreeMap<String, u32>> {
+    pub(crate) fn settling_to(&self) -> Option<BTreeMap<String, u32>> {
         let mut asked = BTreeMap::new();
         for t in self.traffic.iter().filter(|t| t.percent > 0) {
             let revision = t.revision.clone().or_else(|| self.latest_ready.clone()).unwrap_or_else(|| "latest".into());
@@ -217,7 +217,7 @@ impl ServiceView {
 /// The canary's template: the service's current template with the manifest's fields
 /// laid over it (image, env merged by name, resources, service account), pinned to a
 /// revision name derived from its content, so a retry can never create a second one.
-pub fn canary_template(base: &Value, service: &str, overlay: &Template) -> (Value, String) {
+pub(crate) fn canary_template(base: &Value, service: &str, overlay: &Template) -> (Value, String) {
     let mut template = match base {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
@@ -271,7 +271,7 @@ pub fn canary_template(base: &Value, service: &str, overlay: &Template) -> (Valu
 }
 
 /// `SERVICE-` and seven hex digits of the template's hash.
-pub fn revision_name(service: &str, template: &Value) -> String {
+pub(crate) fn revision_name(service: &str, template: &Value) -> String {
     let mut unpinned = template.clone();
     if let Some(m) = unpinned.as_object_mut() {
         m.remove("revision");
@@ -283,15 +283,15 @@ pub fn revision_name(service: &str, template: &Value) -> String {
 /// `canary/` annotations (the whole set: keys not in it are removed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    pub template: Option<Value>,
-    pub traffic: Option<Vec<Target>>,
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) template: Option<Value>,
+    pub(crate) traffic: Option<Vec<Target>>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 impl Change {
     /// The service JSON to PATCH back: `raw` with this change applied and nothing else
     /// touched. The etag read with `raw` goes back with it.
-    pub fn apply(&self, raw: &Value) -> Value {
+    pub(crate) fn apply(&self, raw: &Value) -> Value {
         let mut out = raw.clone();
         if let Some(template) = &self.template {
             out["template"] = template.clone();

@@ -13,13 +13,13 @@ use serde_saphyr::Spanned;
 
 /// A 1-based line and column in a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
-    pub line: usize,
-    pub column: usize,
+pub(crate) struct Position {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
 }
 
 impl Position {
-    pub const START: Position = Position { line: 1, column: 1 };
+    pub(crate) const START: Position = Position { line: 1, column: 1 };
 
     fn of<T>(spanned: &Spanned<T>) -> Position {
         let at = spanned.referenced;
@@ -34,12 +34,12 @@ impl Position {
 #[derive(Debug)]
 pub struct Document {
     pub value: Value,
-    pub index: LocationIndex,
+    pub(crate) index: LocationIndex,
 }
 
 /// Where each node of a document was written, keyed by JSON pointer (`/spec/stages/0`).
 #[derive(Debug, Default)]
-pub struct LocationIndex {
+pub(crate) struct LocationIndex {
     values: HashMap<String, Position>,
     keys: HashMap<String, Position>,
 }
@@ -47,7 +47,7 @@ pub struct LocationIndex {
 impl LocationIndex {
     /// Where the value at `pointer` starts; for a pointer that names nothing (a missing
     /// field), the nearest enclosing node that exists.
-    pub fn value(&self, pointer: &str) -> Position {
+    pub(crate) fn value(&self, pointer: &str) -> Position {
         let mut p = pointer;
         loop {
             if let Some(pos) = self.values.get(p) {
@@ -62,7 +62,7 @@ impl LocationIndex {
 
     /// Where the key that names the node at `pointer` is written (its value's position
     /// for sequence items and the document root).
-    pub fn key(&self, pointer: &str) -> Position {
+    pub(crate) fn key(&self, pointer: &str) -> Position {
         self.keys.get(pointer).copied().unwrap_or_else(|| self.value(pointer))
     }
 }
@@ -89,9 +89,9 @@ fn options() -> serde_saphyr::Options {
 /// Why a file's YAML could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
-    pub position: Position,
-    pub message: String,
-    pub hint: Option<String>,
+    pub(crate) position: Position,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
 }
 
 /// Parses every document of `text`. Empty documents (`---` with nothing after it) are

@@ -7,7 +7,7 @@ use super::document::LocationIndex;
 
 /// Which part of a `key: value` pair a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Anchor {
+pub(crate) enum Anchor {
     /// The key (unknown or missing fields, whole entries).
     Key,
     /// The value (wrong type, out of range).
@@ -16,38 +16,38 @@ pub enum Anchor {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    pub pointer: String,
-    pub anchor: Anchor,
-    pub message: String,
-    pub label: Option<String>,
-    pub hint: Option<String>,
+    pub(crate) pointer: String,
+    pub(crate) anchor: Anchor,
+    pub(crate) message: String,
+    pub(crate) label: Option<String>,
+    pub(crate) hint: Option<String>,
 }
 
 impl Finding {
-    pub fn at_value(pointer: impl Into<String>, message: impl Into<String>) -> Finding {
+    pub(crate) fn at_value(pointer: impl Into<String>, message: impl Into<String>) -> Finding {
         Finding { pointer: pointer.into(), anchor: Anchor::Value, message: message.into(), label: None, hint: None }
     }
 
-    pub fn at_key(pointer: impl Into<String>, message: impl Into<String>) -> Finding {
+    pub(crate) fn at_key(pointer: impl Into<String>, message: impl Into<String>) -> Finding {
         Finding { anchor: Anchor::Key, ..Finding::at_value(pointer, message) }
     }
 
-    pub fn label(mut self, label: impl Into<String>) -> Finding {
+    pub(crate) fn label(mut self, label: impl Into<String>) -> Finding {
         self.label = Some(label.into());
         self
     }
 
-    pub fn hint(mut self, hint: impl Into<String>) -> Finding {
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Finding {
         self.hint = Some(hint.into());
         self
     }
 
-    pub fn maybe_hint(mut self, hint: Option<String>) -> Finding {
+    pub(crate) fn maybe_hint(mut self, hint: Option<String>) -> Finding {
         self.hint = hint;
         self
     }
 
-    pub fn locate(self, file: &str, index: &LocationIndex) -> Diagnostic {
+    pub(crate) fn locate(self, file: &str, index: &LocationIndex) -> Diagnostic {
         let at = match self.anchor {
             Anchor::Key => index.key(&self.pointer),
             Anchor::Value => index.value(&self.pointer),
@@ -66,7 +66,7 @@ impl Finding {
 
 /// A JSON pointer as a manifest author reads it: `/spec/stages/2/weight` →
 /// `spec.stages[2].weight`.
-pub fn dotted(pointer: &str) -> String {
+pub(crate) fn dotted(pointer: &str) -> String {
     let mut out = String::new();
     for segment in pointer.split('/').skip(1) {
         let segment = segment.replace("~1", "/").replace("~0", "~");
@@ -83,13 +83,13 @@ pub fn dotted(pointer: &str) -> String {
 }
 
 /// Appends a key to a JSON pointer, escaping it.
-pub fn join(pointer: &str, key: &str) -> String {
+pub(crate) fn join(pointer: &str, key: &str) -> String {
     format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
 }
 
 /// The closest of `candidates` to a mistyped `word`, if any is close enough to be
 /// what was meant.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_lowercase();
     candidates
         .into_iter()

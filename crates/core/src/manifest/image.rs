@@ -3,9 +3,9 @@
 
 /// Why an image reference is not usable for a rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageError {
-    pub message: String,
-    pub hint: &'static str,
+pub(crate) struct ImageError {
+    pub(crate) message: String,
+    pub(crate) hint: &'static str,
 }
 
 const SYNTAX_HINT: &str =
@@ -14,7 +14,7 @@ const SYNTAX_HINT: &str =
 /// Checks an image reference. Rollouts need a pinned image: a reference without a tag
 /// or with the moving tag `latest` names no particular release, so a new push could
 /// never be told apart from the one already running.
-pub fn check(reference: &str) -> Result<(), ImageError> {
+pub(crate) fn check(reference: &str) -> Result<(), ImageError> {
     let bad = |what: String| ImageError { message: format!("image `{reference}` {what}"), hint: SYNTAX_HINT };
     if reference.trim() != reference || reference.chars().any(char::is_whitespace) {
         return Err(bad("contains spaces".to_owned()));

@@ -18,9 +18,6 @@ use super::{rules, schema_check};
 /// One document of the set, valid or not.
 #[derive(Debug)]
 pub struct Manifest {
-    pub file: String,
-    /// Where the document starts.
-    pub position: Position,
     /// `metadata.name`, when the document has one, even if it is otherwise invalid (so
     /// a later pass can tell which rollout an invalid edit belongs to).
     pub name: Option<String>,
@@ -50,7 +47,7 @@ impl ManifestSet {
         self.manifests.iter().filter_map(|m| m.rollout.as_ref())
     }
 
-    pub fn invalid_count(&self) -> usize {
+    pub(crate) fn invalid_count(&self) -> usize {
         self.manifests.iter().filter(|m| m.rollout.is_none()).count()
     }
 }
@@ -145,8 +142,6 @@ fn file_problem(file: &SourceFile, at: Position, message: &str, hint: &str) -> D
 
 fn check_document(file: &str, doc: &Document) -> (Manifest, Vec<Diagnostic>) {
     let mut manifest = Manifest {
-        file: file.to_owned(),
-        position: doc.index.value(""),
         name: doc.value.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned),
         rollout: None,
         target: None,

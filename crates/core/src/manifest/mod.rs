@@ -2,13 +2,13 @@
 //! Schema, and validation in layers (YAML, schema, meaning, the set as a whole).
 
 pub mod document;
-pub mod finding;
-pub mod image;
+pub(crate) mod finding;
+pub(crate) mod image;
 pub mod load;
-pub mod quantity;
-pub mod rules;
+pub(crate) mod quantity;
+pub(crate) mod rules;
 pub mod schema;
-pub mod schema_check;
+pub(crate) mod schema_check;
 pub mod source;
 pub mod types;
 

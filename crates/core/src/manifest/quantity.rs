@@ -37,12 +37,12 @@ macro_rules! as_text {
 const DURATION_UNITS: &str = "ns|nsec|us|usec|ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|week|weeks";
 
 /// The JSON Schema pattern of a duration: `0`, or one or more `<integer><unit>` terms.
-pub fn duration_pattern() -> String {
+pub(crate) fn duration_pattern() -> String {
     format!(r"^(0|[0-9]+ ?({DURATION_UNITS})( ?[0-9]+ ?({DURATION_UNITS}))*)$")
 }
 
 /// The JSON Schema pattern of a percentage: a decimal number followed by `%`.
-pub const PERCENT_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?%$";
+pub(crate) const PERCENT_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?%$";
 
 /// A length of time written the humantime way: `90s`, `5m`, `1h 30m`, `0`.
 #[derive(Clone)]
@@ -52,13 +52,13 @@ pub struct Duration {
 }
 
 impl Duration {
-    pub const ZERO: Duration = Duration { value: std::time::Duration::ZERO, text: String::new() };
+    pub(crate) const ZERO: Duration = Duration { value: std::time::Duration::ZERO, text: String::new() };
 
-    pub fn from_std(value: std::time::Duration) -> Self {
+    pub(crate) fn from_std(value: std::time::Duration) -> Self {
         Duration { value, text: format_whole(value) }
     }
 
-    pub fn as_std(&self) -> std::time::Duration {
+    pub(crate) fn as_std(&self) -> std::time::Duration {
         self.value
     }
 
@@ -66,7 +66,7 @@ impl Duration {
         self.value.as_secs()
     }
 
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         self.value.is_zero()
     }
 }
@@ -191,23 +191,24 @@ impl JsonSchema for Duration {
 
 /// A percentage written with its sign, like `0.5%` or `99%`.
 #[derive(Clone)]
-pub struct Percent {
+pub(crate) struct Percent {
     points: f64,
     text: String,
 }
 
 impl Percent {
     /// The value as written, in percentage points (`0.5%` is `0.5`).
-    pub fn points(&self) -> f64 {
+    pub(crate) fn points(&self) -> f64 {
         self.points
     }
 
     /// The value as a fraction (`0.5%` is `0.005`).
-    pub fn fraction(&self) -> f64 {
+    pub(crate) fn fraction(&self) -> f64 {
         self.points / 100.0
     }
 
-    pub fn from_points(points: f64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_points(points: f64) -> Self {
         Percent { points, text: format!("{points}%") }
     }
 }
@@ -220,7 +221,7 @@ impl PartialEq for Percent {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{text}` is not a percentage; write a number followed by `%`, like `0.5%` or `99%`")]
-pub struct PercentError {
+pub(crate) struct PercentError {
     text: String,
 }
 
@@ -271,14 +272,14 @@ impl JsonSchema for Percent {
 
 /// The bound of a rollback trigger: a percentage for rates, a duration for latency.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Threshold {
+pub(crate) enum Threshold {
     Percent(Percent),
     Latency(Duration),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{text}` is neither a percentage (like `5%`) nor a duration (like `2s`)")]
-pub struct ThresholdError {
+pub(crate) struct ThresholdError {
     text: String,
 }
 

@@ -11,7 +11,7 @@ use super::types::{CanaryRollout, Method, Metric, RollbackTrigger};
 const MIN_INTERVAL_SECS: u64 = 60;
 
 /// Every rule one rollout breaks.
-pub fn check(rollout: &CanaryRollout) -> Vec<Finding> {
+pub(crate) fn check(rollout: &CanaryRollout) -> Vec<Finding> {
     let mut out = Vec::new();
     stages(rollout, &mut out);
     analysis(rollout, &mut out);

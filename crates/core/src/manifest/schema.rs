@@ -12,10 +12,10 @@ use super::types::CanaryRollout;
 pub const SCHEMA_PATH: &str = "schemas/canaryrollout.schema.json";
 
 /// The schema's identifier.
-pub const SCHEMA_ID: &str = "urn:canary:schema:canaryrollout:v1alpha1";
+pub(crate) const SCHEMA_ID: &str = "urn:canary:schema:canaryrollout:v1alpha1";
 
 /// The JSON Schema (draft 2020-12) of a `CanaryRollout` document.
-pub fn schema() -> &'static Value {
+pub(crate) fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(generate)
 }
@@ -68,7 +68,7 @@ fn unwrap_descriptions(value: &mut Value) {
 }
 
 /// The compiled validator for [`schema`].
-pub fn validator() -> &'static jsonschema::Validator {
+pub(crate) fn validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| match jsonschema::draft202012::new(schema()) {
         Ok(v) => v,
@@ -80,7 +80,7 @@ pub fn validator() -> &'static jsonschema::Validator {
 
 /// The sub-schema that describes the node at `pointer` in a document, following
 /// `$ref`s and choosing, in a `oneOf` / `anyOf`, the branch that names the next key.
-pub fn schema_at(pointer: &str) -> Option<&'static Value> {
+pub(crate) fn schema_at(pointer: &str) -> Option<&'static Value> {
     let root = schema();
     let mut node = resolve(root, root)?;
     for segment in pointer.split('/').skip(1) {
@@ -124,7 +124,7 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> Option<&'a Value> {
 
 /// The `pattern` a string at `pointer` must match, looking inside `anyOf` / `oneOf`
 /// (an optional field's schema is "this, or null").
-pub fn pattern_at(pointer: &str) -> Option<&'static str> {
+pub(crate) fn pattern_at(pointer: &str) -> Option<&'static str> {
     fn find(node: &'static Value) -> Option<&'static str> {
         if let Some(p) = node.get("pattern").and_then(Value::as_str) {
             return Some(p);
@@ -140,7 +140,7 @@ pub fn pattern_at(pointer: &str) -> Option<&'static str> {
 }
 
 /// The field names a mapping at `pointer` may have, for "did you mean" hints.
-pub fn known_fields(pointer: &str) -> Vec<&'static str> {
+pub(crate) fn known_fields(pointer: &str) -> Vec<&'static str> {
     let Some(node) = schema_at(pointer) else {
         return Vec::new();
     };

@@ -11,7 +11,7 @@ use super::schema::{known_fields, pattern_at, schema_at, validator};
 use super::types::{API_VERSION, KIND};
 
 /// Every schema error of `doc`, deduplicated and phrased for people.
-pub fn check(doc: &Value) -> Vec<Finding> {
+pub(crate) fn check(doc: &Value) -> Vec<Finding> {
     let mut findings = Vec::new();
     for err in validator().iter_errors(doc) {
         translate(&err, &mut findings);

@@ -7,17 +7,17 @@ use std::path::{Path, PathBuf};
 
 /// The largest manifest file canary reads. Real manifests are a few kilobytes; the
 /// limit keeps a stray log or database dump from being parsed at all.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A manifest file's text, with the path as the user should see it.
 #[derive(Debug, Clone)]
-pub struct SourceFile {
-    pub path: PathBuf,
-    pub text: String,
+pub(crate) struct SourceFile {
+    pub(crate) path: PathBuf,
+    pub(crate) text: String,
 }
 
 impl SourceFile {
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         self.path.display().to_string()
     }
 }
@@ -33,26 +33,26 @@ pub struct Unreadable {
 /// A file whose bytes are not manifest text (too big, not UTF-8), reported against the
 /// file so the rest of the set is still checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub path: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-    pub hint: Option<String>,
+pub(crate) struct Rejected {
+    pub(crate) path: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
 }
 
 /// What came of reading the named paths.
 #[derive(Debug, Default)]
-pub struct Sources {
-    pub files: Vec<SourceFile>,
-    pub rejected: Vec<Rejected>,
-    pub unreadable: Vec<Unreadable>,
+pub(crate) struct Sources {
+    pub(crate) files: Vec<SourceFile>,
+    pub(crate) rejected: Vec<Rejected>,
+    pub(crate) unreadable: Vec<Unreadable>,
 }
 
 /// Reads every manifest file under `paths`. A named file is read whatever its
 /// extension; folders contribute their `*.yaml` / `*.yml` files, recursively, skipping
 /// hidden entries (`.git`). Symlinks are followed, each real file read once.
-pub fn read_all(paths: &[PathBuf]) -> Sources {
+pub(crate) fn read_all(paths: &[PathBuf]) -> Sources {
     let (found, unreadable) = manifest_files(paths);
     let mut sources = Sources { unreadable, ..Sources::default() };
     let mut seen = BTreeSet::new();
@@ -73,7 +73,7 @@ pub fn read_all(paths: &[PathBuf]) -> Sources {
 /// The manifest files `paths` name, in the order [`read_all`] reads them (before it drops
 /// a file reached twice), and the paths that could not be listed. Also what `watch`
 /// fingerprints to notice a change without reading any file.
-pub fn manifest_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unreadable>) {
+pub(crate) fn manifest_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Unreadable>) {
     let (mut found, mut unreadable) = (Vec::new(), Vec::new());
     for path in paths {
         match fs::metadata(path) {

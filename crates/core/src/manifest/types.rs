@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::quantity::{Duration, Percent, Threshold};
 
 /// The only `apiVersion` this build understands.
-pub const API_VERSION: &str = "canary/v1alpha1";
+pub(crate) const API_VERSION: &str = "canary/v1alpha1";
 /// The only `kind` this build understands.
-pub const KIND: &str = "CanaryRollout";
+pub(crate) const KIND: &str = "CanaryRollout";
 
 /// A CanaryRollout: roll a new container image out to a Cloud Run service in traffic
 /// stages, judge each stage against SLOs from Cloud Monitoring, and advance, hold or
@@ -22,10 +22,10 @@ pub const KIND: &str = "CanaryRollout";
 pub struct CanaryRollout {
     /// Always `canary/v1alpha1`.
     #[schemars(schema_with = "api_version_schema")]
-    pub api_version: String,
+    pub(crate) api_version: String,
     /// Always `CanaryRollout`.
     #[schemars(schema_with = "kind_schema")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// Identifies this rollout.
     pub metadata: Metadata,
     /// What to roll out, where, and how to judge it.
@@ -57,18 +57,18 @@ pub struct Metadata {
 pub struct RolloutSpec {
     /// The Google Cloud project ID (not its number or display name) that holds the service.
     #[schemars(regex(pattern = r"^([a-z][-a-z0-9.]*:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$"), example = &"your-project-id")]
-    pub project: String,
+    pub(crate) project: String,
     /// The Cloud Run region, such as `us-central1` or `europe-west4`.
     #[schemars(regex(pattern = r"^[a-z]+-[a-z]+[0-9]+$"), example = &"us-central1")]
-    pub region: String,
+    pub(crate) region: String,
     /// The name of an existing Cloud Run service in that project and region.
     #[schemars(length(min = 1, max = 49), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"), example = &"ion-api")]
-    pub service: String,
+    pub(crate) service: String,
     /// Take over a service that no manifest owns yet. Adoption requires the service to
     /// send 100% of its traffic to a single revision, which becomes the stable one.
     /// Without it, canary only acts on services already marked as owned by this rollout.
     #[serde(default, skip_serializing_if = "is_false")]
-    pub adopt: bool,
+    pub(crate) adopt: bool,
     /// The canary's revision template, laid over the stable revision's template: fields
     /// given here replace the stable ones, env vars are merged by name, and everything
     /// else (secrets, VPC access, volumes, probes, scaling) is kept from the stable revision.
@@ -76,11 +76,11 @@ pub struct RolloutSpec {
     /// Requests sent to the canary's own tag URL while it has 0% of traffic. Any failure
     /// stops the rollout before a single user request reaches the canary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub smoke_tests: Vec<SmokeTest>,
+    pub(crate) smoke_tests: Vec<SmokeTest>,
     /// How smoke tests authenticate: `none`, or `idToken` to send a Google ID token for
     /// the service URL (needed for services that do not allow unauthenticated calls).
     #[serde(default, skip_serializing_if = "SmokeAuth::is_none")]
-    pub smoke_auth: SmokeAuth,
+    pub(crate) smoke_auth: SmokeAuth,
     /// The traffic stages, in order. Weights strictly increase and the last is 100.
     /// Every stage but the last needs a `hold`.
     #[schemars(length(min = 1, max = 20))]
@@ -91,11 +91,11 @@ pub struct RolloutSpec {
     /// Where to announce phase changes (deploying, stage advanced, paused, promoted,
     /// rolled back, failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notify: Vec<Notify>,
+    pub(crate) notify: Vec<Notify>,
     /// Hold the rollout at its current stage (a pause kept in git). Rollback triggers
     /// still protect it; `canary resume` cannot override this.
     #[serde(default, skip_serializing_if = "is_false")]
-    pub paused: bool,
+    pub(crate) paused: bool,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
@@ -114,55 +114,55 @@ pub struct Template {
     /// strings: quote numbers and booleans (`"8080"`, `"true"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}))]
-    pub env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     /// CPU and memory limits; unset ones are kept from the stable revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
+    pub(crate) resources: Option<Resources>,
     /// The service account the canary revision runs as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z][-a-z0-9]*@[-a-z0-9.]+\.iam\.gserviceaccount\.com$|^[0-9]+-compute@developer\.gserviceaccount\.com$"), example = &"ion-api-runner@your-project-id.iam.gserviceaccount.com")]
-    pub service_account: Option<String>,
+    pub(crate) service_account: Option<String>,
 }
 
 /// Container resource limits, written as Cloud Run writes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Resources {
+pub(crate) struct Resources {
     /// vCPUs: `"1"`, `"2"`, `"4"`, `"8"`, or millicores such as `"500m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"), example = &"2")]
-    pub cpu: Option<String>,
+    pub(crate) cpu: Option<String>,
     /// Memory: `512Mi`, `1Gi`, `4Gi`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|M|G)$"), example = &"1Gi")]
-    pub memory: Option<String>,
+    pub(crate) memory: Option<String>,
 }
 
 /// One request sent to the canary before it receives traffic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SmokeTest {
+pub(crate) struct SmokeTest {
     /// The path (and query) to request, starting with `/`. The host is always the
     /// canary's tag URL from Cloud Run, never one from the manifest.
     #[schemars(regex(pattern = r"^/[^\s]*$"), example = &"/health")]
-    pub path: String,
+    pub(crate) path: String,
     /// The HTTP method.
     #[serde(default, skip_serializing_if = "Method::is_get")]
-    pub method: Method,
+    pub(crate) method: Method,
     /// Extra request headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     /// A JSON request body (sent with `Content-Type: application/json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json: Option<serde_json::Value>,
+    pub(crate) json: Option<serde_json::Value>,
     /// The status the response must have. Without it, any 2xx passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 100, max = 599))]
-    pub expect_status: Option<u16>,
+    pub(crate) expect_status: Option<u16>,
     /// How long to wait for the response.
     #[serde(default = "default_smoke_timeout")]
     #[schemars(extend("default" = "10s"))]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 fn default_smoke_timeout() -> Duration {
@@ -172,7 +172,7 @@ fn default_smoke_timeout() -> Duration {
 /// An HTTP method for a smoke test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Method {
+pub(crate) enum Method {
     #[default]
     Get,
     Head,
@@ -188,7 +188,7 @@ impl Method {
         *self == Method::Get
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Head => "HEAD",
@@ -204,7 +204,7 @@ impl Method {
 /// How smoke tests authenticate to the canary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub enum SmokeAuth {
+pub(crate) enum SmokeAuth {
     /// No credentials: the service allows unauthenticated calls.
     #[default]
     None,
@@ -239,7 +239,7 @@ pub struct Analysis {
     /// How often data is judged. At least 1m (Cloud Monitoring's resolution).
     #[serde(default = "default_interval")]
     #[schemars(extend("default" = "1m"))]
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Time after each traffic change that is left out of judgement, while new
     /// instances start and caches warm. Must be shorter than the shortest hold.
     #[serde(default)]
@@ -252,14 +252,14 @@ pub struct Analysis {
     pub max_wait: Duration,
     /// Gates that must all pass over a stage's hold before the rollout advances.
     #[serde(default)]
-    pub promotion: Promotion,
+    pub(crate) promotion: Promotion,
     /// Triggers that roll back at once, in any stage, when any one of them fires.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rollback: Vec<RollbackTrigger>,
+    pub(crate) rollback: Vec<RollbackTrigger>,
     /// What a promotion gate that fails at the end of a hold does: `rollback`, or
     /// `pause` to wait for a person.
     #[serde(default)]
-    pub on_gate_failure: GateFailurePolicy,
+    pub(crate) on_gate_failure: GateFailurePolicy,
 }
 
 impl Default for Analysis {
@@ -287,19 +287,19 @@ fn default_max_wait() -> Duration {
 /// A gate that is not set is not checked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Promotion {
+pub(crate) struct Promotion {
     /// The most the canary's error rate (5xx ÷ all requests) may exceed stable's, in
     /// percentage points: `0.5%` allows 1.2% against stable's 0.7%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_error_rate_increase: Option<Percent>,
+    pub(crate) max_error_rate_increase: Option<Percent>,
     /// The most the canary's p95 latency may exceed stable's, relative to it: `10%`
     /// allows 330 ms against stable's 300 ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_p95_increase: Option<Percent>,
+    pub(crate) max_p95_increase: Option<Percent>,
     /// The fewest canary requests a stage must see before its gates can pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(example = 1000)]
-    pub min_requests: Option<u64>,
+    pub(crate) min_requests: Option<u64>,
 }
 
 /// A rollback trigger: `metric` with exactly one bound. `errorRate` takes `above` with a
@@ -307,27 +307,27 @@ pub struct Promotion {
 /// `above` with a duration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RollbackTrigger {
+pub(crate) struct RollbackTrigger {
     /// What is measured on the canary revision.
-    pub metric: Metric,
+    pub(crate) metric: Metric,
     /// Fire when the metric is above this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub above: Option<Threshold>,
+    pub(crate) above: Option<Threshold>,
     /// Fire when the metric is below this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub below: Option<Threshold>,
+    pub(crate) below: Option<Threshold>,
     /// Judge the aggregate over this sliding window (`5m`: the last five minutes'
     /// requests) instead of the newest published minute. 0 or a multiple of
     /// `analysis.interval`.
     #[serde(default, rename = "for", skip_serializing_if = "Duration::is_zero")]
     #[schemars(extend("default" = "0s"))]
-    pub window: Duration,
+    pub(crate) window: Duration,
 }
 
 /// A metric canary can judge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub enum Metric {
+pub(crate) enum Metric {
     /// 5xx responses ÷ all responses (4xx are the client's fault). Bound: `above: 5%`.
     ErrorRate,
     /// 1 − errorRate. Bound: `below: 99%`.
@@ -337,7 +337,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Metric::ErrorRate => "errorRate",
             Metric::Availability => "availability",
@@ -349,7 +349,7 @@ impl Metric {
 /// What a promotion gate failing at the end of a hold does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub enum GateFailurePolicy {
+pub(crate) enum GateFailurePolicy {
     /// Roll back to stable and reject the image.
     #[default]
     Rollback,
@@ -361,7 +361,7 @@ pub enum GateFailurePolicy {
 /// that no secret is ever written in a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum Notify {
+pub(crate) enum Notify {
     /// A Slack incoming webhook.
     Slack(WebhookTarget),
     /// A generic webhook that receives a JSON document per phase change.
@@ -371,8 +371,8 @@ pub enum Notify {
 /// Where a notification is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WebhookTarget {
+pub(crate) struct WebhookTarget {
     /// The name of the environment variable that holds the webhook URL.
     #[schemars(regex(pattern = "^[A-Za-z_][A-Za-z0-9_]*$"), example = &"SLACK_WEBHOOK_URL")]
-    pub url_from_env: String,
+    pub(crate) url_from_env: String,
 }

@@ -24,7 +24,7 @@ const THRESHOLD: &str = "#b22222";
 
 /// How the rollout ended, for the end marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     RolledBack,
     Failed,
     Promoted,
@@ -32,24 +32,24 @@ pub enum End {
 
 /// Everything the chart shows.
 #[derive(Debug, Clone)]
-pub struct Chart<'a> {
-    pub title: String,
+pub(crate) struct Chart<'a> {
+    pub(crate) title: String,
     /// The time axis, epoch seconds.
-    pub from: u64,
-    pub to: u64,
+    pub(crate) from: u64,
+    pub(crate) to: u64,
     /// Seconds each point covers.
-    pub period: u64,
-    pub stable: &'a [Point],
-    pub canary: &'a [Point],
-    pub spans: &'a [Span],
+    pub(crate) period: u64,
+    pub(crate) stable: &'a [Point],
+    pub(crate) canary: &'a [Point],
+    pub(crate) spans: &'a [Span],
     /// When the canary was deployed (at 0%), when known.
-    pub deployed: Option<u64>,
-    pub end: Option<(End, u64)>,
+    pub(crate) deployed: Option<u64>,
+    pub(crate) end: Option<(End, u64)>,
     /// The error-rate trigger's bound as a fraction (`errorRate above`, or 1 −
     /// `availability below`).
-    pub error_threshold: Option<f64>,
+    pub(crate) error_threshold: Option<f64>,
     /// The p95 trigger's bound, ms.
-    pub p95_threshold: Option<f64>,
+    pub(crate) p95_threshold: Option<f64>,
 }
 
 /// One panel: which metric, how to read it from a point, and its unit.
@@ -64,7 +64,7 @@ struct Panel {
     unit: &'static str,
 }
 
-pub fn svg(chart: &Chart) -> String {
+pub(crate) fn svg(chart: &Chart) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -343,7 +343,7 @@ fn day_and_clock(t: u64) -> String {
     format!("{} {}", s.get(..10).unwrap_or_default(), s.get(11..16).unwrap_or_default())
 }
 
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

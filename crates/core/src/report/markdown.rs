@@ -13,19 +13,19 @@ use crate::view::format::duration;
 
 /// What the Markdown is made from.
 #[derive(Debug, Clone)]
-pub struct Document<'a> {
-    pub rollout: &'a CanaryRollout,
-    pub timeline: &'a Timeline,
-    pub figures: &'a [StageFigures],
+pub(crate) struct Document<'a> {
+    pub(crate) rollout: &'a CanaryRollout,
+    pub(crate) timeline: &'a Timeline,
+    pub(crate) figures: &'a [StageFigures],
     /// The chart's file name, beside the Markdown.
-    pub chart: &'a str,
+    pub(crate) chart: &'a str,
     /// Whether Cloud Monitoring had any data for the two revisions.
-    pub has_data: bool,
-    pub now: SystemTime,
+    pub(crate) has_data: bool,
+    pub(crate) now: SystemTime,
 }
 
 /// `2026-11-26 08:17:00 UTC`.
-pub fn utc(t: SystemTime) -> String {
+pub(crate) fn utc(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string().replace('T', " ").replace('Z', " UTC")
 }
 
@@ -38,7 +38,7 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-pub fn markdown(doc: &Document) -> String {
+pub(crate) fn markdown(doc: &Document) -> String {
     let (r, t) = (doc.rollout, doc.timeline);
     let name = &r.metadata.name;
     let mut out = String::new();

@@ -9,10 +9,10 @@
 //! A rollout that never deployed a canary is [`Failure::NotStarted`]; a report with no
 //! metrics is still written, its chart saying "no data".
 
-pub mod chart;
-pub mod markdown;
-pub mod series;
-pub mod timeline;
+pub(crate) mod chart;
+pub(crate) mod markdown;
+pub(crate) mod series;
+pub(crate) mod timeline;
 
 use crate::time::epoch_secs;
 use std::path::{Path, PathBuf};
@@ -43,15 +43,15 @@ const MAX_POINTS: u64 = 720;
 
 /// What to ask Cloud Monitoring for: the time range and the period of each point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Range {
-    pub from: SystemTime,
-    pub to: SystemTime,
-    pub period: Duration,
+pub(crate) struct Range {
+    pub(crate) from: SystemTime,
+    pub(crate) to: SystemTime,
+    pub(crate) period: Duration,
 }
 
 /// The range a report covers: from a little before the deploy (or the first stage
 /// known) to a little after the end, never past `now`.
-pub fn range(t: &timeline::Timeline, now: SystemTime) -> Range {
+pub(crate) fn range(t: &timeline::Timeline, now: SystemTime) -> Range {
     let hour_ago = now.checked_sub(Duration::from_secs(3600)).unwrap_or(now);
     let first = t.started.or_else(|| t.spans.first().map(|s| s.start)).unwrap_or(hour_ago);
     let from = first.checked_sub(BEFORE).unwrap_or(first);
@@ -66,7 +66,7 @@ pub fn range(t: &timeline::Timeline, now: SystemTime) -> Range {
 
 /// The two `timeSeries.list` queries for one service's revisions over `range`: request
 /// counts by revision and response class, and latency distributions by revision.
-pub fn queries(rollout: &CanaryRollout, range: Range) -> [Vec<(String, String)>; 2] {
+pub(crate) fn queries(rollout: &CanaryRollout, range: Range) -> [Vec<(String, String)>; 2] {
     let filter = format!(
         " AND resource.labels.service_name=\"{}\" AND resource.labels.location=\"{}\"",
         rollout.spec.service, rollout.spec.region
@@ -76,17 +76,17 @@ pub fn queries(rollout: &CanaryRollout, range: Range) -> [Vec<(String, String)>;
 
 /// A written-out report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// `NAME-20261126T080000Z`: the rollout's name and when its canary was deployed, so
     /// reporting the same rollout again replaces its files.
-    pub stem: String,
-    pub markdown: String,
-    pub svg: String,
+    pub(crate) stem: String,
+    pub(crate) markdown: String,
+    pub(crate) svg: String,
 }
 
 /// The manifest the rollout ran with: the applied one on the service when it is
 /// readable (the local copy may have moved on), else the local one.
-pub fn applied(local: &CanaryRollout, state: &RolloutState) -> CanaryRollout {
+pub(crate) fn applied(local: &CanaryRollout, state: &RolloutState) -> CanaryRollout {
     state
         .applied
         .as_deref()
@@ -96,7 +96,7 @@ pub fn applied(local: &CanaryRollout, state: &RolloutState) -> CanaryRollout {
 }
 
 /// Builds the report of `rollout` from its state and the metrics over `range`.
-pub fn build(
+pub(crate) fn build(
     rollout: &CanaryRollout,
     t: &timeline::Timeline,
     metrics: &Metrics,

@@ -16,17 +16,17 @@ use super::timeline::Span;
 
 /// One point of a revision's series: the period ending at `end` (epoch seconds).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Point {
-    pub end: u64,
-    pub requests: u64,
+pub(crate) struct Point {
+    pub(crate) end: u64,
+    pub(crate) requests: u64,
     /// 5xx ÷ all, when there were requests.
-    pub error_rate: Option<f64>,
+    pub(crate) error_rate: Option<f64>,
     /// Milliseconds, when there was a latency distribution.
-    pub p95: Option<f64>,
+    pub(crate) p95: Option<f64>,
 }
 
 /// A revision's points, oldest first.
-pub fn points(metrics: &Metrics, key: &str) -> Vec<Point> {
+pub(crate) fn points(metrics: &Metrics, key: &str) -> Vec<Point> {
     metrics
         .get(key)
         .into_iter()
@@ -42,10 +42,10 @@ pub fn points(metrics: &Metrics, key: &str) -> Vec<Point> {
 
 /// Totals over some minutes of one revision.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Totals {
-    pub requests: u64,
-    pub error_rate: Option<f64>,
-    pub p95: Option<f64>,
+pub(crate) struct Totals {
+    pub(crate) requests: u64,
+    pub(crate) error_rate: Option<f64>,
+    pub(crate) p95: Option<f64>,
 }
 
 fn totals<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {
@@ -72,20 +72,20 @@ fn totals<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {
 
 /// A stage's gate values, recomputed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StageFigures {
-    pub span: Span,
-    pub canary: Totals,
-    pub stable: Totals,
+pub(crate) struct StageFigures {
+    pub(crate) span: Span,
+    pub(crate) canary: Totals,
+    pub(crate) stable: Totals,
     /// Canary minus stable error rate (a fraction).
-    pub error_rate_increase: Option<f64>,
+    pub(crate) error_rate_increase: Option<f64>,
     /// Canary p95 ÷ stable p95 − 1.
-    pub p95_increase: Option<f64>,
+    pub(crate) p95_increase: Option<f64>,
 }
 
 /// Each span's canary and stable figures over its minutes after warm-up, up to `now`
 /// for a stage still running. At 100% stable has no traffic: its figures come from the
 /// span before, as the gates judge it.
-pub fn stage_figures(
+pub(crate) fn stage_figures(
     rollout: &CanaryRollout,
     spans: &[Span],
     metrics: &Metrics,

@@ -15,7 +15,7 @@ use crate::time::parse_rfc3339;
 
 /// How the rollout ended, or that it has not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Promoted,
     RolledBack,
     Failed,
@@ -24,7 +24,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn words(self) -> &'static str {
+    pub(crate) fn words(self) -> &'static str {
         match self {
             Outcome::Promoted => "promoted",
             Outcome::RolledBack => "rolled back",
@@ -36,54 +36,54 @@ impl Outcome {
 
 /// One stage as it ran: from the moment its traffic was set until the next change.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Span {
+pub(crate) struct Span {
     /// 1-based.
-    pub stage: usize,
-    pub weight: u8,
-    pub start: SystemTime,
+    pub(crate) stage: usize,
+    pub(crate) weight: u8,
+    pub(crate) start: SystemTime,
     /// `None` while the stage is still running.
-    pub end: Option<SystemTime>,
+    pub(crate) end: Option<SystemTime>,
 }
 
 /// What ended the rollout, read from the reason canary recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cause {
+pub(crate) struct Cause {
     /// `rollback trigger`, `promotion gate`, or empty when the reason names neither.
-    pub kind: String,
+    pub(crate) kind: String,
     /// The trigger or gate (`errorRate`), when one decided.
-    pub check: Option<String>,
-    pub observed: Option<String>,
-    pub threshold: Option<String>,
+    pub(crate) check: Option<String>,
+    pub(crate) observed: Option<String>,
+    pub(crate) threshold: Option<String>,
     /// The reason as recorded.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Timeline {
-    pub outcome: Outcome,
+pub(crate) struct Timeline {
+    pub(crate) outcome: Outcome,
     /// When the canary was deployed (its last `Deploying`), when the history reaches it.
-    pub started: Option<SystemTime>,
+    pub(crate) started: Option<SystemTime>,
     /// When the rollout was promoted, rolled back or failed.
-    pub ended: Option<SystemTime>,
+    pub(crate) ended: Option<SystemTime>,
     /// The stage it ended in (or is in).
-    pub stage: usize,
-    pub spans: Vec<Span>,
+    pub(crate) stage: usize,
+    pub(crate) spans: Vec<Span>,
     /// This rollout's transitions, oldest first.
-    pub transitions: Vec<Transition>,
+    pub(crate) transitions: Vec<Transition>,
     /// The history's cap has dropped the start of this rollout.
-    pub capped: bool,
-    pub cause: Option<Cause>,
-    pub stable: Option<String>,
-    pub canary: Option<String>,
-    pub image: Option<String>,
+    pub(crate) capped: bool,
+    pub(crate) cause: Option<Cause>,
+    pub(crate) stable: Option<String>,
+    pub(crate) canary: Option<String>,
+    pub(crate) image: Option<String>,
 }
 
 /// Why a report cannot be written: the rollout has not deployed a canary yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotStarted(pub String);
+pub(crate) struct NotStarted(pub(crate) String);
 
 /// Rebuilds the story of `rollout` from `state`.
-pub fn timeline(rollout: &CanaryRollout, state: &RolloutState) -> Result<Timeline, NotStarted> {
+pub(crate) fn timeline(rollout: &CanaryRollout, state: &RolloutState) -> Result<Timeline, NotStarted> {
     let name = &rollout.metadata.name;
     let not_started = |why: String| {
         NotStarted(format!("rollout `{name}` has not started on service {}: {why}", rollout.spec.service))

@@ -2,7 +2,7 @@
 //! written by its kind: `analysis::verdict::CheckKind`.)
 
 /// `1h 30m`, `25m`, `40s`: the two largest units, for holds and time left.
-pub fn duration(seconds: u64) -> String {
+pub(crate) fn duration(seconds: u64) -> String {
     let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
     let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "m"), (s, "s")]
         .iter()

@@ -29,7 +29,7 @@ pub enum Output {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub statuses: Vec<Status>,
-    pub now: SystemTime,
+    pub(crate) now: SystemTime,
 }
 
 /// One read-only look at `rollouts` (and, frozen, the rollouts whose manifests are
@@ -49,15 +49,15 @@ where
 
 /// What to print for a snapshot, and what decides whether it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    pub text: String,
+pub(crate) struct Frame {
+    pub(crate) text: String,
     /// Equal keys mean nothing a reader cares about changed (the header's clock and the
     /// seconds of time left do not count).
-    pub key: String,
+    pub(crate) key: String,
 }
 
 /// The frame for `snapshot`. `redraw`: drawn in place on a terminal.
-pub fn frame(snapshot: &Snapshot, output: Output, colour: Colour, redraw: bool, interval: Duration) -> Frame {
+pub(crate) fn frame(snapshot: &Snapshot, output: Output, colour: Colour, redraw: bool, interval: Duration) -> Frame {
     match output {
         Output::Text => {
             let lines = super::render(&snapshot.statuses, snapshot.now, colour);

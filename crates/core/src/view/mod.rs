@@ -10,7 +10,7 @@
 //! - Time left is shown to the minute, so piped output (a new block only when the
 //!   rendering changes) prints at most about once a minute for a steady rollout.
 
-pub mod format;
+pub(crate) mod format;
 pub mod live;
 
 use std::time::SystemTime;

@@ -11,29 +11,29 @@ use crate::reconcile::Invalid;
 /// One rollout's manifest: valid, or an invalid edit that still names its service
 /// (held at its current traffic by the pass; see `reconcile`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Wanted {
+pub(crate) enum Wanted {
     Valid(Box<CanaryRollout>),
     Invalid(Invalid),
 }
 
 /// The manifest set, by rollout name.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Desired {
-    pub rollouts: BTreeMap<String, Wanted>,
+pub(crate) struct Desired {
+    pub(crate) rollouts: BTreeMap<String, Wanted>,
 }
 
 /// What differs between two looks at the manifests.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// New or edited: pass them now.
-    pub changed: Vec<String>,
+    pub(crate) changed: Vec<String>,
     /// Gone: no longer managed.
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
 }
 
 impl Desired {
     /// The rollouts of `set` that `mine` keeps (a shard), valid or invalid.
-    pub fn from_set(set: &ManifestSet, mine: impl Fn(&str) -> bool) -> Desired {
+    pub(crate) fn from_set(set: &ManifestSet, mine: impl Fn(&str) -> bool) -> Desired {
         let mut rollouts = BTreeMap::new();
         for r in set.valid().filter(|r| mine(&r.metadata.name)) {
             rollouts.insert(r.metadata.name.clone(), Wanted::Valid(Box::new(r.clone())));
@@ -57,14 +57,14 @@ impl Desired {
     }
 
     /// What changed from `before` to `self`.
-    pub fn changes_since(&self, before: &Desired) -> Changes {
+    pub(crate) fn changes_since(&self, before: &Desired) -> Changes {
         let changed = self.rollouts.iter().filter(|(n, w)| before.rollouts.get(*n) != Some(w)).map(|(n, _)| n.clone());
         let removed = before.rollouts.keys().filter(|n| !self.rollouts.contains_key(*n)).cloned();
         Changes { changed: changed.collect(), removed: removed.collect() }
     }
 
     /// The valid rollouts and invalid edits among `names`, for one pass.
-    pub fn batch(&self, names: &[String]) -> (Vec<CanaryRollout>, Vec<Invalid>) {
+    pub(crate) fn batch(&self, names: &[String]) -> (Vec<CanaryRollout>, Vec<Invalid>) {
         let (mut valid, mut invalid) = (Vec::new(), Vec::new());
         for name in names {
             match self.rollouts.get(name) {
@@ -76,7 +76,7 @@ impl Desired {
         (valid, invalid)
     }
 
-    pub fn valid(&self, name: &str) -> Option<&CanaryRollout> {
+    pub(crate) fn valid(&self, name: &str) -> Option<&CanaryRollout> {
         match self.rollouts.get(name) {
             Some(Wanted::Valid(r)) => Some(r),
             _ => None,

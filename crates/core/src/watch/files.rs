@@ -18,10 +18,10 @@ use tokio::sync::mpsc::UnboundedSender;
 /// How long a burst of file events is gathered before the manifests are reloaded:
 /// long enough for an atomic save, short enough to stay far under the 300 ms target
 /// from save to first write.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// File watching for a set of manifest paths.
-pub struct FileWatch {
+pub(crate) struct FileWatch {
     debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
     /// Folders watched, and whether recursively.
     watched: BTreeSet<(PathBuf, bool)>,
@@ -29,7 +29,7 @@ pub struct FileWatch {
 
 impl FileWatch {
     /// Starts watching; `changed` gets a message after each burst that touched the paths.
-    pub fn start(paths: &[PathBuf], changed: UnboundedSender<()>) -> Result<FileWatch, String> {
+    pub(crate) fn start(paths: &[PathBuf], changed: UnboundedSender<()>) -> Result<FileWatch, String> {
         let roots: Vec<PathBuf> = paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect();
         // Ticking once per timeout hands a burst (a checkout) over in one or two batches
         // rather than file by file, so it becomes one or two passes.
@@ -60,7 +60,7 @@ impl FileWatch {
 
     /// Watches what `paths` point at now: call after each reload, so a swapped
     /// symlink's new target is watched and the old one let go.
-    pub fn follow(&mut self, paths: &[PathBuf]) {
+    pub(crate) fn follow(&mut self, paths: &[PathBuf]) {
         let wanted = folders(paths);
         for (path, recursive) in self.watched.difference(&wanted).cloned().collect::<Vec<_>>() {
             let _ = self.debouncer.unwatch(&path);
@@ -82,7 +82,7 @@ impl FileWatch {
 /// modification time and inode, and where each named path leads — without reading
 /// them. The resync reloads only when it changed, so an idle watch over thousands of
 /// manifests costs a directory walk per resync, not a parse of every file.
-pub fn stamp(paths: &[PathBuf]) -> u64 {
+pub(crate) fn stamp(paths: &[PathBuf]) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     use std::os::unix::fs::MetadataExt as _;
     let mut hasher = std::hash::DefaultHasher::new();

@@ -47,7 +47,7 @@ struct Notification {
 
 /// Every metric the watch exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     passes: Counter,
     errors: Family<Kind, Counter>,
@@ -93,7 +93,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The OpenMetrics text `/metrics` serves.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -104,7 +104,7 @@ impl Metrics {
     /// not ask for OpenMetrics (`promtool check metrics` among them). The encoder's
     /// output is kept; only a counter's `# HELP` / `# TYPE` lines take the name its
     /// samples carry (`…_total`), which is where the two formats differ for us.
-    pub fn encode_prometheus(&self) -> String {
+    pub(crate) fn encode_prometheus(&self) -> String {
         let text = self.encode();
         let counters: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
@@ -130,24 +130,24 @@ impl Metrics {
         out
     }
 
-    pub fn pass_started(&self) {
+    pub(crate) fn pass_started(&self) {
         self.passes.inc();
     }
 
-    pub fn error(&self, kind: &str) {
+    pub(crate) fn error(&self, kind: &str) {
         self.errors.get_or_create(&Kind { kind: kind.to_owned() }).inc();
     }
 
-    pub fn api_call(&self, method: &str, status: &str) {
+    pub(crate) fn api_call(&self, method: &str, status: &str) {
         self.api_calls.get_or_create(&ApiCall { method: method.to_owned(), status: status.to_owned() }).inc();
     }
 
-    pub fn decision(&self, seconds: f64) {
+    pub(crate) fn decision(&self, seconds: f64) {
         self.decision_seconds.observe(seconds);
     }
 
     /// A rollout's phase and canary weight after a pass.
-    pub fn rollout(&self, name: &str, phase: Phase, weight: u32) {
+    pub(crate) fn rollout(&self, name: &str, phase: Phase, weight: u32) {
         for p in Phase::ALL {
             let labels = RolloutPhase { rollout: name.to_owned(), phase: p.name().to_owned() };
             self.phase.get_or_create(&labels).set(i64::from(p == phase));
@@ -156,37 +156,37 @@ impl Metrics {
     }
 
     /// A rollout no longer managed: its series go.
-    pub fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         for p in Phase::ALL {
             self.phase.remove(&RolloutPhase { rollout: name.to_owned(), phase: p.name().to_owned() });
         }
         self.weight.remove(&Rollout { rollout: name.to_owned() });
     }
 
-    pub fn managed(&self, count: usize) {
+    pub(crate) fn managed(&self, count: usize) {
         self.rollouts.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    pub fn notification(&self, target: &str, result: &str) {
+    pub(crate) fn notification(&self, target: &str, result: &str) {
         self.notifications.get_or_create(&Notification { target: target.to_owned(), result: result.to_owned() }).inc();
     }
 }
 
 /// What `/readyz` reports.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     first_pass: AtomicBool,
     /// 0 unknown, 1 the last Cloud Run call answered, 2 it did not.
     cloud_run: AtomicU8,
 }
 
 impl Health {
-    pub fn first_pass_done(&self) {
+    pub(crate) fn first_pass_done(&self) {
         self.first_pass.store(true, Ordering::Relaxed);
     }
 
     /// `Ok` when ready, or why not.
-    pub fn ready(&self) -> Result<(), &'static str> {
+    pub(crate) fn ready(&self) -> Result<(), &'static str> {
         if !self.first_pass.load(Ordering::Relaxed) {
             return Err("the first pass has not finished");
         }
@@ -203,10 +203,10 @@ impl Health {
 
 /// The platform, with its API calls counted and Cloud Run's reachability noted.
 #[derive(Debug)]
-pub struct Metered<P> {
-    pub inner: P,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
+pub(crate) struct Metered<P> {
+    pub(crate) inner: P,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) health: Arc<Health>,
 }
 
 impl<P> Metered<P> {

@@ -16,13 +16,13 @@
 //!   [`GRACE`]), then the process exits 0. A second signal exits at once.
 //! - A deleted manifest stops management and leaves traffic as it is.
 
-pub mod desired;
-pub mod files;
-pub mod metrics;
-pub mod notifications;
-pub mod pace;
-pub mod schedule;
-pub mod serve;
+pub(crate) mod desired;
+pub(crate) mod files;
+pub(crate) mod metrics;
+pub(crate) mod notifications;
+pub(crate) mod pace;
+pub(crate) mod schedule;
+pub(crate) mod serve;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ use schedule::Schedule;
 
 /// How long a stop waits for writes under way and notifications queued: the process
 /// is gone within 2 s of the signal.
-pub const GRACE: Duration = Duration::from_millis(1500);
+pub(crate) const GRACE: Duration = Duration::from_millis(1500);
 /// How soon to look again at a rollout whose pass failed (API error, conflict).
 const ERROR_RETRY: Duration = Duration::from_secs(30);
 /// How soon to look again at a rollout a pass did not decide on (an invalid edit of a

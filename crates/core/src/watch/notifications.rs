@@ -35,23 +35,23 @@ const QUEUE: usize = 1024;
 
 /// One thing to announce.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub rollout: String,
-    pub project: String,
-    pub region: String,
-    pub service: String,
+pub(crate) struct Event {
+    pub(crate) rollout: String,
+    pub(crate) project: String,
+    pub(crate) region: String,
+    pub(crate) service: String,
     /// `phaseChanged` or `stageAdvanced`.
-    pub kind: &'static str,
-    pub phase: Phase,
+    pub(crate) kind: &'static str,
+    pub(crate) phase: Phase,
     /// 1-based; 0 before the first stage.
-    pub stage: usize,
-    pub stages: usize,
-    pub weight: Option<u32>,
-    pub reason: String,
+    pub(crate) stage: usize,
+    pub(crate) stages: usize,
+    pub(crate) weight: Option<u32>,
+    pub(crate) reason: String,
     /// When it happened, on the platform's clock (RFC 3339).
-    pub at: String,
+    pub(crate) at: String,
     /// The gates and failed triggers judged in the pass that saw it.
-    pub checks: Vec<Check>,
+    pub(crate) checks: Vec<Check>,
 }
 
 impl Event {
@@ -67,7 +67,7 @@ fn announced(phase: Phase) -> bool {
 
 /// The events a pass's outcome shows: the transitions in the service's history (phase
 /// changes and stage starts).
-pub fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Vec<Event> {
+pub(crate) fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Vec<Event> {
     let Some(service) = &outcome.service else { return Vec::new() };
     let state = RolloutState::read(&service.annotations);
     if state.owner.as_deref() != Some(rollout.metadata.name.as_str()) {
@@ -115,9 +115,9 @@ pub fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Vec<Event> {
 
 /// Where a notification goes: a kind and the environment variable holding its URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Target {
-    pub slack: bool,
-    pub url_from_env: String,
+pub(crate) struct Target {
+    pub(crate) slack: bool,
+    pub(crate) url_from_env: String,
 }
 
 impl Target {
@@ -133,13 +133,13 @@ impl Target {
     }
 
     /// What is posted for `event`.
-    pub fn body(&self, event: &Event) -> Value {
+    pub(crate) fn body(&self, event: &Event) -> Value {
         if self.slack { json!({"text": slack_text(event)}) } else { webhook_json(event) }
     }
 }
 
 /// A Slack message a person reads at a glance.
-pub fn slack_text(e: &Event) -> String {
+pub(crate) fn slack_text(e: &Event) -> String {
     let what = match (e.kind, e.phase) {
         ("stageAdvanced", _) | (_, Phase::Progressing) => format!(
             "advanced to stage {} of {}{}",
@@ -175,7 +175,7 @@ pub fn slack_text(e: &Event) -> String {
 }
 
 /// The generic webhook's document.
-pub fn webhook_json(e: &Event) -> Value {
+pub(crate) fn webhook_json(e: &Event) -> Value {
     json!({
         "rollout": e.rollout, "project": e.project, "region": e.region, "service": e.service,
         "event": e.kind, "phase": e.phase.name(), "stage": e.stage, "stages": e.stages,
@@ -189,7 +189,7 @@ fn wrote(outcome: &RolloutOutcome) -> bool {
 }
 
 /// The queues, one per target, and which events were already handed to them.
-pub struct Outbox {
+pub(crate) struct Outbox {
     /// Rollouts read at least once by this process.
     known: BTreeSet<String>,
     sent: BTreeSet<(String, String, String)>,
@@ -200,7 +200,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(metrics: Arc<Metrics>) -> Outbox {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Outbox {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
@@ -218,7 +218,7 @@ impl Outbox {
     }
 
     /// Queues what `outcome` shows that was not queued before. Never waits.
-    pub fn offer(&mut self, rollout: &CanaryRollout, outcome: &RolloutOutcome) {
+    pub(crate) fn offer(&mut self, rollout: &CanaryRollout, outcome: &RolloutOutcome) {
         let first_look = self.known.insert(rollout.metadata.name.clone());
         let this_pass = rfc3339(outcome.now);
         for event in events(rollout, outcome) {
@@ -254,7 +254,7 @@ impl Outbox {
     }
 
     /// Notifications queued or being sent.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
     }
 }

@@ -9,13 +9,13 @@
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often a stepped emulator clock is read again.
-pub const STEPPED_POLL: Duration = Duration::from_millis(200);
+pub(crate) const STEPPED_POLL: Duration = Duration::from_millis(200);
 /// How often an accelerated emulator clock is read again (someone may step it too).
-pub const SCALED_POLL: Duration = Duration::from_secs(1);
+pub(crate) const SCALED_POLL: Duration = Duration::from_secs(1);
 
 /// How the platform's clock moves relative to real time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Pace {
+pub(crate) enum Pace {
     /// Google: the system clock.
     Real,
     /// The emulator: `scale` platform seconds per real second.
@@ -26,35 +26,31 @@ pub enum Pace {
 
 impl Pace {
     /// From the emulator's `timeScale`: 0 (or nonsense) is stepped.
-    pub fn from_scale(scale: f64) -> Pace {
+    pub(crate) fn from_scale(scale: f64) -> Pace {
         if scale.is_finite() && scale > 0.0 { Pace::Scaled(scale) } else { Pace::Stepped }
     }
 }
 
 /// A reading of the platform clock, extrapolated between readings.
 #[derive(Debug, Clone, Copy)]
-pub struct TimeBase {
+pub(crate) struct TimeBase {
     pace: Pace,
     platform: SystemTime,
     real: Instant,
 }
 
 impl TimeBase {
-    pub fn new(pace: Pace, platform: SystemTime, real: Instant) -> TimeBase {
+    pub(crate) fn new(pace: Pace, platform: SystemTime, real: Instant) -> TimeBase {
         TimeBase { pace, platform, real }
     }
 
-    pub fn pace(&self) -> Pace {
-        self.pace
-    }
-
     /// A new reading of the clock.
-    pub fn observe(&mut self, pace: Pace, platform: SystemTime, real: Instant) {
+    pub(crate) fn observe(&mut self, pace: Pace, platform: SystemTime, real: Instant) {
         *self = TimeBase { pace, platform, real };
     }
 
     /// The platform's time at real instant `real`.
-    pub fn now(&self, real: Instant) -> SystemTime {
+    pub(crate) fn now(&self, real: Instant) -> SystemTime {
         let elapsed = real.saturating_duration_since(self.real);
         let span = match self.pace {
             Pace::Real => elapsed,
@@ -66,7 +62,7 @@ impl TimeBase {
 
     /// How long to really wait, from `real`, until the platform's clock reaches `due`
     /// (`None` when it will not get there by itself: a stepped clock).
-    pub fn real_wait(&self, due: SystemTime, real: Instant) -> Option<Duration> {
+    pub(crate) fn real_wait(&self, due: SystemTime, real: Instant) -> Option<Duration> {
         let ahead = due.duration_since(self.now(real)).unwrap_or(Duration::ZERO);
         match self.pace {
             Pace::Real => Some(ahead),
@@ -77,7 +73,7 @@ impl TimeBase {
     }
 
     /// How often to read the clock again; `None` for the system clock.
-    pub fn poll(&self) -> Option<Duration> {
+    pub(crate) fn poll(&self) -> Option<Duration> {
         match self.pace {
             Pace::Real => None,
             Pace::Scaled(_) => Some(SCALED_POLL),

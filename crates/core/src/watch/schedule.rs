@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     entries: BTreeMap<String, Entry>,
     max_passes: usize,
     passes: usize,
@@ -30,12 +30,12 @@ struct Entry {
 }
 
 impl Schedule {
-    pub fn new(max_passes: usize, coalesce: Duration) -> Schedule {
+    pub(crate) fn new(max_passes: usize, coalesce: Duration) -> Schedule {
         Schedule { entries: BTreeMap::new(), max_passes: max_passes.max(1), passes: 0, coalesce }
     }
 
     /// Makes `name` due at `now` (a new or changed manifest), adding it if new.
-    pub fn due_now(&mut self, name: &str, now: SystemTime) {
+    pub(crate) fn due_now(&mut self, name: &str, now: SystemTime) {
         match self.entries.get_mut(name) {
             Some(entry) if entry.running => entry.again = true,
             Some(entry) => entry.due = entry.due.min(now),
@@ -47,18 +47,18 @@ impl Schedule {
 
     /// Stops scheduling `name` (its manifest is gone). A pass it is in still reports,
     /// and that report is then ignored.
-    pub fn remove(&mut self, name: &str) -> bool {
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
         self.entries.remove(name).is_some()
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
 
     /// The rollouts for a new pass, marked as in it: every one due by `now + coalesce`;
     /// none while `max_passes` passes are under way. Call [`Schedule::pass_done`] when
     /// the pass is over.
-    pub fn take(&mut self, now: SystemTime) -> Vec<String> {
+    pub(crate) fn take(&mut self, now: SystemTime) -> Vec<String> {
         if self.passes >= self.max_passes {
             return Vec::new();
         }
@@ -80,7 +80,7 @@ impl Schedule {
 
     /// A pass is over (each of its rollouts has reported through [`Schedule::finished`],
     /// or is finished here with `requeue`: a pass need not decide on every rollout).
-    pub fn pass_done(&mut self, names: &[String], now: SystemTime, requeue: Duration) {
+    pub(crate) fn pass_done(&mut self, names: &[String], now: SystemTime, requeue: Duration) {
         for name in names {
             if self.is_running(name) {
                 self.finished(name, now, requeue);
@@ -90,18 +90,18 @@ impl Schedule {
     }
 
     /// Passes under way.
-    pub fn passes(&self) -> usize {
+    pub(crate) fn passes(&self) -> usize {
         self.passes
     }
 
     /// Whether another pass may start now.
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.passes < self.max_passes
     }
 
     /// A pass reported on `name` at `now`: look again after `requeue`, or at once if its
     /// manifest changed meanwhile.
-    pub fn finished(&mut self, name: &str, now: SystemTime, requeue: Duration) {
+    pub(crate) fn finished(&mut self, name: &str, now: SystemTime, requeue: Duration) {
         if let Some(entry) = self.entries.get_mut(name) {
             entry.due = if entry.again { now } else { now.checked_add(requeue).unwrap_or(now) };
             entry.running = false;
@@ -110,24 +110,25 @@ impl Schedule {
     }
 
     /// Whether `name` is in a pass now.
-    pub fn is_running(&self, name: &str) -> bool {
+    pub(crate) fn is_running(&self, name: &str) -> bool {
         self.entries.get(name).is_some_and(|e| e.running)
     }
 
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.entries.values().filter(|e| e.running).count()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// When the next rollout not in a pass falls due.
-    pub fn next_due(&self) -> Option<SystemTime> {
+    pub(crate) fn next_due(&self) -> Option<SystemTime> {
         self.entries.values().filter(|e| !e.running).map(|e| e.due).min()
     }
 }

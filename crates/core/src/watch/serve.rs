@@ -17,7 +17,11 @@ struct Shared {
 }
 
 /// Binds `listen` and serves until the process ends; returns the bound address.
-pub async fn start(listen: &str, metrics: Arc<Metrics>, health: Arc<Health>) -> Result<std::net::SocketAddr, String> {
+pub(crate) async fn start(
+    listen: &str,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> Result<std::net::SocketAddr, String> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| format!("cannot listen on {listen}: {e}"))?;
