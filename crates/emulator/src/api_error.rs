@@ -10,55 +10,55 @@ pub struct ApiError {
     pub http: u16,
     pub status: &'static str,
     pub message: String,
-    pub details: Vec<Value>,
+    pub(crate) details: Vec<Value>,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(http: u16, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(http: u16, message: impl Into<String>) -> ApiError {
         ApiError { http, status: status_for(http), message: message.into(), details: Vec::new(), retry_after: None }
     }
 
-    pub fn invalid(field: &str, description: impl Into<String>) -> ApiError {
+    pub(crate) fn invalid(field: &str, description: impl Into<String>) -> ApiError {
         let description = description.into();
         ApiError::new(400, format!("Invalid value for field '{field}': {description}"))
             .detail(json!({"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": field, "description": description}]}))
     }
 
-    pub fn not_found(what: &str) -> ApiError {
+    pub(crate) fn not_found(what: &str) -> ApiError {
         ApiError::new(404, format!("Resource '{what}' was not found"))
             .detail(json!({"@type": "type.googleapis.com/google.rpc.ResourceInfo", "resourceName": what}))
     }
 
-    pub fn aborted(message: impl Into<String>) -> ApiError {
+    pub(crate) fn aborted(message: impl Into<String>) -> ApiError {
         ApiError::new(409, message).with_status("ABORTED")
     }
 
-    pub fn already_exists(message: impl Into<String>) -> ApiError {
+    pub(crate) fn already_exists(message: impl Into<String>) -> ApiError {
         ApiError::new(409, message).with_status("ALREADY_EXISTS")
     }
 
-    pub fn failed_precondition(message: impl Into<String>) -> ApiError {
+    pub(crate) fn failed_precondition(message: impl Into<String>) -> ApiError {
         ApiError::new(400, message).with_status("FAILED_PRECONDITION")
     }
 
-    pub fn with_status(mut self, status: &'static str) -> ApiError {
+    pub(crate) fn with_status(mut self, status: &'static str) -> ApiError {
         self.status = status;
         self
     }
 
-    pub fn detail(mut self, detail: Value) -> ApiError {
+    pub(crate) fn detail(mut self, detail: Value) -> ApiError {
         self.details.push(detail);
         self
     }
 
     /// Asks the client to wait, both as a header and as `google.rpc.RetryInfo`.
-    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+    pub(crate) fn retry_after(mut self, seconds: u64) -> ApiError {
         self.retry_after = Some(seconds);
         self.detail(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{seconds}s")}))
     }
 
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut error = json!({"code": self.http, "message": self.message, "status": self.status});
         if !self.details.is_empty() {
             error["details"] = Value::Array(self.details.clone());
@@ -68,7 +68,7 @@ impl ApiError {
 }
 
 /// The canonical status a Google API sends with each HTTP code.
-pub fn status_for(http: u16) -> &'static str {
+pub(crate) fn status_for(http: u16) -> &'static str {
     match http {
         400 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",

@@ -19,41 +19,41 @@ impl Clock {
         Clock { start_virtual: start, start_real: Instant::now(), scale, advanced: Duration::ZERO }
     }
 
-    pub fn now(&self) -> SystemTime {
+    pub(crate) fn now(&self) -> SystemTime {
         let real = self.start_real.elapsed().as_secs_f64() * self.scale;
         later(later(self.start_virtual, seconds(real)), self.advanced)
     }
 
     /// Moves the clock forward, whatever its scale.
-    pub fn advance(&mut self, by: Duration) -> SystemTime {
+    pub(crate) fn advance(&mut self, by: Duration) -> SystemTime {
         self.advanced = self.advanced.saturating_add(by);
         self.now()
     }
 
-    pub fn scale(&self) -> f64 {
+    pub(crate) fn scale(&self) -> f64 {
         self.scale
     }
 
     /// How long in real time `virtual_span` takes on this clock; `None` when stepped.
-    pub fn real_duration(&self, virtual_span: Duration) -> Option<Duration> {
+    pub(crate) fn real_duration(&self, virtual_span: Duration) -> Option<Duration> {
         (self.scale > 0.0).then(|| seconds(virtual_span.as_secs_f64() / self.scale))
     }
 }
 
 /// A span of simulated seconds from user input: negative, NaN or absurd values become
 /// zero or a century rather than a panic.
-pub fn seconds(value: f64) -> Duration {
+pub(crate) fn seconds(value: f64) -> Duration {
     const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
     if value.is_nan() || value <= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(value.min(CENTURY)) }
 }
 
 /// `t + d`, or a time far in the future when that overflows.
-pub fn later(t: SystemTime, d: Duration) -> SystemTime {
+pub(crate) fn later(t: SystemTime, d: Duration) -> SystemTime {
     t.checked_add(d).unwrap_or_else(|| t + seconds(f64::INFINITY))
 }
 
 /// Whole seconds since the Unix epoch (0 before it): how minutes are keyed.
-pub fn epoch_secs(t: SystemTime) -> u64 {
+pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 

@@ -8,7 +8,7 @@ use super::ids::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     /// Answer with `status` (and `Retry-After` when set) instead of serving the call.
     #[default]
     Status,
@@ -26,33 +26,33 @@ pub enum FaultKind {
 /// One scripted fault.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Fault {
+pub(crate) struct Fault {
     #[serde(default)]
-    pub kind: FaultKind,
+    pub(crate) kind: FaultKind,
     /// HTTP method to match (`GET`, `PATCH`, …); any when absent.
     #[serde(default)]
-    pub method: Option<String>,
+    pub(crate) method: Option<String>,
     /// A substring the request path must contain; any path when empty.
     #[serde(default)]
-    pub path_contains: String,
+    pub(crate) path_contains: String,
     /// For `status` faults: the HTTP status to answer with.
     #[serde(default = "unavailable")]
-    pub status: u16,
+    pub(crate) status: u16,
     /// How many times the fault fires; unlimited when absent.
     #[serde(default)]
-    pub times: Option<u32>,
+    pub(crate) times: Option<u32>,
     /// The chance (0–1) that a matching call is hit; every call when absent.
     #[serde(default)]
-    pub probability: Option<f64>,
+    pub(crate) probability: Option<f64>,
     /// Sent as `Retry-After` and `google.rpc.RetryInfo`.
     #[serde(default)]
-    pub retry_after_seconds: Option<u64>,
+    pub(crate) retry_after_seconds: Option<u64>,
     /// Real milliseconds to wait before answering (any kind).
     #[serde(default)]
-    pub delay_ms: u64,
+    pub(crate) delay_ms: u64,
     /// For `metricGap` faults: how many minutes, from now, publish no points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub minutes: Option<f64>,
+    pub(crate) minutes: Option<f64>,
 }
 
 fn unavailable() -> u16 {
@@ -60,7 +60,7 @@ fn unavailable() -> u16 {
 }
 
 impl Fault {
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.kind == FaultKind::Status && !(400..=599).contains(&self.status) {
             return Err(format!("status: {} is not an error status (400-599)", self.status));
         }
@@ -85,25 +85,25 @@ impl Fault {
 
 /// The faults in force.
 #[derive(Debug, Default)]
-pub struct FaultPlan {
+pub(crate) struct FaultPlan {
     faults: Vec<Fault>,
 }
 
 impl FaultPlan {
-    pub fn add(&mut self, fault: Fault) {
+    pub(crate) fn add(&mut self, fault: Fault) {
         self.faults.push(fault);
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.faults.clear();
     }
 
-    pub fn list(&self) -> &[Fault] {
+    pub(crate) fn list(&self) -> &[Fault] {
         &self.faults
     }
 
     /// The faults that fire for this call (at most one of each kind), counting them down.
-    pub fn fire(&mut self, method: &str, path: &str, rng: &mut Rng) -> Vec<Fault> {
+    pub(crate) fn fire(&mut self, method: &str, path: &str, rng: &mut Rng) -> Vec<Fault> {
         let mut fired: Vec<Fault> = Vec::new();
         for fault in &mut self.faults {
             if !fault.matches(method, path) || fault.times == Some(0) || fired.iter().any(|f| f.kind == fault.kind) {

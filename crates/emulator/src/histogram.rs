@@ -14,25 +14,25 @@ const SCALE: f64 = 1.0;
 /// (−∞, 1), bucket i in 1..=100 is [1.2^(i−1), 1.2^i), bucket 101 the overflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
-    pub counts: Vec<u64>,
-    pub count: u64,
-    pub mean: f64,
-    pub sum_of_squared_deviation: f64,
+    pub(crate) counts: Vec<u64>,
+    pub(crate) count: u64,
+    pub(crate) mean: f64,
+    pub(crate) sum_of_squared_deviation: f64,
 }
 
 impl Histogram {
     /// An empty histogram over the latency buckets.
-    pub fn latency() -> Histogram {
+    pub(crate) fn latency() -> Histogram {
         Histogram { counts: vec![0; Histogram::buckets()], count: 0, mean: 0.0, sum_of_squared_deviation: 0.0 }
     }
 
     /// How many buckets, underflow and overflow included.
-    pub fn buckets() -> usize {
+    pub(crate) fn buckets() -> usize {
         FINITE + 2
     }
 
     /// The lower and upper edge of bucket `i`; infinite at the two ends.
-    pub fn edges(i: usize) -> (f64, f64) {
+    pub(crate) fn edges(i: usize) -> (f64, f64) {
         let edge = |k: usize| SCALE * GROWTH.powi(i32::try_from(k).unwrap_or(i32::MAX));
         let lower = if i == 0 { f64::NEG_INFINITY } else { edge(i - 1) };
         let upper = if i > FINITE { f64::INFINITY } else { edge(i) };
@@ -40,7 +40,7 @@ impl Histogram {
     }
 
     /// Adds another histogram (Chan et al.'s parallel update of mean and squared deviation).
-    pub fn add(&mut self, other: &Histogram) {
+    pub(crate) fn add(&mut self, other: &Histogram) {
         if other.count == 0 {
             return;
         }
@@ -56,7 +56,7 @@ impl Histogram {
 
     /// The `q` quantile (0–1), as Monitoring's percentile aligners and reducers answer it:
     /// linear inside the bucket that holds rank q·count; an open bucket gives its finite edge.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
         let total: u64 = self.counts.iter().sum();
         if total == 0 {
             return None;

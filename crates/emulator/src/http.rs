@@ -21,7 +21,7 @@ use super::profile::Profile;
 use super::{clock, monitoring, proto, traffic};
 
 /// The largest request body the emulator reads.
-pub const MAX_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 type Shared = Arc<Emulator>;
 

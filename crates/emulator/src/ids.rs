@@ -12,22 +12,22 @@ impl Rng {
         Rng { state: seed ^ 0x5851_f42d_4c95_7f2d }
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.state)
     }
 
     /// A uniform draw in [0, 1).
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// `n` lowercase letters, as Cloud Run's generated revision suffixes.
-    pub fn letters(&mut self, n: usize) -> String {
+    pub(crate) fn letters(&mut self, n: usize) -> String {
         (0..n).map(|_| char::from(b'a' + (self.next_u64() % 26) as u8)).collect()
     }
 
-    pub fn hex(&mut self, n: usize) -> String {
+    pub(crate) fn hex(&mut self, n: usize) -> String {
         let mut out = String::with_capacity(n);
         while out.len() < n {
             out.push_str(&format!("{:016x}", self.next_u64()));
@@ -37,7 +37,7 @@ impl Rng {
     }
 
     /// A UUID-shaped identifier (version 4 layout).
-    pub fn uuid(&mut self) -> String {
+    pub(crate) fn uuid(&mut self) -> String {
         let h = self.hex(32);
         format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
     }
@@ -45,7 +45,7 @@ impl Rng {
 
 /// The splitmix64 finaliser: a good 64-bit hash of a counter, used to derive values
 /// from (seed, key) without keeping state.
-pub fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -53,7 +53,7 @@ pub fn mix(mut z: u64) -> u64 {
 
 /// 64-bit FNV-1a: a stable hash of a name (the same on every run and platform), so
 /// values derived from (seed, name) replay.
-pub fn fnv1a(text: &str) -> u64 {
+pub(crate) fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 

@@ -3,21 +3,47 @@
 //! HTTP with no cloud account.
 //!
 //! The core — [`world::World`] (services, revisions, operations), [`clock::Clock`] and
-//! [`faults::FaultPlan`] — is a library that tests drive in-process and
+//! `faults::FaultPlan` — is a library that tests drive in-process and
 //! deterministically from a seed; [`http`] is a thin axum layer on top; [`serve`] runs
 //! it as `canary emulator`.
+//!
+//! # Public API, on purpose
+//!
+//! Everything is `pub(crate)` unless another crate of the workspace uses it:
+//!
+//! - the binary (src/): [`serve`] with [`ServeOptions`] and [`ServeError`] for
+//!   `canary emulator`, and [`embedded`] for `canary demo`;
+//! - canary-inprocess and its tests, which answer canary-core's platform traits from
+//!   the world in-process: [`Emulator`], [`world`] ([`world::World`]'s service and
+//!   profile calls, [`world::ServiceName`], [`world::WorldConfig`]), [`clock`],
+//!   [`traffic::Load`], [`monitoring::list`] with [`monitoring::Query`],
+//!   [`api_error::ApiError`] and [`profile::Profile`];
+//! - benches/, which drive the world and serve it themselves: [`Emulator`],
+//!   [`http::router`], [`world`], [`clock`], [`traffic::Load`] and [`monitoring`];
+//! - tests/cli, which reads the emulator's timestamps: [`clock::parse_rfc3339`];
+//! - examples/judge_eval.rs, which draws traffic from the emulator's model:
+//!   [`profile::Behaviour`] and [`traffic`]'s `minute_rng`, `draw_counts` and
+//!   `LatencyShapes`;
+//! - canary-core's unit tests (a dev-dependency), which check its statistics against
+//!   the emulator's sampler: [`ids::Rng`] and [`sampling::binomial`].
+//!
+//! Two types are `pub` inside a private module: `histogram::Histogram` (what
+//! `LatencyShapes::draw` returns; judge_eval reads it with `to_wire`) and
+//! `scenario::ScenarioError` (inside [`ServeError`]). They appear in public
+//! signatures, but no other crate names them. `faults`, `histogram`, `proto` and
+//! `scenario` are private modules.
 
 pub mod api_error;
 pub mod clock;
-pub mod faults;
-pub mod histogram;
+mod faults;
+mod histogram;
 pub mod http;
 pub mod ids;
 pub mod monitoring;
 pub mod profile;
-pub mod proto;
+mod proto;
 pub mod sampling;
-pub mod scenario;
+mod scenario;
 pub mod traffic;
 pub mod world;
 
@@ -77,26 +103,22 @@ impl Emulator {
         self.lock().clock.advance(by)
     }
 
-    pub fn real_duration(&self, span: Duration) -> Option<Duration> {
+    pub(crate) fn real_duration(&self, span: Duration) -> Option<Duration> {
         self.lock().clock.real_duration(span)
     }
 
-    pub fn clock_json(&self) -> Value {
+    pub(crate) fn clock_json(&self) -> Value {
         let state = self.lock();
         json!({"now": clock::rfc3339(state.clock.now()), "timeScale": state.clock.scale()})
     }
 
-    pub fn set_base_url(&self, base_url: String) {
-        self.lock().world.set_base_url(base_url);
-    }
-
-    pub fn fire_faults(&self, method: &str, path: &str) -> Vec<Fault> {
+    pub(crate) fn fire_faults(&self, method: &str, path: &str) -> Vec<Fault> {
         let state = &mut *self.lock();
         state.faults.fire(method, path, state.world.rng())
     }
 
     /// Adds a fault; a `metricGap` fault takes effect in the world's metrics at once.
-    pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
+    pub(crate) fn add_fault(&self, fault: Fault) -> Result<(), String> {
         fault.validate()?;
         let state = &mut *self.lock();
         if fault.kind == faults::FaultKind::MetricGap {
@@ -114,15 +136,15 @@ impl Emulator {
         self.with_world(|w, now| w.set_load(service, load, now))
     }
 
-    pub fn clear_faults(&self) {
+    pub(crate) fn clear_faults(&self) {
         self.lock().faults.clear();
     }
 
-    pub fn faults(&self) -> Vec<Fault> {
+    pub(crate) fn faults(&self) -> Vec<Fault> {
         self.lock().faults.list().to_vec()
     }
 
-    pub fn log_request(&self, method: &str, path: &str, query: &str, status: u16) {
+    pub(crate) fn log_request(&self, method: &str, path: &str, query: &str, status: u16) {
         self.lock().log.push(json!({"method": method, "path": path, "query": query, "status": status}));
     }
 

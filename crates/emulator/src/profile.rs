@@ -47,17 +47,17 @@ pub struct Profile {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileChange {
     /// How long after the revision first serves traffic (`20m`, `1h 30m`).
-    pub after: String,
+    pub(crate) after: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<f64>,
+    pub(crate) error_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_error_rate: Option<f64>,
+    pub(crate) client_error_rate: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p50_ms: Option<f64>,
+    pub(crate) p50_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p95_ms: Option<f64>,
+    pub(crate) p95_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_status: Option<u16>,
+    pub(crate) health_status: Option<u16>,
 }
 
 /// How a revision behaves at one moment.
@@ -72,7 +72,7 @@ pub struct Behaviour {
 
 impl Behaviour {
     /// What an image with no profile does.
-    pub const HEALTHY: Behaviour =
+    pub(crate) const HEALTHY: Behaviour =
         Behaviour { error_rate: 0.0, client_error_rate: 0.0, p50_ms: 80.0, p95_ms: 250.0, health_status: 200 };
 }
 
@@ -122,7 +122,7 @@ impl Profile {
 
     /// The behaviour `elapsed` after the revision first served (before it served at all,
     /// `None`): the base profile with every change that has come due applied in order.
-    pub fn behaviour(&self, elapsed: Option<std::time::Duration>) -> Behaviour {
+    pub(crate) fn behaviour(&self, elapsed: Option<std::time::Duration>) -> Behaviour {
         let mut b = Behaviour {
             error_rate: self.error_rate,
             client_error_rate: self.client_error_rate,
@@ -145,7 +145,7 @@ impl Profile {
     }
 
     /// Checks values a client could get wrong, with a message naming the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.image.trim().is_empty() {
             return Err("image: must not be empty".to_owned());
         }

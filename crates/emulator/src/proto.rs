@@ -12,7 +12,7 @@ type Table = &'static [(&'static str, i64)];
 /// A JSON object of owned values. `json!` copies every value it is given by serialising
 /// it again (`to_value(&v)`), which for a page of services or time series is megabytes
 /// copied per answer; this moves them in.
-pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+pub(crate) fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
     Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
@@ -154,7 +154,7 @@ fn is_map_field(name: &str) -> bool {
 }
 
 /// snake_case → lowerCamelCase (`service_account` → `serviceAccount`).
-pub fn camel(name: &str) -> String {
+pub(crate) fn camel(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = false;
     for c in name.chars() {
@@ -172,7 +172,7 @@ pub fn camel(name: &str) -> String {
 
 /// Normalises a request body: camelCase names, enum names. `root` names the message in
 /// error messages (`service`).
-pub fn normalize(value: &mut Value, root: &str) -> Result<(), ApiError> {
+pub(crate) fn normalize(value: &mut Value, root: &str) -> Result<(), ApiError> {
     walk_in(value, root, "", "")
 }
 
@@ -223,7 +223,7 @@ fn bad_enum(path: &str, table: Table, got: &str) -> ApiError {
 
 /// Which condition field a reason name belongs in (`revisionReason` or `reason`), if it
 /// is a reason Cloud Run knows.
-pub fn reason_field(name: &str) -> Option<&'static str> {
+pub(crate) fn reason_field(name: &str) -> Option<&'static str> {
     if REVISION_REASON.iter().any(|(n, _)| *n == name) {
         Some("revisionReason")
     } else if COMMON_REASON.iter().any(|(n, _)| *n == name) {
@@ -235,7 +235,7 @@ pub fn reason_field(name: &str) -> Option<&'static str> {
 
 /// Encodes a response: enum names become numbers when the client asked for
 /// `enum-encoding=int`.
-pub fn encode(value: &mut Value, enums_as_ints: bool) {
+pub(crate) fn encode(value: &mut Value, enums_as_ints: bool) {
     if enums_as_ints {
         encode_ints(value, "", "");
     }
@@ -262,7 +262,7 @@ fn encode_ints(value: &mut Value, parent: &str, field: &str) {
 }
 
 /// Whether a request's query asks for enums as numbers (`$alt=json;enum-encoding=int`).
-pub fn wants_int_enums(query: Option<&str>) -> bool {
+pub(crate) fn wants_int_enums(query: Option<&str>) -> bool {
     query.is_some_and(|q| {
         let decoded = q.replace("%3B", ";").replace("%3b", ";").replace("%3D", "=").replace("%3d", "=");
         decoded.contains("enum-encoding=int")

@@ -12,7 +12,7 @@ use super::ids::Rng;
 const EXACT_BINOMIAL_MEAN: f64 = 500.0;
 
 /// A Poisson draw: Knuth's method for small means, Hörmann's PTRS above.
-pub fn poisson(rng: &mut Rng, lambda: f64) -> u64 {
+pub(crate) fn poisson(rng: &mut Rng, lambda: f64) -> u64 {
     if lambda.is_nan() || lambda <= 0.0 || !lambda.is_finite() {
         return 0;
     }
@@ -95,7 +95,7 @@ fn binomial_exact_below(rng: &mut Rng, n: u64, p: f64, exact_below: f64) -> u64 
 }
 
 /// Box–Muller.
-pub fn standard_normal(rng: &mut Rng) -> f64 {
+pub(crate) fn standard_normal(rng: &mut Rng) -> f64 {
     let u1 = rng.unit().max(f64::MIN_POSITIVE);
     let u2 = rng.unit();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -103,7 +103,7 @@ pub fn standard_normal(rng: &mut Rng) -> f64 {
 
 /// Splits `n` over outcomes with probabilities `probs` (summing to at most 1; the rest
 /// goes to the last outcome) by successive conditional binomials.
-pub fn multinomial(rng: &mut Rng, n: u64, probs: &[f64]) -> Vec<u64> {
+pub(crate) fn multinomial(rng: &mut Rng, n: u64, probs: &[f64]) -> Vec<u64> {
     let mut out = vec![0; probs.len()];
     let mut left = n;
     let mut mass = 1.0;
@@ -130,12 +130,12 @@ pub fn multinomial(rng: &mut Rng, n: u64, probs: &[f64]) -> Vec<u64> {
 }
 
 /// The standard normal CDF.
-pub fn normal_cdf(x: f64) -> f64 {
+pub(crate) fn normal_cdf(x: f64) -> f64 {
     0.5 * erfc(-x / std::f64::consts::SQRT_2)
 }
 
 /// z of the 95th percentile of the standard normal.
-pub const Z95: f64 = 1.644_853_626_951_472_2;
+pub(crate) const Z95: f64 = 1.644_853_626_951_472_2;
 
 #[cfg(test)]
 mod tests {

@@ -69,12 +69,12 @@ struct ServiceSeed {
 
 /// A loaded scenario.
 #[derive(Debug)]
-pub struct Scenario {
-    pub start: Option<SystemTime>,
-    pub time_scale: Option<f64>,
-    pub seed: Option<u64>,
-    pub settle_seconds: Option<f64>,
-    pub publish_delay_seconds: Option<f64>,
+pub(crate) struct Scenario {
+    pub(crate) start: Option<SystemTime>,
+    pub(crate) time_scale: Option<f64>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) settle_seconds: Option<f64>,
+    pub(crate) publish_delay_seconds: Option<f64>,
     profiles: Vec<Profile>,
     loads: Vec<LoadSeed>,
     services: Vec<ServiceSeed>,
@@ -85,19 +85,19 @@ pub struct Scenario {
 #[derive(Debug, thiserror::Error)]
 #[error("scenario {path}: {message}")]
 pub struct ScenarioError {
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
 }
 
 impl Scenario {
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    pub(crate) fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
         let fail = |message: String| ScenarioError { path: shown.clone(), message };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
         Scenario::parse(&text, &shown)
     }
 
-    pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+    pub(crate) fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
         let fail = |message: String| ScenarioError { path: path.to_owned(), message };
         let file: File = serde_saphyr::from_str(text).map_err(|e| fail(e.to_string()))?;
         let start = match &file.start {
@@ -135,7 +135,7 @@ impl Scenario {
     }
 
     /// Puts the scenario's profiles, services and faults into the emulator.
-    pub fn apply(self, emulator: &Emulator) -> Result<(), ScenarioError> {
+    pub(crate) fn apply(self, emulator: &Emulator) -> Result<(), ScenarioError> {
         let fail = |message: String| ScenarioError { path: self.path.clone(), message };
         for profile in self.profiles {
             emulator.with_world(|w, now| w.put_profile(profile, now)).map_err(&fail)?;

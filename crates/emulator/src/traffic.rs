@@ -25,7 +25,7 @@ pub struct Load {
 
 /// The daily curve, by UTC hour: quiet nights, busy days, peaks at 09–11, 14–16 and
 /// 21–23. Its mean over a day is 1, so `rps` is the day's average.
-pub fn daily_factor(t: SystemTime) -> f64 {
+pub(crate) fn daily_factor(t: SystemTime) -> f64 {
     const SHAPE: [f64; 24] = [
         0.45, 0.35, 0.3, 0.3, 0.3, 0.35, 0.5, 0.75, 1.0, 1.6, 1.6, 1.1, 1.05, 1.0, 1.6, 1.6, 1.1, 1.0, 1.0, 1.0, 1.05,
         1.5, 1.5, 0.7,
@@ -36,7 +36,7 @@ pub fn daily_factor(t: SystemTime) -> f64 {
 }
 
 impl Load {
-    pub fn rps_at(&self, t: SystemTime) -> f64 {
+    pub(crate) fn rps_at(&self, t: SystemTime) -> f64 {
         if self.daily { self.rps * daily_factor(t) } else { self.rps }
     }
 }
@@ -44,7 +44,7 @@ impl Load {
 /// Values that change at points in time; the one in force at `t` is the newest set at
 /// or before it.
 #[derive(Debug, Clone)]
-pub struct Timeline<T> {
+pub(crate) struct Timeline<T> {
     entries: Vec<(SystemTime, T)>,
 }
 
@@ -55,21 +55,21 @@ impl<T> Default for Timeline<T> {
 }
 
 impl<T> Timeline<T> {
-    pub fn set(&mut self, at: SystemTime, value: T) {
+    pub(crate) fn set(&mut self, at: SystemTime, value: T) {
         let i = self.entries.partition_point(|(t, _)| *t <= at);
         self.entries.insert(i, (at, value));
     }
 
-    pub fn at(&self, t: SystemTime) -> Option<&T> {
+    pub(crate) fn at(&self, t: SystemTime) -> Option<&T> {
         let i = self.entries.partition_point(|(at, _)| *at <= t);
         i.checked_sub(1).map(|i| &self.entries[i].1)
     }
 
-    pub fn entries(&self) -> &[(SystemTime, T)] {
+    pub(crate) fn entries(&self) -> &[(SystemTime, T)] {
         &self.entries
     }
 
-    pub fn last(&self) -> Option<&(SystemTime, T)> {
+    pub(crate) fn last(&self) -> Option<&(SystemTime, T)> {
         self.entries.last()
     }
 }
@@ -77,8 +77,8 @@ impl<T> Timeline<T> {
 /// A revision's requests in one minute, by response class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MinuteCounts {
-    pub ok: u64,
-    pub client_errors: u64,
+    pub(crate) ok: u64,
+    pub(crate) client_errors: u64,
     pub server_errors: u64,
 }
 
@@ -163,14 +163,14 @@ impl LatencyShapes {
 
 /// The whole minutes (as seconds since the epoch, a multiple of 60) that start in
 /// `[from, to)`.
-pub fn minutes(from: SystemTime, to: SystemTime) -> impl Iterator<Item = u64> {
+pub(crate) fn minutes(from: SystemTime, to: SystemTime) -> impl Iterator<Item = u64> {
     let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
     let first = secs(from).div_ceil(60) * 60;
     let end = secs(to);
     (first..).step_by(60).take_while(move |m| m + 60 <= end)
 }
 
-pub fn at(secs: u64) -> SystemTime {
+pub(crate) fn at(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 

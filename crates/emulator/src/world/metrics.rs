@@ -21,7 +21,7 @@ impl World {
     // ---- traffic and metrics ----------------------------------------------------------
 
     /// Sets a service's request rate from `now` on.
-    pub fn set_load(&mut self, service: &str, load: Load, now: SystemTime) -> Result<(), String> {
+    pub(crate) fn set_load(&mut self, service: &str, load: Load, now: SystemTime) -> Result<(), String> {
         if ServiceName::parse(service).is_none() {
             return Err(format!("service: `{service}` is not projects/P/locations/L/services/S"));
         }
@@ -34,11 +34,11 @@ impl World {
 
     /// No metric points for revisions whose name contains `matches`, for minutes ending
     /// in `[start, end)`.
-    pub fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
+    pub(crate) fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
         self.gaps.push(Gap { matches: matches.to_owned(), start, end });
     }
 
-    pub fn publish_delay(&self) -> Duration {
+    pub(crate) fn publish_delay(&self) -> Duration {
         self.config.publish_delay
     }
 
@@ -46,7 +46,12 @@ impl World {
     /// history is complete up to `now`).
     /// `service`, when given, narrows the search to services of that name (a filter on
     /// `resource.labels.service_name`), so a per-service query does not touch the others.
-    pub fn revisions_in(&mut self, project: &str, service: Option<&str>, now: SystemTime) -> Vec<RevisionLabels> {
+    pub(crate) fn revisions_in(
+        &mut self,
+        project: &str,
+        service: Option<&str>,
+        now: SystemTime,
+    ) -> Vec<RevisionLabels> {
         let prefix = format!("projects/{project}/");
         let names: Vec<String> = self
             .services
@@ -80,7 +85,7 @@ impl World {
     }
 
     /// Whether a gap hides `revision`'s minute starting at `minute` (epoch seconds).
-    pub fn in_gap(&self, revision: &str, minute: u64) -> bool {
+    pub(crate) fn in_gap(&self, revision: &str, minute: u64) -> bool {
         let end = at(minute + 60);
         self.gaps.iter().any(|g| revision.contains(&g.matches) && end > g.start && end <= g.end)
     }
@@ -123,7 +128,7 @@ impl World {
     }
 
     /// A revision's request counts in the minute starting at `minute` (epoch seconds).
-    pub fn minute_counts(&self, revision: &str, minute: u64) -> MinuteCounts {
+    pub(crate) fn minute_counts(&self, revision: &str, minute: u64) -> MinuteCounts {
         let Some(rev) = self.revisions.get(revision) else { return MinuteCounts::default() };
         let expected = self.expected_requests(&rev.service, &rev.short, minute);
         if expected <= 0.0 {
@@ -134,7 +139,7 @@ impl World {
     }
 
     /// A revision's request latencies in the minute starting at `minute`.
-    pub fn minute_latency(&mut self, revision: &str, minute: u64) -> Option<Histogram> {
+    pub(crate) fn minute_latency(&mut self, revision: &str, minute: u64) -> Option<Histogram> {
         let n = self.minute_counts(revision, minute).total();
         if n == 0 {
             return None;
@@ -145,11 +150,11 @@ impl World {
         Some(self.shapes.draw(&mut rng, n, &behaviour))
     }
 
-    pub fn profiles(&self) -> Vec<Profile> {
+    pub(crate) fn profiles(&self) -> Vec<Profile> {
         self.profiles.values().cloned().collect()
     }
 
-    pub fn profile(&self, image: &str) -> Profile {
+    pub(crate) fn profile(&self, image: &str) -> Profile {
         self.profiles.get(image).cloned().unwrap_or_else(|| Profile::healthy(image))
     }
 

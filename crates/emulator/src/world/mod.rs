@@ -94,12 +94,12 @@ impl Default for WorldConfig {
 
 /// A revision as Cloud Monitoring labels it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevisionLabels {
-    pub full: String,
-    pub project: String,
-    pub location: String,
-    pub service: String,
-    pub revision: String,
+pub(crate) struct RevisionLabels {
+    pub(crate) full: String,
+    pub(crate) project: String,
+    pub(crate) location: String,
+    pub(crate) service: String,
+    pub(crate) revision: String,
 }
 
 /// Minutes in which no metric points are published for matching revisions.
@@ -113,8 +113,8 @@ struct Gap {
 /// `projects/P/locations/L/services/S`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceName {
-    pub project: String,
-    pub location: String,
+    pub(crate) project: String,
+    pub(crate) location: String,
     pub service: String,
 }
 
@@ -133,7 +133,7 @@ impl ServiceName {
         format!("{}/services/{}", self.parent(), self.service)
     }
 
-    pub fn parent(&self) -> String {
+    pub(crate) fn parent(&self) -> String {
         format!("projects/{}/locations/{}", self.project, self.location)
     }
 }
@@ -207,7 +207,7 @@ struct OperationRecord {
 pub struct AppResponse {
     pub status: u16,
     pub body: String,
-    pub revision: Option<String>,
+    pub(crate) revision: Option<String>,
 }
 
 /// The whole emulated Cloud Run.
@@ -231,7 +231,7 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(config: WorldConfig) -> World {
+    pub(crate) fn new(config: WorldConfig) -> World {
         World {
             rng: Rng::new(config.seed),
             config,
@@ -249,15 +249,7 @@ impl World {
         }
     }
 
-    pub fn config(&self) -> &WorldConfig {
-        &self.config
-    }
-
-    pub fn set_base_url(&mut self, base_url: String) {
-        self.config.base_url = base_url;
-    }
-
-    pub fn rng(&mut self) -> &mut Rng {
+    pub(crate) fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
 

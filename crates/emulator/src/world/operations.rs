@@ -4,7 +4,7 @@ use super::*;
 
 impl World {
     /// `GET …/operations/ID`: done once the service has settled at the write's generation.
-    pub fn get_operation(&mut self, name: &str, now: SystemTime) -> Result<Value, ApiError> {
+    pub(crate) fn get_operation(&mut self, name: &str, now: SystemTime) -> Result<Value, ApiError> {
         let op = self.operations.get(name).cloned().ok_or_else(|| ApiError::not_found(name))?;
         if let Some(response) = &op.final_response {
             return Ok(operation_json(name, &op.metadata, Some(response), None));

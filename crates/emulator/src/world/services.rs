@@ -5,7 +5,7 @@ use super::*;
 
 impl World {
     /// `POST …/services?serviceId=ID`.
-    pub fn create_service(
+    pub(crate) fn create_service(
         &mut self,
         parent: &str,
         service_id: &str,
@@ -58,7 +58,7 @@ impl World {
     }
 
     /// What a reader saw before the newest write: the `staleRead` fault.
-    pub fn stale_service(&mut self, name: &str, now: SystemTime) -> Result<Value, ApiError> {
+    pub(crate) fn stale_service(&mut self, name: &str, now: SystemTime) -> Result<Value, ApiError> {
         match self.services.get(name).and_then(|r| r.previous.clone()) {
             Some(previous) => Ok(previous),
             None => self.get_service(name, now),
@@ -154,7 +154,12 @@ impl World {
     }
 
     /// `DELETE …/services/S?etag=`.
-    pub fn delete_service(&mut self, name: &str, etag: Option<&str>, now: SystemTime) -> Result<Value, ApiError> {
+    pub(crate) fn delete_service(
+        &mut self,
+        name: &str,
+        etag: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Value, ApiError> {
         self.settle(name, now);
         let record = self.services.get(name).ok_or_else(|| ApiError::not_found(name))?;
         if let Some(etag) = etag.filter(|e| !e.is_empty())
@@ -418,10 +423,6 @@ impl World {
         }
         self.settle(&full, now);
         Ok(())
-    }
-
-    pub fn service_count(&self) -> usize {
-        self.services.len()
     }
 }
 
