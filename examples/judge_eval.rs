@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use canary_core::analysis::distribution::Distribution;
-use canary_core::analysis::judge::{self, Evidence, Minute, Totals, Window};
+use canary_core::analysis::judge::{self, Evidence, Totals, Window};
+use canary_core::analysis::observations::Minute;
 use canary_core::analysis::stats;
 use canary_core::analysis::verdict::Outcome;
 use canary_core::manifest::types::CanaryRollout;

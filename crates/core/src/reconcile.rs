@@ -14,7 +14,8 @@ use std::time::SystemTime;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::analysis::judge::{self, Metrics, Window};
+use crate::analysis::judge::{self, Window};
+use crate::analysis::observations::{self, Observations};
 use crate::analysis::verdict::{Smoke, Verdict};
 use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
@@ -190,16 +191,16 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
                 .or_insert((start, latency));
         }
     }
-    let metrics: BTreeMap<String, Result<Metrics, String>> = futures_util::stream::iter(earliest)
+    let metrics: BTreeMap<String, Result<Observations, String>> = futures_util::stream::iter(earliest)
         .map(|(project, (start, latency))| async move {
-            let [counts, latencies] = judge::project_queries(start, now);
+            let [counts, latencies] = observations::project_queries(start, now);
             // Latency distributions are the bulk of the data: read them only when a p95
             // gate or trigger in this project needs them.
             let (counts, latencies) = futures_util::join!(platform.time_series(project, &counts), async {
                 if latency { platform.time_series(project, &latencies).await } else { Ok(Vec::new()) }
             });
             let read = match (counts, latencies) {
-                (Ok(c), Ok(l)) => Ok(judge::parse(&c, &l)),
+                (Ok(c), Ok(l)) => Ok(observations::parse(&c, &l)),
                 (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
             };
             (project.to_owned(), read)
@@ -237,8 +238,8 @@ fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Op
     let state = RolloutState::read(&s.annotations);
     let stage = state.stage.clamp(1, r.spec.stages.len().max(1));
     Some(Window {
-        canary: judge::key(&r.spec.region, state.canary.as_deref().unwrap_or_default()),
-        stable: judge::key(&r.spec.region, state.stable.as_deref().unwrap_or_default()),
+        canary: observations::key(&r.spec.region, state.canary.as_deref().unwrap_or_default()),
+        stable: observations::key(&r.spec.region, state.stable.as_deref().unwrap_or_default()),
         stage_started: state.stage_started.unwrap_or(now),
         previous_stage_started: state.previous_stage_started,
         weight: r.spec.stages.get(stage - 1).map_or(100, |s| s.weight),
@@ -270,7 +271,7 @@ async fn one<P: CloudRun + Prober>(
     platform: &P,
     r: &CanaryRollout,
     mut observed: Observed,
-    metrics: Option<&Result<Metrics, String>>,
+    metrics: Option<&Result<Observations, String>>,
     frozen: Option<&str>,
     mode: Mode,
     now: SystemTime,
@@ -395,7 +396,7 @@ async fn judge_now<P: Prober>(
     platform: &P,
     r: &CanaryRollout,
     observed: &Observed,
-    metrics: Option<&Result<Metrics, String>>,
+    metrics: Option<&Result<Observations, String>>,
     mode: Mode,
     now: SystemTime,
 ) -> Verdict {

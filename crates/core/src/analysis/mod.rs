@@ -1,8 +1,10 @@
-//! Metrics → judgement: latency distributions and their percentiles, the statistics
+//! Metrics → judgement: what Cloud Monitoring is asked and the minutes it answers
+//! (`observations`), latency distributions and their percentiles, the statistics
 //! (sequential tests, confidence sequences), and the judge that turns a rollout's
 //! minutes into rollback triggers and promotion gates.
 
 pub mod distribution;
 pub mod judge;
+pub mod observations;
 pub mod stats;
 pub mod verdict;

@@ -18,7 +18,7 @@ use crate::time::epoch_secs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::analysis::judge::{self, Metrics};
+use crate::analysis::observations::{self, Observations};
 use crate::cloudrun::service::ServiceView;
 use crate::manifest::quantity::Threshold;
 use crate::manifest::types::{CanaryRollout, Metric};
@@ -71,7 +71,7 @@ pub(crate) fn queries(rollout: &CanaryRollout, range: Range) -> [Vec<(String, St
         " AND resource.labels.service_name=\"{}\" AND resource.labels.location=\"{}\"",
         rollout.spec.service, rollout.spec.region
     );
-    crate::analysis::judge::queries(&filter, range.from, range.to, range.period)
+    observations::queries(&filter, range.from, range.to, range.period)
 }
 
 /// A written-out report.
@@ -99,11 +99,11 @@ pub(crate) fn applied(local: &CanaryRollout, state: &RolloutState) -> CanaryRoll
 pub(crate) fn build(
     rollout: &CanaryRollout,
     t: &timeline::Timeline,
-    metrics: &Metrics,
+    metrics: &Observations,
     range: Range,
     now: SystemTime,
 ) -> Report {
-    let key = |rev: &Option<String>| judge::key(&rollout.spec.region, rev.as_deref().unwrap_or_default());
+    let key = |rev: &Option<String>| observations::key(&rollout.spec.region, rev.as_deref().unwrap_or_default());
     let (stable_key, canary_key) = (key(&t.stable), key(&t.canary));
     let stable = series::points(metrics, &stable_key);
     let canary = series::points(metrics, &canary_key);
@@ -189,7 +189,7 @@ pub async fn write<P: CloudRun + Monitoring + Clock>(
         .time_series(&spec.project, &latencies)
         .await
         .map_err(|e| Failure::Api(format!("cannot read latencies from Cloud Monitoring: {e}")))?;
-    let metrics = judge::parse(&counts, &latencies);
+    let metrics = observations::parse(&counts, &latencies);
     let report = build(&rollout, &t, &metrics, range, now);
     std::fs::create_dir_all(dir).map_err(|e| Failure::Io(format!("cannot create {}: {e}", dir.display())))?;
     let md = dir.join(format!("{}.md", report.stem));

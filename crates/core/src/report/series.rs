@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::analysis::distribution::Distribution;
-use crate::analysis::judge::{Metrics, Minute};
+use crate::analysis::observations::{Minute, Observations};
 use crate::manifest::types::CanaryRollout;
 
 use super::timeline::Span;
@@ -26,7 +26,7 @@ pub(crate) struct Point {
 }
 
 /// A revision's points, oldest first.
-pub(crate) fn points(metrics: &Metrics, key: &str) -> Vec<Point> {
+pub(crate) fn points(metrics: &Observations, key: &str) -> Vec<Point> {
     metrics
         .get(key)
         .into_iter()
@@ -88,7 +88,7 @@ pub(crate) struct StageFigures {
 pub(crate) fn stage_figures(
     rollout: &CanaryRollout,
     spans: &[Span],
-    metrics: &Metrics,
+    metrics: &Observations,
     canary: &str,
     stable: &str,
     now: SystemTime,

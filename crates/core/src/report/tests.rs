@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::analysis::distribution::{BucketOptions, Distribution};
-use crate::analysis::judge::Minute;
+use crate::analysis::observations::Minute;
 use crate::state::{Phase, Transition};
 
 const T0: u64 = 1_795_680_000; // 2026-11-26T08:00:00Z
@@ -70,7 +70,7 @@ fn latency_around(ms: f64, count: u64) -> Distribution {
 
 /// Stable at 1% errors and ~250 ms throughout; the canary at 1% until 08:12, then 10%
 /// errors and ~900 ms.
-fn metrics() -> Metrics {
+fn metrics() -> Observations {
     let mut stable = BTreeMap::new();
     let mut canary = BTreeMap::new();
     for minute in 1..=30u64 {
@@ -132,7 +132,7 @@ fn the_report_of_a_rollback() {
 fn without_metrics_the_report_is_still_written_and_says_no_data() {
     let (r, state) = (rollout(), rolled_back());
     let t = timeline::timeline(&r, &state).unwrap();
-    let report = build(&r, &t, &Metrics::new(), range(&t, at(3600)), at(3600));
+    let report = build(&r, &t, &Observations::new(), range(&t, at(3600)), at(3600));
     let svg = roxmltree::Document::parse(&report.svg).unwrap();
     let no_data = svg.descendants().filter(|n| n.attribute("class") == Some("no-data")).count();
     assert_eq!(no_data, 2, "both panels say so");
