@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use canary_emulator::Emulator;
-use canary_emulator::clock::Clock;
+use canary_emulator::clock::VirtualClock;
 use canary_emulator::world::{ServiceName, WorldConfig};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -26,7 +26,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = WorldConfig { seed: 1, base_url: format!("http://{addr}"), ..WorldConfig::default() };
-        let emulator = Arc::new(Emulator::new(config, Clock::new(SystemTime::now(), 0.0)));
+        let emulator = Arc::new(Emulator::new(config, VirtualClock::new(SystemTime::now(), 0.0)));
         let name = ServiceName::parse("projects/bench/locations/us-central1/services/api").unwrap();
         let body = serde_json::json!({"template": {"containers": [{"image": "gcr.io/bench/api:v1", "env": [{"name": "A", "value": "1"}]}]}, "labels": {"team": "bench"}});
         emulator.with_world(|w, now| w.seed_service(&name, body, now)).unwrap();

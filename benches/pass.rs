@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use canary_emulator::Emulator;
-use canary_emulator::clock::Clock;
+use canary_emulator::clock::VirtualClock;
 use canary_emulator::traffic::Load;
 use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
@@ -77,7 +77,7 @@ fn run(n: usize) -> Vec<Measured> {
         let config = WorldConfig { seed: 2, base_url: format!("http://{addr}"), ..WorldConfig::default() };
         let emulator = Arc::new(Emulator::new(
             config,
-            Clock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000), 0.0),
+            VirtualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000), 0.0),
         ));
         let served = emulator.clone();
         tokio::spawn(async move { axum::serve(listener, canary_emulator::http::router(served)).await });

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use canary_emulator::Emulator;
-use canary_emulator::clock::{Clock, rfc3339};
+use canary_emulator::clock::{VirtualClock, rfc3339};
 use canary_emulator::monitoring::{Query, list};
 use canary_emulator::traffic::Load;
 use canary_emulator::world::{ServiceName, WorldConfig};
@@ -20,7 +20,7 @@ const SERVICES: usize = 1_000;
 
 fn main() {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 / 86_400 * 86_400);
-    let emulator = Emulator::new(WorldConfig { seed: 9, ..WorldConfig::default() }, Clock::new(start, 0.0));
+    let emulator = Emulator::new(WorldConfig { seed: 9, ..WorldConfig::default() }, VirtualClock::new(start, 0.0));
     let setup = Instant::now();
     let names: Vec<ServiceName> = (0..SERVICES)
         .map(|i| ServiceName::parse(&format!("projects/bench/locations/us-central1/services/svc-{i:04}")).unwrap())

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use canary_emulator::Emulator;
-use canary_emulator::clock::Clock;
+use canary_emulator::clock::VirtualClock;
 use canary_emulator::world::{ServiceName, WorldConfig};
 use serde_json::json;
 
@@ -33,7 +33,7 @@ fn emulator(runtime: &tokio::runtime::Runtime, n: usize) -> (Arc<Emulator>, Stri
         let config = WorldConfig { seed: 3, base_url: format!("http://{addr}"), ..WorldConfig::default() };
         let emulator = Arc::new(Emulator::new(
             config,
-            Clock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000), 1.0),
+            VirtualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000), 1.0),
         ));
         for i in 0..n {
             let name = ServiceName::parse(&service(i)).unwrap();

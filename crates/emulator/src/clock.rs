@@ -5,18 +5,18 @@
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Clone)]
-pub struct Clock {
+pub struct VirtualClock {
     start_virtual: SystemTime,
     start_real: Instant,
     scale: f64,
     advanced: Duration,
 }
 
-impl Clock {
+impl VirtualClock {
     /// A clock that reads `start` now and runs `scale` times faster than real time.
-    pub fn new(start: SystemTime, scale: f64) -> Clock {
+    pub fn new(start: SystemTime, scale: f64) -> VirtualClock {
         let scale = if scale.is_finite() && scale > 0.0 { scale } else { 0.0 };
-        Clock { start_virtual: start, start_real: Instant::now(), scale, advanced: Duration::ZERO }
+        VirtualClock { start_virtual: start, start_real: Instant::now(), scale, advanced: Duration::ZERO }
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn stepped_clock_moves_only_when_advanced() {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut clock = Clock::new(start, 0.0);
+        let mut clock = VirtualClock::new(start, 0.0);
         assert_eq!(clock.now(), start);
         assert_eq!(clock.advance(Duration::from_secs(60)), start + Duration::from_secs(60));
         assert_eq!(clock.real_duration(Duration::from_secs(1)), None);
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn accelerated_clock_scales_real_time() {
-        let clock = Clock::new(SystemTime::UNIX_EPOCH, 3600.0);
+        let clock = VirtualClock::new(SystemTime::UNIX_EPOCH, 3600.0);
         assert_eq!(clock.real_duration(Duration::from_secs(3600)), Some(Duration::from_secs(1)));
         assert!(clock.now() >= SystemTime::UNIX_EPOCH);
     }
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(seconds(f64::NAN), Duration::ZERO);
         assert_eq!(seconds(-5.0), Duration::ZERO);
         assert!(seconds(1e300) > Duration::from_secs(3_000_000_000));
-        let clock = Clock::new(SystemTime::UNIX_EPOCH, 1e300);
+        let clock = VirtualClock::new(SystemTime::UNIX_EPOCH, 1e300);
         assert!(clock.now() >= SystemTime::UNIX_EPOCH);
         assert!(later(SystemTime::UNIX_EPOCH, Duration::MAX) > SystemTime::UNIX_EPOCH);
     }

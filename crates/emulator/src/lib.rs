@@ -2,7 +2,7 @@
 //! canary uses, so canary can be run, demonstrated and tested end to end over real
 //! HTTP with no cloud account.
 //!
-//! The core — [`world::World`] (services, revisions, operations), [`clock::Clock`] and
+//! The core — [`world::World`] (services, revisions, operations), [`clock::VirtualClock`] and
 //! `faults::FaultPlan` — is a library that tests drive in-process and
 //! deterministically from a seed; [`http`] is a thin axum layer on top; [`serve`] runs
 //! it as `canary emulator`.
@@ -53,7 +53,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use self::clock::Clock;
+use self::clock::VirtualClock;
 use self::faults::{Fault, FaultPlan};
 use self::world::{World, WorldConfig};
 
@@ -66,13 +66,13 @@ pub struct Emulator {
 #[derive(Debug)]
 struct State {
     world: World,
-    clock: Clock,
+    clock: VirtualClock,
     faults: FaultPlan,
     log: Vec<Value>,
 }
 
 impl Emulator {
-    pub fn new(config: WorldConfig, clock: Clock) -> Emulator {
+    pub fn new(config: WorldConfig, clock: VirtualClock) -> Emulator {
         Emulator {
             state: Mutex::new(State {
                 world: World::new(config),
@@ -217,7 +217,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         options.publish_delay_seconds.or(loaded.as_ref().and_then(|s| s.publish_delay_seconds)),
         bound,
     );
-    let emulator = Arc::new(Emulator::new(config, Clock::new(start, scale)));
+    let emulator = Arc::new(Emulator::new(config, VirtualClock::new(start, scale)));
     if let Some(loaded) = loaded {
         loaded.apply(&emulator)?;
     }
@@ -257,7 +257,7 @@ pub async fn embedded(
     let loaded = scenario::Scenario::parse(scenario, source)?;
     let config = world_config(loaded.seed, loaded.settle_seconds, loaded.publish_delay_seconds, bound);
     let start = loaded.start.unwrap_or_else(SystemTime::now);
-    let emulator = Arc::new(Emulator::new(config, Clock::new(start, time_scale)));
+    let emulator = Arc::new(Emulator::new(config, VirtualClock::new(start, time_scale)));
     loaded.apply(&emulator)?;
     let router = http::router(emulator.clone());
     let task = tokio::spawn(async move {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::Emulator;
-use super::clock::Clock;
+use super::clock::VirtualClock;
 use super::http::router;
 use super::world::WorldConfig;
 
@@ -26,7 +26,7 @@ impl Fixture {
     pub(super) fn new() -> Fixture {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         let config = WorldConfig { seed: 7, base_url: "http://emu".to_owned(), ..WorldConfig::default() };
-        Fixture { emulator: Arc::new(Emulator::new(config, Clock::new(start, 0.0))) }
+        Fixture { emulator: Arc::new(Emulator::new(config, VirtualClock::new(start, 0.0))) }
     }
 
     pub(super) async fn call(&self, method: &str, uri: &str, body: Option<&str>) -> (u16, Value) {
@@ -137,7 +137,7 @@ async fn create_settles_after_the_configured_delay() {
 async fn only_the_newest_operations_are_kept() {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
     let config = WorldConfig { seed: 7, max_operations: 2, ..WorldConfig::default() };
-    let f = Fixture { emulator: Arc::new(Emulator::new(config, Clock::new(start, 0.0))) };
+    let f = Fixture { emulator: Arc::new(Emulator::new(config, VirtualClock::new(start, 0.0))) };
     let mut names = Vec::new();
     for image in ["a:1", "a:2", "a:3"] {
         let body = json!({"template": {"containers": [{"image": image}]}});

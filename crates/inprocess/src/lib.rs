@@ -127,7 +127,7 @@ mod tests {
     use super::*;
     use canary_core::reconcile::{Mode, pass};
     use canary_core::state::Phase;
-    use canary_emulator::clock::Clock as VirtualClock;
+    use canary_emulator::clock::VirtualClock;
     use canary_emulator::traffic::Load;
     use canary_emulator::world::{ServiceName, WorldConfig};
 

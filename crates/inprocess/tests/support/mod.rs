@@ -14,7 +14,7 @@ use canary_core::reconcile::{Mode, RolloutOutcome, pass};
 use canary_core::state::{Phase, RolloutState};
 use canary_core::transport::ApiFailure;
 use canary_emulator::Emulator;
-use canary_emulator::clock::Clock as VirtualClock;
+use canary_emulator::clock::VirtualClock;
 use canary_emulator::profile::Profile;
 use canary_emulator::traffic::Load;
 use canary_emulator::world::{ServiceName, WorldConfig};
