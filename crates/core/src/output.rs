@@ -36,13 +36,13 @@ pub fn pass_json(outcomes: &[RolloutOutcome]) -> Value {
                         "trafficAfter": plan.traffic_after,
                         "reason": plan.reason,
                     });
-                    if let Some(error) = &o.error {
-                        out["error"] = error.clone().into();
+                    if let Some(error) = o.error_text() {
+                        out["error"] = error.into();
                     }
                     out
                 }
                 None => json!({"name": o.name, "phaseBefore": null, "phaseAfter": null, "action": "none",
-                    "trafficBefore": {}, "trafficAfter": {}, "reason": o.error.clone().unwrap_or_default(), "error": o.error}),
+                    "trafficBefore": {}, "trafficAfter": {}, "reason": o.error_text().unwrap_or_default(), "error": o.error_text()}),
             })
             .collect(),
     )
@@ -89,7 +89,7 @@ pub fn pass_table(outcomes: &[RolloutOutcome]) -> String {
                 "-".into(),
                 "none".into(),
                 "-".into(),
-                format!("error: {}", o.error.clone().unwrap_or_default()),
+                format!("error: {}", o.error_text().unwrap_or_default()),
             ],
         });
     }

@@ -69,7 +69,7 @@ pub struct Gcp {
 }
 
 impl Gcp {
-    /// The real APIs with ADC, or the emulator when [`EMULATOR_ENV`] is set.
+    /// The real APIs with ADC, or the emulator when `EMULATOR_ENV` is set.
     pub fn from_environment() -> Result<Gcp, String> {
         match std::env::var(EMULATOR_ENV).ok().filter(|v| !v.trim().is_empty()) {
             Some(host) => {

@@ -33,6 +33,67 @@ pub enum Mode {
     Apply,
 }
 
+/// Why a pass could not do its work for one rollout. Kept as a value, with the API
+/// failure behind it, until a reader renders it (its `Display`) or counts it ([`kind`]).
+///
+/// [`kind`]: PassError::kind
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PassError {
+    #[error("cannot read the clock: {0}")]
+    Clock(ApiFailure),
+    #[error("cannot list services in {project}/{region}: {failure}")]
+    List { project: String, region: String, failure: Box<ApiFailure> },
+    #[error("services in {project}/{region} were not listed")]
+    NotListed { project: String, region: String },
+    #[error("the write failed: {0}")]
+    Write(ApiFailure),
+    #[error("conflict, then could not read the service again: {0}")]
+    Reread(ApiFailure),
+    #[error("the service kept changing under this pass (3 etag conflicts); the next pass tries again")]
+    KeptChanging,
+    #[error("the service changed after this pass wrote it (another writer?); the next pass decides again")]
+    NotLanded,
+    #[error("the service disappeared right after the write")]
+    Vanished,
+    #[error("wrote, but could not read the service back: {0}")]
+    ReadBack(ApiFailure),
+}
+
+/// What kind of trouble a [`PassError`] is, for `canary_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The clock could not be read.
+    Clock,
+    /// A write was refused, conflicted, or did not land.
+    Write,
+    /// Any other API call failed.
+    Api,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Clock => "clock",
+            ErrorKind::Write => "write",
+            ErrorKind::Api => "api",
+        }
+    }
+}
+
+impl PassError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PassError::Clock(_) => ErrorKind::Clock,
+            PassError::Write(_) | PassError::Reread(_) | PassError::KeptChanging | PassError::NotLanded => {
+                ErrorKind::Write
+            }
+            PassError::List { .. } | PassError::NotListed { .. } | PassError::Vanished | PassError::ReadBack(_) => {
+                ErrorKind::Api
+            }
+        }
+    }
+}
+
 /// What a pass did for one rollout.
 #[derive(Debug, Clone)]
 pub struct RolloutOutcome {
@@ -41,8 +102,15 @@ pub struct RolloutOutcome {
     pub(crate) verdict: Verdict,
     /// The service as last read (after the write, when there was one).
     pub service: Option<ServiceView>,
-    pub error: Option<String>,
+    pub error: Option<PassError>,
     pub now: SystemTime,
+}
+
+impl RolloutOutcome {
+    /// The error, as people and JSON read it.
+    pub fn error_text(&self) -> Option<String> {
+        self.error.as_ref().map(ToString::to_string)
+    }
 }
 
 /// Runs one pass over `rollouts`.
@@ -141,10 +209,8 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     let now = match platform.now().await {
         Ok(now) => now,
         Err(e) => {
-            let outcomes: Vec<RolloutOutcome> = rollouts
-                .iter()
-                .map(|r| failed(r, format!("cannot read the clock: {e}"), SystemTime::UNIX_EPOCH))
-                .collect();
+            let outcomes: Vec<RolloutOutcome> =
+                rollouts.iter().map(|r| failed(r, PassError::Clock(e.clone()), SystemTime::UNIX_EPOCH)).collect();
             outcomes.iter().for_each(report);
             return outcomes;
         }
@@ -155,7 +221,7 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     for r in rollouts {
         *named.entry(service_name(r)).or_default() += 1;
     }
-    let observed: Vec<Result<Observed, String>> = rollouts
+    let observed: Vec<Result<Observed, PassError>> = rollouts
         .iter()
         .map(|r| {
             let key = (r.spec.project.clone(), r.spec.region.clone());
@@ -165,12 +231,12 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
                 *left == 0
             });
             match listed.get_mut(&key) {
-                Some(Err(e)) => Err(format!("cannot list services in {}/{}: {e}", key.0, key.1)),
+                Some(Err(e)) => Err(PassError::List { project: key.0, region: key.1, failure: Box::new(e.clone()) }),
                 Some(Ok(services)) => {
                     let raw = if last { services.remove(&name) } else { services.get(&name).cloned() };
                     Ok(raw.map_or(Observed::Missing, |raw| Observed::Service(Box::new(ServiceView::parse(raw)))))
                 }
-                None => Err(format!("services in {}/{} were not listed", key.0, key.1)),
+                None => Err(PassError::NotListed { project: key.0, region: key.1 }),
             }
         })
         .collect();
@@ -255,7 +321,7 @@ fn service_name(r: &CanaryRollout) -> String {
     format!("projects/{}/locations/{}/services/{}", r.spec.project, r.spec.region, r.spec.service)
 }
 
-fn failed(r: &CanaryRollout, error: String, now: SystemTime) -> RolloutOutcome {
+fn failed(r: &CanaryRollout, error: PassError, now: SystemTime) -> RolloutOutcome {
     RolloutOutcome {
         name: r.metadata.name.clone(),
         plan: None,
@@ -335,15 +401,11 @@ async fn one<P: CloudRun + Prober>(
                         // write that never landed for one that did.
                         let ours = view.annotations.iter().filter(|(k, _)| k.starts_with(state::PREFIX));
                         let landed = ours.eq(change.annotations.iter());
-                        let error = (!landed).then(|| {
-                            "the service changed after this pass wrote it (another writer?); the next pass decides again".to_owned()
-                        });
+                        let error = (!landed).then_some(PassError::NotLanded);
                         (Some(view), error)
                     }
-                    Ok(None) => (None, Some("the service disappeared right after the write".to_owned())),
-                    Err(e) => {
-                        (Some((**service).clone()), Some(format!("wrote, but could not read the service back: {e}")))
-                    }
+                    Ok(None) => (None, Some(PassError::Vanished)),
+                    Err(e) => (Some((**service).clone()), Some(PassError::ReadBack(e))),
                 };
                 return RolloutOutcome {
                     name: r.metadata.name.clone(),
@@ -358,16 +420,10 @@ async fn one<P: CloudRun + Prober>(
                 Ok(Some(raw)) => observed = Observed::Service(Box::new(ServiceView::parse(raw))),
                 Ok(None) => observed = Observed::Missing,
                 Err(e) => {
-                    return outcome_error(
-                        r,
-                        plan,
-                        verdict,
-                        format!("conflict, then could not read the service again: {e}"),
-                        now,
-                    );
+                    return outcome_error(r, plan, verdict, PassError::Reread(e), now);
                 }
             },
-            Err(e) => return outcome_error(r, plan, verdict, format!("the write failed: {e}"), now),
+            Err(e) => return outcome_error(r, plan, verdict, PassError::Write(e), now),
         }
     }
     RolloutOutcome {
@@ -375,14 +431,12 @@ async fn one<P: CloudRun + Prober>(
         plan: None,
         verdict: Verdict::default(),
         service: None,
-        error: Some(
-            "the service kept changing under this pass (3 etag conflicts); the next pass tries again".to_owned(),
-        ),
+        error: Some(PassError::KeptChanging),
         now,
     }
 }
 
-fn outcome_error(r: &CanaryRollout, plan: Plan, verdict: Verdict, error: String, now: SystemTime) -> RolloutOutcome {
+fn outcome_error(r: &CanaryRollout, plan: Plan, verdict: Verdict, error: PassError, now: SystemTime) -> RolloutOutcome {
     // The plan was not carried out: report the phase as it stands.
     let mut plan = plan;
     plan.phase_after = plan.phase_before.unwrap_or(plan.phase_after);

@@ -80,7 +80,7 @@ impl Status {
             (_, Some(phase)) => (Some(phase), state.reason.clone()),
             (Some(plan), None) if plan.result == PassResult::Blocked => (Some(Phase::Failed), plan.reason.clone()),
             (Some(plan), None) => (Some(Phase::Pending), format!("next pass: {}", plan.reason)),
-            (None, None) => (None, outcome.error.clone().unwrap_or_default()),
+            (None, None) => (None, outcome.error_text().unwrap_or_default()),
         };
         let stage_hold_seconds: Vec<u64> =
             rollout.spec.stages.iter().map(|s| s.hold.as_ref().map_or(0, |h| h.as_secs())).collect();
@@ -107,7 +107,7 @@ impl Status {
             traffic: outcome.service.as_ref().map(ServiceView::split).unwrap_or_default(),
             observed_at: rfc3339(outcome.now),
             settling_to: outcome.service.as_ref().and_then(ServiceView::settling_to),
-            error: outcome.error.clone(),
+            error: outcome.error_text(),
             frozen: false,
         }
     }

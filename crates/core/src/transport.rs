@@ -21,7 +21,7 @@ pub struct ApiFailure {
     pub path: String,
     /// HTTP status; `None` when no answer came (connection, timeout).
     pub status: Option<u16>,
-    /// Google's canonical status (`ABORTED`, `NOT_FOUND`, …), or [`NOT_LISTENING`].
+    /// Google's canonical status (`ABORTED`, `NOT_FOUND`, …), or `NOT_LISTENING`.
     pub code: String,
     pub message: String,
     pub retry_after: Option<Duration>,

@@ -9,7 +9,7 @@ use std::slice::from_ref;
 
 use canary_core::decide::{Action, FROZEN, PassResult};
 use canary_core::operate::{self, Command, Refusal};
-use canary_core::reconcile::{Invalid, Mode, pass, pass_with_invalid};
+use canary_core::reconcile::{ErrorKind, Invalid, Mode, PassError, pass, pass_with_invalid};
 use canary_core::state::{Pause, Phase, RolloutState};
 use serde_json::{Value, json};
 
@@ -93,7 +93,8 @@ async fn a_write_that_conflicts_every_time_is_given_up_after_three_attempts() {
 
     let outcome = pass(&meddler, from_ref(&rollout), Mode::Apply).await.remove(0);
 
-    let error = outcome.error.expect("the pass reports that it gave up");
+    assert_eq!(outcome.error, Some(PassError::KeptChanging));
+    let error = outcome.error_text().expect("the pass reports that it gave up");
     assert!(error.contains("3 etag conflicts"), "{error}");
     assert!(outcome.plan.is_none(), "no plan is reported as carried out");
     let calls = meddler.calls();
@@ -203,7 +204,8 @@ async fn a_write_that_answers_ok_but_does_not_land_is_reported_and_not_repeated(
 
     let outcome = pass(&meddler, rollouts, Mode::Apply).await.remove(0);
 
-    let error = outcome.error.expect("a write that did not land is not reported as done");
+    assert_eq!(outcome.error, Some(PassError::NotLanded));
+    let error = outcome.error_text().expect("a write that did not land is not reported as done");
     assert!(error.contains("the service changed after this pass wrote it"), "{error}");
     assert_eq!(outcome.plan.unwrap().phase_after, Phase::Progressing, "what it meant to write");
     let read_back = RolloutState::read(&outcome.service.expect("the service as read back").annotations);
@@ -238,7 +240,7 @@ async fn a_write_applied_otherwise_than_sent_is_reported() {
 
         let outcome = pass(&meddler, from_ref(&rollout), Mode::Apply).await.remove(0);
 
-        let error = outcome.error.unwrap_or_else(|| panic!("{what}: reported as landed"));
+        let error = outcome.error_text().unwrap_or_else(|| panic!("{what}: reported as landed"));
         assert!(error.contains("the service changed after this pass wrote it"), "{what}: {error}");
         assert_eq!(meddler.calls().len(), 1, "{what}: written once");
         assert_ne!(f.read(&name)["etag"], before["etag"], "{what}: something was written");
@@ -349,7 +351,8 @@ async fn one_rollouts_failed_write_does_not_affect_another_in_the_same_pass() {
     let outcomes = pass(&meddler, &rollouts, Mode::Apply).await;
 
     assert_eq!(outcomes.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["alpha", "beta"]);
-    let error = outcomes[0].error.clone().expect("alpha's error is reported");
+    assert_eq!(outcomes[0].error.as_ref().map(|e| e.kind()), Some(ErrorKind::Write));
+    let error = outcomes[0].error_text().expect("alpha's error is reported");
     assert!(error.contains("the write failed") && error.contains("PERMISSION_DENIED"), "{error}");
     let plan = outcomes[0].plan.as_ref().unwrap();
     assert_eq!((plan.phase_after, plan.change.is_none()), (Phase::Progressing, true));
@@ -376,7 +379,8 @@ async fn a_project_that_cannot_be_listed_does_not_stop_a_rollout_in_another() {
 
     let outcomes = pass(&meddler, &rollouts, Mode::Apply).await;
 
-    let error = outcomes[0].error.clone().expect("alpha's error is reported");
+    assert_eq!(outcomes[0].error.as_ref().map(|e| e.kind()), Some(ErrorKind::Api));
+    let error = outcomes[0].error_text().expect("alpha's error is reported");
     assert!(error.contains("cannot list services in locked-project/us-central1"), "{error}");
     assert!(outcomes[0].plan.is_none());
     assert_eq!(f.state(&alpha), RolloutState::default(), "alpha is untouched");
@@ -401,7 +405,7 @@ async fn a_stage_advance_that_answers_ok_but_does_not_land_is_reported() {
     let plan = outcome.plan.as_ref().unwrap();
     assert_eq!((plan.phase_after, plan.state.stage), (Phase::Progressing, 2));
     assert_eq!(f.state(&name).stage, 1, "the write did not land");
-    let error = outcome.error.as_deref().unwrap_or_else(|| panic!("reported as done: {outcome:?}"));
+    let error = outcome.error_text().unwrap_or_else(|| panic!("reported as done: {outcome:?}"));
     assert!(error.contains("the service changed after this pass wrote it"), "{error}");
 }
 

@@ -6,9 +6,9 @@
 //!
 //! - Budget: a rollout may roll back a healthy canary with probability at most
 //!   [`FALSE_ROLLBACK_BUDGET`], shared equally by every (stage, check) pair.
-//! - Triggers: without `for`, a [`Detector`] per alternative rate over the stage's
+//! - Triggers: without `for`, a `Detector` per alternative rate over the stage's
 //!   minutes (evidence from any start minute, the newest always included); with
-//!   `for: D`, a [`WindowDetector`] on the last D alone (the aggregate over the window).
+//!   `for: D`, a `WindowDetector` on the last D alone (the aggregate over the window).
 //!   Error-rate and availability triggers count every minute of the stage (errors
 //!   during warm-up are errors users saw); latency triggers leave warm-up out (cold
 //!   starts are slow by nature). p95 > L is tested as "more than 5% of requests are
@@ -46,9 +46,9 @@ const TAIL: f64 = 0.05;
 /// Which revisions and minutes a judgement is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    /// [`key`] of the canary revision.
+    /// `key` of the canary revision.
     pub canary: String,
-    /// [`key`] of the stable revision.
+    /// `key` of the stable revision.
     pub stable: String,
     pub stage_started: SystemTime,
     pub previous_stage_started: Option<SystemTime>,
@@ -259,7 +259,7 @@ impl TriggerEvidence {
 }
 
 /// One stage's evidence for a rollout: fed minute by minute (in order), judged at any
-/// moment. [`judge`] builds it from Cloud Monitoring's minutes each pass; the judge-eval
+/// moment. `judge` builds it from Cloud Monitoring's minutes each pass; the judge-eval
 /// feeds it as minutes are published.
 #[derive(Debug, Clone)]
 pub struct Evidence {

@@ -5,7 +5,7 @@
 //! Everything here is a statement about requests as independent Bernoulli trials (a
 //! request fails, or is slower than a bound, with some probability). Two tools:
 //!
-//! - [`Detector`]: is a rate above a limit? For a fixed start minute k, the product of
+//! - `Detector`: is a rate above a limit? For a fixed start minute k, the product of
 //!   per-minute likelihood ratios (alternative over limit) is a non-negative
 //!   supermartingale while the true rate is at or below the limit, so by Ville's
 //!   inequality it ever reaches 1/a with probability at most a. The detector considers
@@ -14,7 +14,7 @@
 //!   share a_k = α / (k(k+1)) of its budget; the shares sum to α, so the chance that
 //!   any start ever fires on a rate at or below the limit is at most α, however many
 //!   times it is looked at.
-//! - [`rate_bounds`]: a confidence sequence for a rate, from a Beta(½, ½) mixture of
+//! - `rate_bounds`: a confidence sequence for a rate, from a Beta(½, ½) mixture of
 //!   likelihood ratios (a martingale for the true rate); it contains the true rate at
 //!   every n simultaneously with probability at least 1 − α.
 

@@ -2,7 +2,7 @@
 //! from what anyone with read access can see: the service's `canary/` annotations and
 //! Cloud Monitoring. Nothing comes from the machine that ran the rollout.
 //!
-//! [`build`] is pure (state, metrics and "now" in; file names and contents out);
+//! `build` is pure (state, metrics and "now" in; file names and contents out);
 //! [`write`] reads the service and the metrics, builds, and writes the two files.
 //!
 //! # Errors

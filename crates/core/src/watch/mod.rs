@@ -1,19 +1,19 @@
-//! `canary watch`: reconciling continuously. A loop over a pure [`schedule`]: each
+//! `canary watch`: reconciling continuously. A loop over a pure `schedule`: each
 //! rollout is passed again when its plan's requeue time comes (on the platform's
-//! clock, see [`pace`]), when its manifest changes ([`files`], and a periodic resync in
+//! clock, see `pace`), when its manifest changes (`files`, and a periodic resync in
 //! case an event was missed), or at once after a change seen while it was in a pass.
 //!
 //! Rollouts due together go through one `reconcile` pass (which lists each
 //! project/region once for all of them); each rollout reports the moment its own
 //! decision is carried out, so a slow one (a smoke test timing out, a slow write)
 //! holds up no other rollout's next pass. Passes run as tasks, at most `max_passes` at
-//! once, each working on up to [`reconcile::CONCURRENCY`] rollouts at a time.
+//! once, each working on up to `reconcile::CONCURRENCY` rollouts at a time.
 //!
 //! # Guarantees
 //! - Nothing needed for correctness lives here: state is on the services, so a restart
 //!   (or a crash) carries on where the last run left off.
 //! - SIGINT / SIGTERM: no new pass starts; writes under way finish (up to
-//!   [`GRACE`]), then the process exits 0. A second signal exits at once.
+//!   `GRACE`), then the process exits 0. A second signal exits at once.
 //! - A deleted manifest stops management and leaves traffic as it is.
 
 pub(crate) mod desired;
@@ -397,7 +397,7 @@ impl Watch {
             }
         }
         if let Some(error) = &o.error {
-            self.metrics.error(error_kind(error));
+            self.metrics.error(error.kind().name());
             let said = format!("error: {error}");
             if self.last.get(name) != Some(&said) {
                 tracing::error!(rollout = %name, %service, "{error}");
@@ -408,21 +408,6 @@ impl Watch {
             let rollout = rollout.clone();
             self.outbox.offer(&rollout, o);
         }
-    }
-}
-
-/// The kind of error, for `canary_errors_total{kind}`.
-fn error_kind(error: &str) -> &'static str {
-    if error.starts_with("cannot read the clock") {
-        "clock"
-    } else if error.starts_with("the write failed")
-        || error.starts_with("conflict")
-        || error.contains("etag conflicts")
-        || error.contains("another writer")
-    {
-        "write"
-    } else {
-        "api"
     }
 }
 
