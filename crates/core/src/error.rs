@@ -3,7 +3,7 @@
 
 use crate::manifest::source::Unreadable;
 
-/// canary's exit codes (see DESIGN.md, "Command line").
+/// canary's exit codes, the same for every command (README, "What a rollout goes through").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     Ok = 0,

@@ -1,5 +1,5 @@
 //! Results on stdout: pass results (`plan`, `reconcile`) and rollout status, as a
-//! table for people or JSON / YAML for programs, in the shapes DESIGN.md fixes.
+//! table for people or JSON / YAML for programs (the shapes: docs/design.md and README).
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

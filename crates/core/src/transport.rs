@@ -1,5 +1,5 @@
 //! HTTP to Google's APIs (or the emulator): timeouts, Google error JSON, and retries
-//! as `../shared/CLOUD_RUN_API.md` prescribes — reads retry on 429/500/503/504 and
+//! as Google's API guidance prescribes — reads retry on 429/500/503/504 and
 //! connection failures with jittered backoff honouring `Retry-After` / `RetryInfo`;
 //! writes retry only when the server refused them outright (429, 503); everything else
 //! is returned for the caller to re-read and decide again.
