@@ -112,12 +112,9 @@ pub async fn run(options: Options) -> Result<Exit, Error> {
     let mut reports = Vec::new();
     for (rollout, status) in rollouts.iter().zip(&statuses) {
         if status.phase == Some(Phase::RolledBack) {
-            let written =
-                report::write(&platform("the report")?, rollout, &options.out).await.map_err(|e| match e {
-                    report::Failure::NotStarted(why) | report::Failure::Api(why) | report::Failure::Io(why) => {
-                        Error::runtime(format!("cannot write the report for {}: {why}", rollout.metadata.name))
-                    }
-                })?;
+            let written = report::write(&platform("the report")?, rollout, &options.out)
+                .await
+                .map_err(|e| Error::runtime(format!("cannot write the report for {}: {e}", rollout.metadata.name)))?;
             reports.push(written);
         }
     }

@@ -14,7 +14,6 @@ pub(super) fn operate(target: &Named, command: operate::Command) -> Result<Exit,
             println!("{}", output::with_manifests(&message, &target.manifests));
             Ok(Exit::Ok)
         }
-        Err(operate::Refusal::Invalid(why)) => Err(Error::usage(why)),
-        Err(operate::Refusal::Api(why)) => Err(Error::runtime(why)),
+        Err(refusal) => Err(Error::Core(refusal.into())),
     }
 }

@@ -37,10 +37,7 @@ pub(super) fn report_command(name: &str, manifests: &std::path::Path, out: &std:
     };
     let rt = runtime()?;
     let platform = gcp(&rt)?;
-    let written = rt.block_on(report::write(&platform, rollout, out)).map_err(|e| match e {
-        report::Failure::NotStarted(why) => Error::usage(why),
-        report::Failure::Api(why) | report::Failure::Io(why) => Error::runtime(why),
-    })?;
+    let written = rt.block_on(report::write(&platform, rollout, out)).map_err(|e| Error::Core(e.into()))?;
     println!("{}", written.display());
     Ok(exit)
 }

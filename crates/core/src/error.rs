@@ -43,15 +43,39 @@ pub enum Error {
     /// No way to reach Google's APIs: Application Default Credentials are missing.
     #[error("{0}")]
     Credentials(String),
+    /// A manual command was refused (by its sense now, or by Cloud Run). Boxed, as
+    /// the API failure inside is large and errors travel by value.
+    #[error("{0}")]
+    Refused(Box<crate::operate::Refusal>),
+    /// No report was written.
+    #[error("{0}")]
+    Report(Box<crate::report::Failure>),
+}
+
+impl From<crate::operate::Refusal> for Error {
+    fn from(refusal: crate::operate::Refusal) -> Error {
+        Error::Refused(Box::new(refusal))
+    }
+}
+
+impl From<crate::report::Failure> for Error {
+    fn from(failure: crate::report::Failure) -> Error {
+        Error::Report(Box::new(failure))
+    }
 }
 
 impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Usage(_) | Error::UnknownRollout { .. } => Exit::Invalid,
-            Error::Unreadable(_) | Error::StaleSchema { .. } | Error::Runtime(_) | Error::Credentials(_) => {
-                Exit::Runtime
-            }
+            Error::Refused(refusal) if refusal.is_invalid() => Exit::Invalid,
+            Error::Report(failure) if matches!(**failure, crate::report::Failure::NotStarted(_)) => Exit::Invalid,
+            Error::Unreadable(_)
+            | Error::StaleSchema { .. }
+            | Error::Runtime(_)
+            | Error::Credentials(_)
+            | Error::Refused(_)
+            | Error::Report(_) => Exit::Runtime,
         }
     }
 
@@ -63,7 +87,9 @@ impl Error {
             | Error::Runtime(_)
             | Error::Usage(_)
             | Error::UnknownRollout { .. }
-            | Error::Credentials(_) => None,
+            | Error::Credentials(_)
+            | Error::Refused(_)
+            | Error::Report(_) => None,
         }
     }
 
@@ -80,7 +106,7 @@ impl Error {
                 "a rollout is named by its manifest's metadata.name; `canary validate {manifests}` shows the \
                  manifests there and what is wrong with any that do not validate; `-f PATH` points at another folder"
             )),
-            Error::Unreadable(_) | Error::Runtime(_) | Error::Usage(_) => None,
+            Error::Unreadable(_) | Error::Runtime(_) | Error::Usage(_) | Error::Refused(_) | Error::Report(_) => None,
             Error::StaleSchema { .. } => Some(
                 "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"
                     .to_owned(),

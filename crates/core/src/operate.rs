@@ -6,6 +6,7 @@ use crate::cloudrun::service::{Change, ServiceView};
 use crate::manifest::types::CanaryRollout;
 use crate::platform::CloudRun;
 use crate::state::{Phase, Request, RolloutState};
+use crate::transport::ApiFailure;
 
 /// What an operator asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +24,25 @@ pub enum Refusal {
     /// The request makes no sense now (exit 2).
     #[error("{0}")]
     Invalid(String),
-    /// Cloud Run could not be read or written (exit 1).
+    /// Cloud Run could not be read (exit 1, as every API failure below).
     #[error("{0}")]
-    Api(String),
+    Read(ApiFailure),
+    /// Cloud Run refused the write.
+    #[error("{0}")]
+    Write(ApiFailure),
+    /// The write was accepted but could not be read back to check it.
+    #[error("wrote, but could not read back: {0}")]
+    ReadBack(ApiFailure),
+    /// Three tries, and someone else's write came in between each time.
+    #[error("the service kept changing; try again")]
+    KeptChanging,
+}
+
+impl Refusal {
+    /// The request itself is at fault (exit 2), not Cloud Run (exit 1).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Refusal::Invalid(_))
+    }
 }
 
 /// Carries out `command` for `rollout`; returns what will happen, and when.
@@ -35,7 +52,7 @@ pub async fn run<P: CloudRun>(platform: &P, rollout: &CanaryRollout, command: Co
         rollout.spec.project, rollout.spec.region, rollout.spec.service
     );
     for _attempt in 0..3 {
-        let raw = platform.get_service(&name).await.map_err(|e| Refusal::Api(e.to_string()))?;
+        let raw = platform.get_service(&name).await.map_err(Refusal::Read)?;
         let Some(raw) = raw else {
             return Err(Refusal::Invalid(format!("no Cloud Run service {name}")));
         };
@@ -44,10 +61,7 @@ pub async fn run<P: CloudRun>(platform: &P, rollout: &CanaryRollout, command: Co
         let body = Change { template: None, traffic: None, annotations: state.annotations() }.apply(&service.raw);
         match platform.patch_service(&body).await {
             Ok(()) => {
-                let back = platform
-                    .get_service(&name)
-                    .await
-                    .map_err(|e| Refusal::Api(format!("wrote, but could not read back: {e}")))?;
+                let back = platform.get_service(&name).await.map_err(Refusal::ReadBack)?;
                 let landed = back.as_ref().map(|raw| RolloutState::read(&ServiceView::parse(raw.clone()).annotations));
                 if landed.as_ref().is_some_and(|l| {
                     l.request == state.request && l.paused_by == state.paused_by && l.rejected == state.rejected
@@ -57,10 +71,10 @@ pub async fn run<P: CloudRun>(platform: &P, rollout: &CanaryRollout, command: Co
                 // Someone wrote in between: read and apply again.
             }
             Err(e) if e.is_conflict() => {}
-            Err(e) => return Err(Refusal::Api(e.to_string())),
+            Err(e) => return Err(Refusal::Write(e)),
         }
     }
-    Err(Refusal::Api("the service kept changing; try again".to_owned()))
+    Err(Refusal::KeptChanging)
 }
 
 /// The new state for `command`, and the message for the operator.

@@ -15,6 +15,7 @@ pub(crate) mod series;
 pub(crate) mod timeline;
 
 use crate::time::epoch_secs;
+use crate::transport::ApiFailure;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -27,11 +28,15 @@ use crate::state::RolloutState;
 use crate::time::rfc3339;
 
 /// Why no report was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The rollout has not deployed a canary (an input problem: nothing to report).
+    #[error("{0}")]
     NotStarted(String),
-    Api(String),
+    /// Cloud Run or Cloud Monitoring could not be read: what for, and why.
+    #[error("cannot read {what}: {failure}")]
+    Api { what: String, failure: ApiFailure },
+    #[error("{0}")]
     Io(String),
 }
 
@@ -168,7 +173,7 @@ pub async fn write<P: CloudRun + Monitoring + Clock>(
 ) -> Result<PathBuf, Failure> {
     let spec = &local.spec;
     let name = format!("projects/{}/locations/{}/services/{}", spec.project, spec.region, spec.service);
-    let raw = platform.get_service(&name).await.map_err(|e| Failure::Api(format!("cannot read {name}: {e}")))?;
+    let raw = platform.get_service(&name).await.map_err(|failure| Failure::Api { what: name.clone(), failure })?;
     let Some(raw) = raw else {
         return Err(Failure::NotStarted(format!(
             "rollout `{}` has not started: there is no Cloud Run service {name}",
@@ -178,17 +183,17 @@ pub async fn write<P: CloudRun + Monitoring + Clock>(
     let state = RolloutState::read(&ServiceView::parse(raw).annotations);
     let rollout = applied(local, &state);
     let t = timeline::timeline(&rollout, &state).map_err(|e| Failure::NotStarted(e.0))?;
-    let now = platform.now().await.map_err(|e| Failure::Api(format!("cannot read the clock: {e}")))?;
+    let now = platform.now().await.map_err(|failure| Failure::Api { what: "the clock".to_owned(), failure })?;
     let range = range(&t, now);
     let [counts, latencies] = queries(&rollout, range);
     let counts = platform
         .time_series(&spec.project, &counts)
         .await
-        .map_err(|e| Failure::Api(format!("cannot read request counts from Cloud Monitoring: {e}")))?;
+        .map_err(|failure| Failure::Api { what: "request counts from Cloud Monitoring".to_owned(), failure })?;
     let latencies = platform
         .time_series(&spec.project, &latencies)
         .await
-        .map_err(|e| Failure::Api(format!("cannot read latencies from Cloud Monitoring: {e}")))?;
+        .map_err(|failure| Failure::Api { what: "latencies from Cloud Monitoring".to_owned(), failure })?;
     let metrics = observations::parse(&counts, &latencies);
     let report = build(&rollout, &t, &metrics, range, now);
     std::fs::create_dir_all(dir).map_err(|e| Failure::Io(format!("cannot create {}: {e}", dir.display())))?;

@@ -115,16 +115,16 @@ pub(crate) fn events(rollout: &CanaryRollout, outcome: &RolloutOutcome) -> Vec<E
 
 /// Where a notification goes: a kind and the environment variable holding its URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Target {
+pub(crate) struct Destination {
     pub(crate) slack: bool,
     pub(crate) url_from_env: String,
 }
 
-impl Target {
-    fn of(notify: &Notify) -> Target {
+impl Destination {
+    fn of(notify: &Notify) -> Destination {
         match notify {
-            Notify::Slack(t) => Target { slack: true, url_from_env: t.url_from_env.clone() },
-            Notify::Webhook(t) => Target { slack: false, url_from_env: t.url_from_env.clone() },
+            Notify::Slack(t) => Destination { slack: true, url_from_env: t.url_from_env.clone() },
+            Notify::Webhook(t) => Destination { slack: false, url_from_env: t.url_from_env.clone() },
         }
     }
 
@@ -193,7 +193,7 @@ pub(crate) struct Outbox {
     /// Rollouts read at least once by this process.
     known: BTreeSet<String>,
     sent: BTreeSet<(String, String, String)>,
-    queues: HashMap<Target, mpsc::Sender<Event>>,
+    queues: HashMap<Destination, mpsc::Sender<Event>>,
     pending: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     client: reqwest::Client,
@@ -230,7 +230,7 @@ impl Outbox {
                 continue;
             }
             for notify in &rollout.spec.notify {
-                let target = Target::of(notify);
+                let target = Destination::of(notify);
                 let queue = self.queues.entry(target.clone()).or_insert_with(|| {
                     let (tx, rx) = mpsc::channel(QUEUE);
                     tokio::spawn(deliver(
@@ -279,7 +279,7 @@ impl SendError {
 
 /// Sends one target's events in order, each retried with backoff.
 async fn deliver(
-    target: Target,
+    target: Destination,
     mut queue: mpsc::Receiver<Event>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
