@@ -150,8 +150,13 @@ fn extreme_numbers_render_without_panicking() {
             ..blank("huge")
         },
     ] {
-        let lines = render(&[junk], at(0), Colour::Always);
-        assert!(lines.len() > 1);
+        let name = junk.name.clone();
+        let lines = render(&[junk], at(0), Colour::Never);
+        assert!(lines[1].starts_with(&format!("{name}  ")), "{lines:?}");
+        // The bars stay their width, however large the numbers.
+        for line in lines.iter().filter(|l| l.contains('[')) {
+            assert!(line.matches(['█', '░']).count() <= 24, "{line}");
+        }
     }
     assert_eq!(render(&[], at(0), Colour::Never)[1], "no rollouts: no valid manifests");
 }
