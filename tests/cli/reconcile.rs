@@ -6,7 +6,7 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{EmulatorProcess, Manifest, Scenario, code, eventually, stderr, stdout};
+use crate::support::{EmulatorProcess, Manifest, Scenario, code, eventually, stderr, stdout, write_manifest};
 
 const SERVICE: &str = "projects/demo-project/locations/us-central1/services/api";
 
@@ -50,10 +50,10 @@ impl Rollout {
     }
 
     fn write_manifest(&self, file: &str, image: &str, analysis: &str) {
-        Manifest::new("api", image)
+        let manifest = Manifest::new("api", image)
             .stages(&[(5, "30m"), (25, "30m"), (50, "30m"), (100, "10m")])
-            .analysis(analysis)
-            .write(&self.manifests(), file);
+            .analysis(analysis);
+        write_manifest(&manifest, &self.manifests(), file);
     }
 
     /// The emulator's clock, as seconds since the epoch.

@@ -104,9 +104,7 @@ impl Drop for EmulatorProcess {
     }
 }
 
-/// The project and region every test world uses.
-pub const PROJECT: &str = "demo-project";
-pub const REGION: &str = "us-central1";
+pub use canary_testkit::{PROJECT, REGION};
 
 /// `projects/P/locations/R/services/NAME` in the test project.
 pub fn service_path(name: &str) -> String {
@@ -126,66 +124,12 @@ pub fn eventually<T>(what: &str, timeout: std::time::Duration, mut check: impl F
     }
 }
 
-/// A `CanaryRollout` manifest for the test project, built from a few parts: the one
-/// manifest builder of the end-to-end tests.
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    name: String,
-    service: String,
-    image: String,
-    stages: Vec<(u8, String)>,
-    analysis: String,
-}
+/// The workspace's one manifest builder, and how these tests write it.
+pub use canary_testkit::Manifest;
 
-impl Manifest {
-    /// `name` rolling out to the service of the same name, adopting it; no stages or
-    /// analysis yet.
-    pub fn new(name: &str, image: &str) -> Manifest {
-        Manifest {
-            name: name.to_owned(),
-            service: name.to_owned(),
-            image: image.to_owned(),
-            stages: Vec::new(),
-            analysis: String::new(),
-        }
-    }
-
-    /// Stages as (weight, hold); an empty hold means none.
-    pub fn stages(mut self, stages: &[(u8, &str)]) -> Manifest {
-        self.stages = stages.iter().map(|(w, h)| (*w, (*h).to_owned())).collect();
-        self
-    }
-
-    /// The lines under `analysis:`, indented four spaces.
-    pub fn analysis(mut self, lines: &str) -> Manifest {
-        lines.clone_into(&mut self.analysis);
-        self
-    }
-
-    pub fn text(&self) -> String {
-        let stages: String = self
-            .stages
-            .iter()
-            .map(|(w, h)| {
-                if h.is_empty() {
-                    format!("    - {{weight: {w}}}\n")
-                } else {
-                    format!("    - {{weight: {w}, hold: {h}}}\n")
-                }
-            })
-            .collect();
-        let analysis = if self.analysis.is_empty() { String::new() } else { format!("  analysis:\n{}", self.analysis) };
-        format!(
-            "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: {}}}\nspec:\n  project: {PROJECT}\n  \
-             region: {REGION}\n  service: {}\n  adopt: true\n  template: {{image: \"{}\"}}\n  stages:\n{stages}{analysis}",
-            self.name, self.service, self.image
-        )
-    }
-
-    /// Writes the manifest as `dir/file`.
-    pub fn write(&self, dir: &Path, file: &str) {
-        std::fs::write(dir.join(file), self.text()).expect("the manifest is written");
-    }
+/// Writes a manifest as `dir/file`.
+pub fn write_manifest(manifest: &Manifest, dir: &Path, file: &str) {
+    std::fs::write(dir.join(file), manifest.text()).expect("the manifest is written");
 }
 
 /// An emulator scenario in the test project, starting 2026-11-26 08:00 UTC: the one

@@ -21,8 +21,7 @@ use canary_emulator::world::{ServiceName, WorldConfig};
 use canary_inprocess::InProcess;
 use serde_json::{Value, json};
 
-pub const PROJECT: &str = "demo-project";
-pub const REGION: &str = "us-central1";
+pub use canary_testkit::{PROJECT, REGION};
 /// The image every seeded service runs before canary arrives.
 pub const V1: &str = "gcr.io/demo/app:v1";
 
@@ -125,15 +124,11 @@ impl Fixture {
     }
 }
 
-/// A `CanaryRollout` manifest, written as a person would write it and validated as
-/// canary validates one.
+/// A manifest for these tests: the workspace's one builder (`canary_testkit::Manifest`)
+/// with this suite's defaults and a way to add rollback triggers.
 #[derive(Debug, Clone)]
 pub struct Manifest {
-    name: String,
-    project: String,
-    service: String,
-    image: String,
-    stages: Vec<String>,
+    base: canary_testkit::Manifest,
     rollback: Vec<String>,
 }
 
@@ -141,18 +136,16 @@ impl Manifest {
     /// Rollout `name` of service `name` to `gcr.io/demo/NAME:v2`, in stages 10% (20m),
     /// 50% (20m), 100%, with no gates and no triggers.
     pub fn new(name: &str) -> Manifest {
-        Manifest {
-            name: name.to_owned(),
-            project: PROJECT.to_owned(),
-            service: name.to_owned(),
-            image: format!("gcr.io/demo/{name}:v2"),
-            stages: vec!["{weight: 10, hold: 20m}".into(), "{weight: 50, hold: 20m}".into(), "{weight: 100}".into()],
-            rollback: Vec::new(),
-        }
+        let base = canary_testkit::Manifest::new(name, &format!("gcr.io/demo/{name}:v2")).stages(&[
+            (10, "20m"),
+            (50, "20m"),
+            (100, ""),
+        ]);
+        Manifest { base, rollback: Vec::new() }
     }
 
     pub fn project(mut self, project: &str) -> Manifest {
-        project.clone_into(&mut self.project);
+        self.base = self.base.project(project);
         self
     }
 
@@ -163,14 +156,11 @@ impl Manifest {
     }
 
     pub fn text(&self) -> String {
-        let stages: String = self.stages.iter().map(|s| format!("    - {s}\n")).collect();
-        let rollback: String = self.rollback.iter().map(|t| format!("      - {t}\n")).collect();
-        let analysis =
-            if rollback.is_empty() { String::new() } else { format!("  analysis:\n    rollback:\n{rollback}") };
-        format!(
-            "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: {}}}\nspec:\n  project: {}\n  region: {REGION}\n  service: {}\n  adopt: true\n  template: {{image: \"{}\"}}\n  stages:\n{stages}{analysis}",
-            self.name, self.project, self.service, self.image
-        )
+        if self.rollback.is_empty() {
+            return self.base.text();
+        }
+        let triggers: String = self.rollback.iter().map(|t| format!("      - {t}\n")).collect();
+        self.base.clone().analysis(&format!("    rollback:\n{triggers}")).text()
     }
 
     /// The rollout, validated; panics with the findings when `text` is not valid.
