@@ -26,7 +26,7 @@ const POLL: Duration = Duration::from_secs(10);
 /// How soon to look again when nothing is going on.
 const IDLE: Duration = Duration::from_secs(300);
 const SPEC_PAUSE: &str = "paused by spec.paused";
-/// The reason a rollout whose manifest became invalid is held with (see `reconcile`).
+/// The reason a rollout whose manifest became invalid is held with ([`decide_frozen`]).
 pub const FROZEN: &str =
     "frozen: the manifest is invalid; traffic stays as it is and the last valid rollback triggers still apply";
 const CLI_PAUSE: &str = "paused with `canary pause`";
@@ -77,9 +77,6 @@ pub struct Plan {
     /// When to look again.
     pub(crate) requeue: Duration,
     pub result: PassResult,
-    /// What holds the rollout where it is, if a pause does: the paused state's cause, or
-    /// `spec.paused` keeping a new image from being deployed at all.
-    pub held: Option<Pause>,
     /// The state after the plan is applied.
     pub state: RolloutState,
 }
@@ -94,6 +91,31 @@ pub(crate) struct Needs {
 
 /// Decides the next step of `rollout`.
 pub(crate) fn decide(rollout: &CanaryRollout, observed: &Observed, verdict: &Verdict, now: SystemTime) -> Plan {
+    decide_held(rollout, None, observed, verdict, now)
+}
+
+/// Decides for a rollout whose manifest is invalid now, under `applied`, the last valid
+/// manifest it was applied with (`applied_text` is that manifest as recorded in
+/// `canary/spec`): held where it is as `spec.paused` would hold it, with the cause
+/// [`Pause::Frozen`] and the reason [`FROZEN`], while its rollback triggers still apply.
+/// The recorded manifest stays as it was.
+pub(crate) fn decide_frozen(
+    applied: &CanaryRollout,
+    applied_text: &str,
+    observed: &Observed,
+    verdict: &Verdict,
+    now: SystemTime,
+) -> Plan {
+    decide_held(applied, Some(applied_text), observed, verdict, now)
+}
+
+fn decide_held(
+    rollout: &CanaryRollout,
+    frozen: Option<&str>,
+    observed: &Observed,
+    verdict: &Verdict,
+    now: SystemTime,
+) -> Plan {
     let Observed::Service(service) = observed else {
         let reason = format!(
             "ServiceNotFound: no Cloud Run service {} in {}/{}",
@@ -101,7 +123,7 @@ pub(crate) fn decide(rollout: &CanaryRollout, observed: &Observed, verdict: &Ver
         );
         return Plan::blocked(None, reason, BTreeMap::new(), RolloutState::default());
     };
-    Decision::new(rollout, service, verdict, now).run()
+    Decision::new(rollout, frozen, service, verdict, now).run()
 }
 
 /// What must be found out before [`decide`] can run for this rollout.
@@ -141,7 +163,6 @@ impl Plan {
             change: None,
             requeue: IDLE,
             result: PassResult::Blocked,
-            held: None,
             state,
         }
     }
@@ -149,6 +170,8 @@ impl Plan {
 
 struct Decision<'a> {
     rollout: &'a CanaryRollout,
+    /// The manifest as recorded, when the rollout is frozen under it.
+    frozen: Option<&'a str>,
     service: &'a ServiceView,
     verdict: &'a Verdict,
     now: SystemTime,
@@ -160,12 +183,23 @@ struct Decision<'a> {
 impl<'a> Decision<'a> {
     fn new(
         rollout: &'a CanaryRollout,
+        frozen: Option<&'a str>,
         service: &'a ServiceView,
         verdict: &'a Verdict,
         now: SystemTime,
     ) -> Decision<'a> {
         let state = RolloutState::read(&service.annotations);
-        Decision { rollout, service, verdict, now, before: state.phase, state, split: service.split() }
+        Decision { rollout, frozen, service, verdict, now, before: state.phase, state, split: service.split() }
+    }
+
+    /// Held by the manifest: `spec.paused`, or frozen under the last valid one.
+    fn held(&self) -> bool {
+        self.rollout.spec.paused || self.frozen.is_some()
+    }
+
+    /// The pause the manifest holds the rollout with, and its reason.
+    fn hold(&self) -> (Pause, &'static str) {
+        if self.frozen.is_some() { (Pause::Frozen, FROZEN) } else { (Pause::Spec, SPEC_PAUSE) }
     }
 
     fn name(&self) -> &str {
@@ -234,11 +268,12 @@ impl<'a> Decision<'a> {
             self.state.enter(Phase::Promoted, reason, self.now);
             return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
         }
-        if self.rollout.spec.paused {
-            let reason = format!("{SPEC_PAUSE}: {} is not deployed yet", self.image());
-            let mut plan = self.wait(reason, IDLE);
-            plan.held = Some(Pause::Spec);
-            return plan;
+        if self.held() {
+            let reason = match self.hold() {
+                (Pause::Spec, why) => format!("{why}: {} is not deployed yet", self.image()),
+                (_, why) => why.to_owned(),
+            };
+            return self.wait(reason, IDLE);
         }
         self.deploy()
     }
@@ -297,7 +332,7 @@ impl<'a> Decision<'a> {
         if let Some(check) = self.verdict.failed_trigger().cloned() {
             return self.roll_back(format!("rollback trigger {}", describe(&check)));
         }
-        if self.rollout.spec.paused || self.state.paused_by.is_some() {
+        if self.held() || self.state.paused_by.is_some() {
             let requeue = POLL.max(self.interval());
             return self.wait(format!("paused: {canary} is ready and stays at 0%"), requeue);
         }
@@ -329,19 +364,21 @@ impl<'a> Decision<'a> {
         let paused = self.state.phase == Some(Phase::Paused);
         // Paused by a failed gate or for lack of data: a person decides (resume, promote,
         // abort), and `spec.paused` coming or going does not change that.
-        let held_for_a_person =
-            paused && !matches!(self.state.pause, Some(Pause::Spec | Pause::Frozen | Pause::Command));
+        let held_for_a_person = paused && self.state.pause.is_none_or(Pause::waits_for_a_person);
         if held_for_a_person && self.state.request.is_none() {
             let reason = self.state.reason.clone();
             return self.wait(reason, interval);
         }
-        if self.rollout.spec.paused && !held_for_a_person {
-            // `spec.paused` holds the stage; manual requests wait until it is lifted.
-            if paused && self.state.pause.is_some_and(Pause::lifts_itself) {
+        if self.held() && !held_for_a_person {
+            // The manifest holds the stage; manual requests wait until it lets go. Held
+            // already by the same cause: nothing to write; by the other one (spec.paused
+            // set on a manifest that was frozen, or the other way round): say which.
+            let (cause, reason) = self.hold();
+            if paused && self.state.pause == Some(cause) {
                 let reason = self.state.reason.clone();
                 return self.wait(reason, interval);
             }
-            self.pause(Pause::Spec, SPEC_PAUSE);
+            self.pause(cause, reason);
             return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         if self.state.request == Some(Request::Resume) {
@@ -516,7 +553,6 @@ impl<'a> Decision<'a> {
             change: None,
             requeue,
             result: PassResult::Steady,
-            held: self.state.pause,
             state: self.state,
         }
     }
@@ -543,7 +579,11 @@ impl<'a> Decision<'a> {
             }
             None => self.split.clone(),
         };
-        self.state.applied = serde_json::to_string(self.rollout).ok();
+        // Frozen, the manifest recorded stays the one it was (not a copy of it made here).
+        self.state.applied = match self.frozen {
+            Some(text) => Some(text.to_owned()),
+            None => serde_json::to_string(self.rollout).ok(),
+        };
         let phase = self.state.phase.unwrap_or(Phase::Pending);
         Plan {
             phase_before: self.before,
@@ -555,7 +595,6 @@ impl<'a> Decision<'a> {
             change: Some(Change { template, traffic, annotations: self.state.annotations() }),
             requeue,
             result,
-            held: self.state.pause,
             state: self.state,
         }
     }

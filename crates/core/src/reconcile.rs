@@ -21,7 +21,7 @@ use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
 use crate::manifest::types::{CanaryRollout, SmokeAuth};
 use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
-use crate::state::{self, Pause, Phase, RolloutState};
+use crate::state::{self, RolloutState};
 use crate::transport::ApiFailure;
 
 /// Whether a pass writes.
@@ -184,8 +184,7 @@ pub(crate) async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F:
             continue;
         }
         let Some(text) = state.applied else { continue };
-        let Ok(mut applied) = serde_json::from_str::<CanaryRollout>(&text) else { continue };
-        applied.spec.paused = true;
+        let Ok(applied) = serde_json::from_str::<CanaryRollout>(&text) else { continue };
         frozen.push((applied, text));
     }
     let all: Vec<CanaryRollout> = rollouts.iter().cloned().chain(frozen.iter().map(|(r, _)| r.clone())).collect();
@@ -344,35 +343,10 @@ async fn one<P: CloudRun + Prober>(
 ) -> RolloutOutcome {
     for _attempt in 0..3 {
         let verdict = judge_now(platform, r, &observed, metrics, mode, now).await;
-        let mut plan = decide::decide(r, &observed, &verdict, now);
-        if let Some(original) = frozen {
-            // Held as if paused, but said as it is, and the last valid manifest kept as
-            // the applied one (not this held copy of it).
-            if plan.held == Some(Pause::Spec) {
-                plan.held = Some(Pause::Frozen);
-                plan.reason = decide::FROZEN.to_owned();
-                plan.state.reason = decide::FROZEN.to_owned();
-                if plan.state.pause == Some(Pause::Spec) {
-                    plan.state.pause = Some(Pause::Frozen);
-                }
-                // The transition this plan recorded (if any) says so too: reports and
-                // notifications quote the history.
-                let recorded = match &observed {
-                    Observed::Service(s) => RolloutState::read(&s.annotations).history.last().cloned(),
-                    Observed::Missing => None,
-                };
-                if let Some(last) = plan.state.history.last_mut()
-                    && Some(&*last) != recorded.as_ref()
-                    && last.phase == Phase::Paused
-                {
-                    decide::FROZEN.clone_into(&mut last.reason);
-                }
-            }
-            plan.state.applied = Some(original.to_owned());
-            if let Some(change) = &mut plan.change {
-                change.annotations = plan.state.annotations();
-            }
-        }
+        let plan = match frozen {
+            Some(text) => decide::decide_frozen(r, text, &observed, &verdict, now),
+            None => decide::decide(r, &observed, &verdict, now),
+        };
         let writes = mode == Mode::Apply && plan.change.is_some();
         let (true, Observed::Service(service), Some(change)) = (writes, &observed, &plan.change) else {
             let service = match observed {

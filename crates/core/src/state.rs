@@ -129,9 +129,11 @@ impl Pause {
         Pause::ALL.into_iter().find(|p| p.name() == text)
     }
 
-    /// A pause canary made itself and lifts itself (`spec.paused`, a frozen manifest).
-    pub(crate) fn lifts_itself(self) -> bool {
-        matches!(self, Pause::Spec | Pause::Frozen)
+    /// Only a person lifts this pause (`canary resume`, `promote` or `abort`): a failed
+    /// gate, too little data, or a cause not on record. The manifest lifts `spec` and
+    /// `frozen`; `canary resume` lifts `command`.
+    pub(crate) fn waits_for_a_person(self) -> bool {
+        matches!(self, Pause::GateFailed | Pause::InsufficientData | Pause::Unrecorded)
     }
 }
 
@@ -166,7 +168,7 @@ pub struct RolloutState {
     /// When the current pause began: paused time does not count toward a hold.
     pub(crate) paused_at: Option<SystemTime>,
     /// Why the rollout is paused, while its phase is `Paused`.
-    pub(crate) pause: Option<Pause>,
+    pub pause: Option<Pause>,
     /// A manual command for the next pass to act on.
     pub request: Option<Request>,
     /// The last valid manifest applied, as compact JSON.

@@ -137,7 +137,7 @@ async fn pause_resume_and_abort_under_a_conflict_land_and_the_next_pass_acts_on_
     let outcome = f.pass(rollouts).await.remove(0);
     assert_eq!(outcome.error, None);
     let plan = outcome.plan.unwrap();
-    assert_eq!((plan.phase_after, plan.held), (Phase::Paused, Some(Pause::Command)));
+    assert_eq!((plan.phase_after, plan.state.pause), (Phase::Paused, Some(Pause::Command)));
     assert_eq!(f.annotation(&name, "canary/paused-for").as_deref(), Some("command"));
     // Held well past the stage's 20-minute hold.
     f.advance(30 * 60);
@@ -292,7 +292,10 @@ async fn a_frozen_rollout_holds_its_traffic_and_its_last_valid_triggers_still_ro
     let outcome = &outcomes[0];
     assert_eq!((outcome.name.as_str(), &outcome.error), ("api", &None));
     let plan = outcome.plan.as_ref().unwrap();
-    assert_eq!((plan.action, plan.phase_after, plan.held), (Action::Annotate, Phase::Paused, Some(Pause::Frozen)));
+    assert_eq!(
+        (plan.action, plan.phase_after, plan.state.pause),
+        (Action::Annotate, Phase::Paused, Some(Pause::Frozen))
+    );
     assert_eq!(plan.reason, FROZEN);
     let annotations = f.annotations(&name);
     assert_eq!(annotations.get("canary/phase").map(String::as_str), Some("Paused"));

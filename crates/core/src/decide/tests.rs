@@ -378,6 +378,35 @@ fn spec_paused_holds_the_stage_but_triggers_still_roll_back() {
     assert_eq!((resumed.action, resumed.phase_after), (Action::Annotate, Phase::Progressing));
 }
 
+/// Frozen under its last valid manifest, a rollout is held as `spec.paused` holds it,
+/// but said as it is — in the reason, the cause and the recorded transition — with the
+/// manifest recorded as it was; its triggers still roll it back, and a manifest that
+/// validates again lifts the hold.
+#[test]
+fn a_frozen_rollout_is_held_and_says_so_everywhere() {
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    let recorded = "{\"recorded\": \"as it was\"}";
+    let frozen = |view: &ServiceView, v: &Verdict| decide_frozen(&r, recorded, &observed(view.clone()), v, at(600));
+    let plan = frozen(&view, &verdict(Outcome::Pass, Outcome::Pass));
+    assert_eq!((plan.action, plan.phase_after, plan.reason.as_str()), (Action::Annotate, Phase::Paused, FROZEN));
+    assert_eq!(plan.traffic_after, plan.traffic_before);
+    assert_eq!((plan.state.pause, plan.state.applied.as_deref()), (Some(Pause::Frozen), Some(recorded)));
+    assert_eq!(plan.state.history.last().map(|t| t.reason.as_str()), Some(FROZEN));
+    let held = apply(&view, plan.change.as_ref().unwrap(), true);
+    let again = frozen(&held, &verdict(Outcome::Pass, Outcome::Pass));
+    assert_eq!((again.action, again.reason.as_str()), (Action::None, FROZEN), "held: nothing more to write");
+    assert_eq!(frozen(&held, &verdict(Outcome::Pass, Outcome::Fail)).action, Action::Rollback);
+    let valid = decide(&r, &observed(held.clone()), &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!((valid.action, valid.phase_after), (Action::Annotate, Phase::Progressing));
+    // Paused by spec.paused, then frozen: the cause on the service follows.
+    let mut paused = r.clone();
+    paused.spec.paused = true;
+    let (_, by_spec) = step(&paused, &view, &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    let refrozen = frozen(&by_spec, &verdict(Outcome::Pass, Outcome::Pass));
+    assert_eq!((refrozen.action, refrozen.state.pause), (Action::Annotate, Some(Pause::Frozen)));
+}
+
 #[test]
 fn a_new_image_mid_rollout_restarts_at_deploy_while_stable_serves() {
     let r = rollout("");
