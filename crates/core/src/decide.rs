@@ -25,11 +25,11 @@ pub(crate) const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_secs(10);
 /// How soon to look again when nothing is going on.
 const IDLE: Duration = Duration::from_secs(300);
-const SPEC_PAUSE: &str = "paused by spec.paused";
+pub(crate) const SPEC_PAUSE: &str = "paused by spec.paused";
 /// The reason a rollout whose manifest became invalid is held with ([`decide_frozen`]).
 pub const FROZEN: &str =
     "frozen: the manifest is invalid; traffic stays as it is and the last valid rollback triggers still apply";
-const CLI_PAUSE: &str = "paused with `canary pause`";
+pub(crate) const CLI_PAUSE: &str = "paused with `canary pause`";
 
 /// What Cloud Run says about the service.
 #[derive(Debug, Clone, PartialEq)]
@@ -390,7 +390,9 @@ impl<'a> Decision<'a> {
             return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
         }
         if self.state.paused_by.is_some() && !held_for_a_person {
-            if paused {
+            // Still paused once the manifest lets go: the pause is the command's now, and
+            // the service says so.
+            if paused && self.state.pause == Some(Pause::Command) {
                 return self.wait(CLI_PAUSE, interval);
             }
             self.pause(Pause::Command, CLI_PAUSE);

@@ -92,7 +92,7 @@ impl fmt::Display for Phase {
 
 /// Why a rollout is paused, which says who lifts the pause. Kept on the service
 /// (`canary/paused-for`) beside the phase, so no reader tells pauses apart by their text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pause {
     /// `spec.paused: true`: lifted when the manifest no longer says so.
     Spec,
@@ -127,6 +127,25 @@ impl Pause {
 
     fn parse(text: &str) -> Option<Pause> {
         Pause::ALL.into_iter().find(|p| p.name() == text)
+    }
+
+    /// The cause of a pause written with no `canary/paused-for`: by a canary from before
+    /// the annotation existed (or one that still does not know it, whose writes drop
+    /// it), read off the reasons those versions wrote, so their pauses lift as they did.
+    /// Anything else is `canary pause`'s when someone paused by hand, and otherwise one a
+    /// person lifts. The only place a reason's text is read; remove once no service can
+    /// carry a pause from before.
+    fn before_paused_for(reason: &str, paused_by_hand: bool) -> Pause {
+        use crate::decide::{CLI_PAUSE, FROZEN, SPEC_PAUSE};
+        match reason {
+            r if r.starts_with(SPEC_PAUSE) => Pause::Spec,
+            FROZEN => Pause::Frozen,
+            CLI_PAUSE => Pause::Command,
+            r if r.starts_with("GateFailed:") => Pause::GateFailed,
+            r if r.starts_with("InsufficientData:") => Pause::InsufficientData,
+            _ if paused_by_hand => Pause::Command,
+            _ => Pause::Unrecorded,
+        }
     }
 
     /// Only a person lifts this pause (`canary resume`, `promote` or `abort`): a failed
@@ -210,13 +229,10 @@ impl RolloutState {
         let time = |k: &str| get(k).and_then(|v| parse_rfc3339(&v));
         let phase = get(PHASE).and_then(|p| Phase::parse(&p));
         let paused_by = get(PAUSED_BY);
-        // A pause only means something in the Paused phase. One with no readable cause is
-        // `canary pause`'s when someone paused by hand, and otherwise one a person lifts.
+        // A pause only means something in the Paused phase.
         let pause = (phase == Some(Phase::Paused)).then(|| {
-            get(PAUSED_FOR).and_then(|p| Pause::parse(&p)).unwrap_or(if paused_by.is_some() {
-                Pause::Command
-            } else {
-                Pause::Unrecorded
+            get(PAUSED_FOR).and_then(|p| Pause::parse(&p)).unwrap_or_else(|| {
+                Pause::before_paused_for(get(REASON).as_deref().unwrap_or_default(), paused_by.is_some())
             })
         });
         RolloutState {
@@ -360,6 +376,18 @@ mod tests {
         let mut annotations: BTreeMap<String, String> =
             [(PHASE, "Paused"), (PAUSED_FOR, "bored")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         assert_eq!(RolloutState::read(&annotations).pause, Some(Pause::Unrecorded));
+        // Written before canary/paused-for: the reason those versions wrote says the cause.
+        for (reason, cause) in [
+            ("paused by spec.paused", Pause::Spec),
+            (crate::decide::FROZEN, Pause::Frozen),
+            ("paused with `canary pause`", Pause::Command),
+            ("GateFailed: errorRateIncrease failed: observed 2.00%, threshold 0.50%", Pause::GateFailed),
+            ("InsufficientData: minRequests inconclusive after waiting 2h", Pause::InsufficientData),
+        ] {
+            let legacy: BTreeMap<String, String> =
+                [(PHASE, "Paused"), (REASON, reason)].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+            assert_eq!(RolloutState::read(&legacy).pause, Some(cause), "{reason}");
+        }
         annotations.insert(PAUSED_BY.into(), "cli".into());
         assert_eq!(RolloutState::read(&annotations).pause, Some(Pause::Command));
         annotations.insert(PHASE.into(), "Progressing".into());

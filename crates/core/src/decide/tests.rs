@@ -407,6 +407,31 @@ fn a_frozen_rollout_is_held_and_says_so_everywhere() {
     assert_eq!((refrozen.action, refrozen.state.pause), (Action::Annotate, Some(Pause::Frozen)));
 }
 
+/// `canary pause`, then `spec.paused` on top, then lifted: still paused, and the cause
+/// on the service is the command's again (not spec's, which no longer holds it).
+#[test]
+fn a_command_pause_outliving_a_manifest_pause_says_whose_it_is() {
+    let mut r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    let mut state = RolloutState::read(&view.annotations);
+    state.paused_by = Some("cli".into());
+    let by_hand = apply(&view, &Change { template: None, traffic: None, annotations: state.annotations() }, true);
+    let (plan, paused) = step(&r, &by_hand, &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!((plan.phase_after, plan.state.pause), (Phase::Paused, Some(Pause::Command)));
+    r.spec.paused = true;
+    let (plan, by_spec) = step(&r, &paused, &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!((plan.phase_after, plan.state.pause), (Phase::Paused, Some(Pause::Spec)));
+    r.spec.paused = false;
+    let (plan, after) = step(&r, &by_spec, &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!(
+        (plan.action, plan.phase_after, plan.state.pause),
+        (Action::Annotate, Phase::Paused, Some(Pause::Command))
+    );
+    assert_eq!(RolloutState::read(&after.annotations).reason, CLI_PAUSE);
+    let again = decide(&r, &observed(after), &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!(again.action, Action::None, "and then nothing more to write");
+}
+
 #[test]
 fn a_new_image_mid_rollout_restarts_at_deploy_while_stable_serves() {
     let r = rollout("");
@@ -544,14 +569,16 @@ fn the_decision_table() {
     let (stage4, _) = at_stage(&rollout(""), 3, 0);
     let with_phase = |view: &ServiceView, phase: Phase, reason: &str, reject: bool| {
         let mut state = RolloutState::read(&view.annotations);
-        match (phase, reason) {
-            (Phase::Paused, "GateFailed: x") => state.enter_pause(Pause::GateFailed, reason, at(0)),
-            (Phase::Paused, _) => state.enter_pause(Pause::Spec, reason, at(0)),
-            _ => state.enter(phase, reason, at(0)),
-        }
+        state.enter(phase, reason, at(0));
         if reject {
             state.reject(IMAGE);
         }
+        let change = Change { template: None, traffic: None, annotations: state.annotations() };
+        apply(view, &change, true)
+    };
+    let paused_for = |view: &ServiceView, cause: Pause, reason: &str| {
+        let mut state = RolloutState::read(&view.annotations);
+        state.enter_pause(cause, reason, at(0));
         let change = Change { template: None, traffic: None, annotations: state.annotations() };
         apply(view, &change, true)
     };
@@ -564,8 +591,11 @@ fn the_decision_table() {
         ("stage 1 of 3, hold over", stage1.clone(), 3600),
         ("stage 3 of 3, hold over", stage4, 3600),
         ("waiting for data", with_phase(&stage1, Phase::Waiting, "waiting for data", false), 3700),
-        ("paused by a failed gate", with_phase(&stage1, Phase::Paused, "GateFailed: x", false), 3700),
-        ("paused by spec.paused", with_phase(&stage1, Phase::Paused, "paused by spec.paused", false), 3700),
+        ("paused by a failed gate", paused_for(&stage1, Pause::GateFailed, "GateFailed: x"), 3700),
+        ("paused by spec.paused", paused_for(&stage1, Pause::Spec, "paused by spec.paused"), 3700),
+        ("paused for too little data", paused_for(&stage1, Pause::InsufficientData, "InsufficientData: x"), 3700),
+        ("paused, its cause not on record", paused_for(&stage1, Pause::Unrecorded, "held"), 3700),
+        ("paused while its manifest was invalid", paused_for(&stage1, Pause::Frozen, FROZEN), 3700),
         ("rolled back", with_phase(&stage1, Phase::RolledBack, "rolled back: x", true), 3700),
         ("failed", with_phase(&stage1, Phase::Failed, "SmokeTestFailed: x", true), 3700),
     ];
