@@ -51,8 +51,12 @@ pub enum PassError {
     Reread(ApiFailure),
     #[error("the service kept changing under this pass (3 etag conflicts); the next pass tries again")]
     KeptChanging,
-    #[error("the service changed after this pass wrote it (another writer?); the next pass decides again")]
-    NotLanded,
+    /// The write was accepted but what reads back is not what was written: `key` is the
+    /// first `canary/` annotation that differs.
+    #[error(
+        "the service changed after this pass wrote it (another writer?): {key} reads back otherwise; the next pass decides again"
+    )]
+    NotLanded { key: String },
     #[error("the service disappeared right after the write")]
     Vanished,
     #[error("wrote, but could not read the service back: {0}")]
@@ -84,7 +88,7 @@ impl PassError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             PassError::Clock(_) => ErrorKind::Clock,
-            PassError::Write(_) | PassError::Reread(_) | PassError::KeptChanging | PassError::NotLanded => {
+            PassError::Write(_) | PassError::Reread(_) | PassError::KeptChanging | PassError::NotLanded { .. } => {
                 ErrorKind::Write
             }
             PassError::List { .. } | PassError::NotListed { .. } | PassError::Vanished | PassError::ReadBack(_) => {
@@ -373,9 +377,8 @@ async fn one<P: CloudRun + Prober>(
                         // Every `canary/` annotation as written, not just the phase: a stage
                         // advance stays Progressing, so a phase check alone would take a
                         // write that never landed for one that did.
-                        let ours = view.annotations.iter().filter(|(k, _)| k.starts_with(state::PREFIX));
-                        let landed = ours.eq(change.annotations.iter());
-                        let error = (!landed).then_some(PassError::NotLanded);
+                        let error = first_difference(&view.annotations, &change.annotations)
+                            .map(|key| PassError::NotLanded { key });
                         (Some(view), error)
                     }
                     Ok(None) => (None, Some(PassError::Vanished)),
@@ -408,6 +411,15 @@ async fn one<P: CloudRun + Prober>(
         error: Some(PassError::KeptChanging),
         now,
     }
+}
+
+/// The first `canary/` annotation (in key order) that `read` does not hold as `written`.
+fn first_difference(read: &BTreeMap<String, String>, written: &BTreeMap<String, String>) -> Option<String> {
+    let ours = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter().filter(|(k, _)| k.starts_with(state::PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let (read, written) = (ours(read), ours(written));
+    read.keys().chain(written.keys()).filter(|k| read.get(*k) != written.get(*k)).min().cloned()
 }
 
 fn outcome_error(r: &CanaryRollout, plan: Plan, verdict: Verdict, error: PassError, now: SystemTime) -> RolloutOutcome {
@@ -482,4 +494,24 @@ async fn smoke<P: Prober>(platform: &P, r: &CanaryRollout, uri: &str, observed: 
         }
     }
     Smoke::Passed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_canary_annotation_read_back_otherwise_is_named() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let written = map(&[("canary/phase", "Progressing"), ("canary/stage", "2")]);
+        let same = map(&[("canary/phase", "Progressing"), ("canary/stage", "2"), ("team", "core")]);
+        assert_eq!(first_difference(&same, &written), None, "other annotations are not canary's");
+        let behind = map(&[("canary/phase", "Progressing"), ("canary/stage", "1")]);
+        assert_eq!(first_difference(&behind, &written).as_deref(), Some("canary/stage"));
+        let extra = map(&[("canary/phase", "Progressing"), ("canary/request", "abort"), ("canary/stage", "2")]);
+        assert_eq!(first_difference(&extra, &written).as_deref(), Some("canary/request"));
+        assert_eq!(first_difference(&map(&[]), &written).as_deref(), Some("canary/phase"));
+    }
 }

@@ -204,7 +204,11 @@ async fn a_write_that_answers_ok_but_does_not_land_is_reported_and_not_repeated(
 
     let outcome = pass(&meddler, rollouts, Mode::Apply).await.remove(0);
 
-    assert_eq!(outcome.error, Some(PassError::NotLanded));
+    assert!(
+        matches!(&outcome.error, Some(PassError::NotLanded { key }) if key.starts_with("canary/")),
+        "{:?}",
+        outcome.error
+    );
     let error = outcome.error_text().expect("a write that did not land is not reported as done");
     assert!(error.contains("the service changed after this pass wrote it"), "{error}");
     assert_eq!(outcome.plan.unwrap().phase_after, Phase::Progressing, "what it meant to write");

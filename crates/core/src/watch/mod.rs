@@ -186,9 +186,12 @@ pub async fn run(options: Options, gcp: Gcp) -> Result<Exit, Error> {
             () = tokio::time::sleep_until(wake.into()) => {
                 let real = Instant::now();
                 if let (Some(_), Some(poll)) = (&emulator, next_poll) && real >= poll {
-                    match read_emulator_clock(&watch.platform.inner).await {
-                        Ok((pace, now)) => time.observe(pace, now, Instant::now()),
-                        Err(e) => tracing::warn!("cannot read the emulator's clock: {e}"),
+                    // Bounded: the loop answers signals only between its arms, and a read
+                    // that retries against a slow emulator must not hold a stop up.
+                    match tokio::time::timeout(CLOCK_POLL_LIMIT, read_emulator_clock(&watch.platform.inner)).await {
+                        Ok(Ok((pace, now))) => time.observe(pace, now, Instant::now()),
+                        Ok(Err(e)) => tracing::warn!("cannot read the emulator's clock: {e}"),
+                        Err(_) => tracing::warn!("the emulator's clock did not answer within {CLOCK_POLL_LIMIT:?}"),
                     }
                     next_poll = time.poll().map(|p| Instant::now() + p);
                 }
@@ -414,6 +417,10 @@ impl Watch {
 fn list(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
+
+/// How long a poll of the emulator's clock may take before this round goes without it
+/// (the watch was promised to stop within 2 s of a signal).
+const CLOCK_POLL_LIMIT: Duration = Duration::from_secs(1);
 
 /// The emulator's clock: how it moves, and what it reads now.
 async fn read_emulator_clock(gcp: &Gcp) -> Result<(Pace, SystemTime), ApiFailure> {
