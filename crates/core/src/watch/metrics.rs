@@ -45,6 +45,25 @@ struct Notification {
     result: String,
 }
 
+/// What `canary_errors_total{kind}` counts: a pass's errors by their kind, an invalid
+/// manifest, a notification that could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorLabel {
+    Pass(crate::reconcile::ErrorKind),
+    Manifest,
+    Notification,
+}
+
+impl ErrorLabel {
+    fn name(self) -> &'static str {
+        match self {
+            ErrorLabel::Pass(kind) => kind.name(),
+            ErrorLabel::Manifest => "manifest",
+            ErrorLabel::Notification => "notification",
+        }
+    }
+}
+
 /// Every metric the watch exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -134,8 +153,8 @@ impl Metrics {
         self.passes.inc();
     }
 
-    pub(crate) fn error(&self, kind: &str) {
-        self.errors.get_or_create(&Kind { kind: kind.to_owned() }).inc();
+    pub(crate) fn error(&self, kind: ErrorLabel) {
+        self.errors.get_or_create(&Kind { kind: kind.name().to_owned() }).inc();
     }
 
     pub(crate) fn api_call(&self, method: &str, status: &str) {
@@ -278,7 +297,7 @@ mod tests {
         let m = Metrics::default();
         m.rollout("api", Phase::Progressing, 25);
         m.api_call("run.services.list", "200");
-        m.error("write");
+        m.error(ErrorLabel::Pass(crate::reconcile::ErrorKind::Write));
         m.decision(0.02);
         let text = m.encode();
         assert!(text.contains(r#"canary_rollout_phase{rollout="api",phase="Progressing"} 1"#), "{text}");

@@ -41,7 +41,7 @@ use crate::style::Colour;
 use crate::transport::ApiFailure;
 
 use desired::Desired;
-use metrics::{Health, Metered, Metrics};
+use metrics::{ErrorLabel, Health, Metered, Metrics};
 use notifications::Outbox;
 use pace::{Pace, TimeBase};
 use schedule::Schedule;
@@ -304,7 +304,7 @@ impl Watch {
         }
         if text != self.problems {
             if !text.is_empty() {
-                self.metrics.error("manifest");
+                self.metrics.error(ErrorLabel::Manifest);
                 tracing::warn!(
                     invalid = set.invalid_count(),
                     "manifest problems (an invalid edit holds only its own rollout):\n{}",
@@ -400,7 +400,7 @@ impl Watch {
             }
         }
         if let Some(error) = &o.error {
-            self.metrics.error(error.kind().name());
+            self.metrics.error(ErrorLabel::Pass(error.kind()));
             let said = format!("error: {error}");
             if self.last.get(name) != Some(&said) {
                 tracing::error!(rollout = %name, %service, "{error}");

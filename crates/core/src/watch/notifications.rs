@@ -28,7 +28,7 @@ use crate::reconcile::RolloutOutcome;
 use crate::state::{Phase, RolloutState};
 use crate::time::rfc3339;
 
-use super::metrics::Metrics;
+use super::metrics::{ErrorLabel, Metrics};
 
 /// Events waiting per target before new ones are dropped (and counted).
 const QUEUE: usize = 1024;
@@ -246,7 +246,7 @@ impl Outbox {
                 if queue.try_send(event.clone()).is_err() {
                     self.pending.fetch_sub(1, Ordering::SeqCst);
                     self.metrics.notification(target.kind(), "dropped");
-                    self.metrics.error("notification");
+                    self.metrics.error(ErrorLabel::Notification);
                     tracing::error!(rollout = %event.rollout, env = %target.url_from_env, "the notification queue is full; dropped one");
                 }
             }
@@ -323,7 +323,7 @@ async fn deliver(
             }
             Err(why) => {
                 metrics.notification(target.kind(), "failed");
-                metrics.error("notification");
+                metrics.error(ErrorLabel::Notification);
                 tracing::warn!(
                     rollout = %event.rollout,
                     phase = %event.phase,
