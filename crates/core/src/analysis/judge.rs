@@ -170,7 +170,6 @@ impl Test {
 /// One rollback trigger's evidence in the current stage.
 #[derive(Debug, Clone)]
 struct TriggerEvidence {
-    name: &'static str,
     tested: Tested,
     /// The limit on the tested rate.
     limit: f64,
@@ -314,7 +313,6 @@ impl Evidence {
                     alternatives.into_iter().map(|p1| (p1, test())).collect()
                 };
                 Some(TriggerEvidence {
-                    name: rule.metric.name(),
                     tested,
                     limit,
                     threshold,
@@ -367,8 +365,8 @@ impl Evidence {
 
     /// The first trigger whose detector has fired, without working out the values a
     /// status shows (what the judge-eval needs each simulated minute).
-    pub fn fired_trigger(&self) -> Option<&'static str> {
-        self.triggers.iter().find(|t| t.detectors.iter().any(|(_, d)| d.fired())).map(|t| t.name)
+    pub fn fired_trigger(&self) -> Option<CheckKind> {
+        self.triggers.iter().find(|t| t.detectors.iter().any(|(_, d)| d.fired())).map(|t| t.metric.into())
     }
 
     pub(crate) fn triggers(&self) -> Vec<Check> {
@@ -585,7 +583,7 @@ mod tests {
         e.push(60, &minute(500, 500), None);
         e.push(120, &minute(500, 500), None);
         assert_eq!(gate(&e, "minRequests").result, Outcome::Inconclusive, "warm-up minutes are not the stage's");
-        assert_eq!(e.fired_trigger(), Some("errorRate"), "errors in warm-up still roll back");
+        assert_eq!(e.fired_trigger(), Some(CheckKind::ErrorRate), "errors in warm-up still roll back");
     }
 
     proptest! {

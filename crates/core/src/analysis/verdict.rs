@@ -18,7 +18,7 @@ pub enum Outcome {
 /// them the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) enum CheckKind {
+pub enum CheckKind {
     /// Rollback trigger: 5xx ÷ all responses.
     ErrorRate,
     /// Rollback trigger: 1 − errorRate.
@@ -76,7 +76,7 @@ impl CheckKind {
     ];
 
     /// The name people and programs see (`status -o json`'s `name`).
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             CheckKind::ErrorRate => "errorRate",
             CheckKind::Availability => "availability",

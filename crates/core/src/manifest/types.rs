@@ -337,12 +337,9 @@ pub(crate) enum Metric {
 }
 
 impl Metric {
+    /// The name a manifest writes (`errorRate`), which is its check's.
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            Metric::ErrorRate => "errorRate",
-            Metric::Availability => "availability",
-            Metric::P95Latency => "p95Latency",
-        }
+        crate::analysis::verdict::CheckKind::from(self).name()
     }
 }
 
