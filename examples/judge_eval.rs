@@ -24,6 +24,11 @@ use canary_core::manifest::types::CanaryRollout;
 use canary_emulator::profile::Behaviour;
 use canary_emulator::traffic::{LatencyShapes, draw_counts, minute_rng};
 
+/// The allocator the binary and the benches run with (see src/main.rs), so the time it
+/// reports is comparable.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MANIFEST: &str = r#"
 apiVersion: canary/v1alpha1
 kind: CanaryRollout

@@ -187,6 +187,25 @@ impl Distribution {
 mod tests {
     use super::*;
 
+    /// canary reads what the emulator writes: a minute of latencies drawn for a profile
+    /// (p50 120 ms, p95 450 ms), through the wire, gives canary's percentiles within 5%
+    /// of the profile's. The two sides share no code, only the wire form.
+    #[test]
+    fn the_emulators_latencies_read_back_as_their_profile() {
+        use canary_emulator::ids::Rng;
+        use canary_emulator::profile::Behaviour;
+        use canary_emulator::traffic::LatencyShapes;
+        let behaviour =
+            Behaviour { error_rate: 0.0, client_error_rate: 0.0, p50_ms: 120.0, p95_ms: 450.0, health_status: 200 };
+        let drawn = LatencyShapes::default().draw(&mut Rng::new(7), 20_000, &behaviour).to_wire();
+        let d = Distribution::from_wire(&drawn).expect("canary reads the emulator's distributionValue");
+        assert_eq!(d.count, 20_000);
+        let p95 = d.percentile(0.95).unwrap();
+        let p50 = d.percentile(0.5).unwrap();
+        assert!((p95 / 450.0 - 1.0).abs() < 0.05, "p95 {p95} vs 450");
+        assert!((p50 / 120.0 - 1.0).abs() < 0.05, "p50 {p50} vs 120");
+    }
+
     #[test]
     fn exponential_bounds_follow_the_documented_layout() {
         let o = BucketOptions::Exponential { num_finite: 3, growth: 2.0, scale: 1.0 };
