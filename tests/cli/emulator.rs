@@ -19,9 +19,8 @@ fn google_cloud_run_python_client_completes_a_lifecycle() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("ok: google-cloud-run completed the lifecycle"), "{text}");
     // The client asked for integer enums, and the emulator logged every call.
-    let log = emulator.get("/emulator/v1/requests");
-    let calls = log.as_array().unwrap();
-    assert!(calls.iter().any(|c| c["query"].as_str().unwrap_or_default().contains("enum-encoding%3Dint")), "{log}");
+    let calls = emulator.requests();
+    assert!(calls.iter().any(|c| c["query"].as_str().unwrap_or_default().contains("enum-encoding%3Dint")), "{calls:?}");
     assert!(calls.iter().any(|c| c["method"] == "DELETE"));
 }
 
@@ -131,6 +130,6 @@ loads:
     assert!((p95 / 400.0 - 1.0).abs() < 0.05, "{read}");
     assert_eq!(read["kinds"], serde_json::json!(["DELTA", "DELTA"]));
     // The client sent numeric enums, which the emulator accepted.
-    let log = emulator.get("/emulator/v1/requests");
-    assert!(log[0]["query"].as_str().unwrap().contains("perSeriesAligner=1"), "{log}");
+    let log = emulator.requests();
+    assert!(log[0]["query"].as_str().unwrap().contains("perSeriesAligner=1"), "{log:?}");
 }

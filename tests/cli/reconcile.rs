@@ -6,9 +6,14 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{EmulatorProcess, Manifest, Scenario, code, eventually, stderr, stdout, write_manifest};
+use crate::support::{
+    EmulatorProcess, Manifest, Scenario, code, eventually, service_path, stderr, stdout, write_manifest,
+};
 
-const SERVICE: &str = "projects/demo-project/locations/us-central1/services/api";
+/// The service every rollout here works on.
+fn api() -> String {
+    service_path("api")
+}
 
 /// An emulator, a folder of manifests, and the binary pointed at both.
 pub(crate) struct Rollout {
@@ -115,11 +120,11 @@ impl Rollout {
     }
 
     fn service(&self) -> Value {
-        self.emulator.get(&format!("/v2/{SERVICE}"))
+        self.emulator.get(&format!("/v2/{}", api()))
     }
 
     fn patches(&self) -> usize {
-        self.emulator.get("/emulator/v1/requests").as_array().unwrap().iter().filter(|r| r["method"] == "PATCH").count()
+        self.emulator.requests_where(|r| r["method"] == "PATCH").len()
     }
 
     /// How revisions of an image behave from now on.
@@ -132,7 +137,7 @@ impl Rollout {
     }
 
     fn revisions(&self) -> Vec<String> {
-        let list = self.emulator.get(&format!("/v2/{SERVICE}/revisions"));
+        let list = self.emulator.get(&format!("/v2/{}/revisions", api()));
         list["revisions"]
             .as_array()
             .unwrap()
@@ -168,7 +173,7 @@ fn a_healthy_canary_is_promoted_through_every_stage_keeping_what_it_does_not_own
     let mut service = r.service();
     let stable = service["latestReadyRevision"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
     service["traffic"] = json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}, {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "tag": "team-preview"}]);
-    let patched = r.http.patch(format!("{}/v2/{SERVICE}", r.emulator.base)).body(service.to_string()).send().unwrap();
+    let patched = r.http.patch(format!("{}/v2/{}", r.emulator.base, api())).body(service.to_string()).send().unwrap();
     assert!(patched.status().is_success());
     r.advance(15);
     r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
@@ -312,7 +317,7 @@ fn a_service_owned_by_another_rollout_is_left_alone_with_a_clear_error() {
     service["annotations"] = json!({"canary/owner": "checkout", "canary/phase": "Progressing", "canary/stage": "2"});
     assert!(
         r.http
-            .patch(format!("{}/v2/{SERVICE}", r.emulator.base))
+            .patch(format!("{}/v2/{}", r.emulator.base, api()))
             .body(service.to_string())
             .send()
             .unwrap()
@@ -401,17 +406,17 @@ fn status_reports_the_rollout_in_the_documented_shape() {
 /// revision.
 #[test]
 fn a_crash_at_any_call_of_a_pass_converges_without_a_duplicate_revision() {
+    // Where the reconciler dies: before any call, or in the middle of one (the emulator
+    // holds that call for 3 s, and carries it out even once its caller is gone).
     for (method, path) in
-        [("GET", "/emulator/v1/clock"), ("GET", "/services"), ("PATCH", "/services/api"), ("GET", "/services/api")]
+        [("-", "before any call"), ("GET", "/services"), ("PATCH", "/services/api"), ("GET", "/services/api")]
     {
         let r = Rollout::start(r#"  - {image: "gcr.io/demo/api:v2"}"#, 20.0);
         r.manifest("api.yaml", "gcr.io/demo/api:v2", "");
-        if path.starts_with("/emulator") {
-            // The control API is never faulted: a crash there is a crash before any call.
-        } else {
-            let fault = json!({"kind": "slow", "method": method, "pathContains": path, "delayMs": 3000, "times": 1});
-            r.fault(fault);
-        }
+        let held = (method != "-").then(|| {
+            r.fault(json!({"kind": "slow", "method": method, "pathContains": path, "delayMs": 3000, "times": 1}));
+            r.emulator.count(method, path)
+        });
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("canary"))
             .current_dir(r.dir.path())
             .env("CLOUD_RUN_EMULATOR_HOST", r.emulator.base.trim_start_matches("http://"))
@@ -420,19 +425,19 @@ fn a_crash_at_any_call_of_a_pass_converges_without_a_duplicate_revision() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        if !path.starts_with("/emulator") {
-            // The faulted call has reached the emulator (a fired fault leaves the list),
-            // which holds it for 3 s: crash the reconciler in the middle of it.
-            eventually("the faulted call to arrive", std::time::Duration::from_secs(20), || {
+        if held.is_some() {
+            // A fired fault leaves the list: the held call has reached the emulator.
+            eventually("the held call to arrive", std::time::Duration::from_secs(20), || {
                 r.emulator.get("/emulator/v1/faults")["faults"].as_array().is_some_and(Vec::is_empty).then_some(())
             });
         }
         let _ = child.kill();
         let _ = child.wait();
-        if !path.starts_with("/emulator") {
-            // The emulator may still finish the call it was holding (nothing observable
-            // says whether it will), so give it its 3 s before the next reconciler starts.
-            std::thread::sleep(std::time::Duration::from_millis(3000));
+        if let Some(before) = held {
+            // The emulator finishes the call its caller left (it is logged once answered).
+            eventually("the held call to be carried out", std::time::Duration::from_secs(20), || {
+                (r.emulator.count(method, path) > before).then_some(())
+            });
         }
         let steps = r.run_until(300, 40, |res| res["phaseAfter"] == "Promoted");
         assert_eq!(phase(steps.last().unwrap()), "Promoted", "crash at {method} {path}: {steps:#?}");
@@ -454,14 +459,8 @@ fn throttling_is_retried_and_a_failed_write_is_never_blindly_repeated() {
     }
     let (exit, results) = r.reconcile();
     assert_eq!((exit, results[0]["action"].as_str()), (0, Some("deploy")), "{results:?}");
-    let log = r.emulator.get("/emulator/v1/requests");
-    let patches: Vec<u64> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["method"] == "PATCH")
-        .map(|c| c["status"].as_u64().unwrap())
-        .collect();
+    let patches: Vec<u64> =
+        r.emulator.requests_where(|c| c["method"] == "PATCH").iter().map(|c| c["status"].as_u64().unwrap()).collect();
     assert_eq!(patches, [429, 200]);
     r.advance(30);
     r.fault(json!({"method": "PATCH", "status": 500, "times": 1}));
@@ -474,8 +473,7 @@ fn throttling_is_retried_and_a_failed_write_is_never_blindly_repeated() {
         "{}",
         stderr(&out)
     );
-    let log = r.emulator.get("/emulator/v1/requests");
-    let failed_writes = log.as_array().unwrap().iter().filter(|c| c["method"] == "PATCH" && c["status"] == 500).count();
+    let failed_writes = r.emulator.requests_where(|c| c["method"] == "PATCH" && c["status"] == 500).len();
     assert_eq!(failed_writes, 1, "never blindly retried");
     let (exit, results) = r.reconcile();
     assert_eq!((exit, results[0]["action"].as_str()), (0, Some("setTraffic")));
@@ -753,13 +751,9 @@ fn rollouts_complete_with_30_percent_of_calls_failing() {
     let steps = r.run_until(300, 60, |res| res["phaseAfter"] == "Promoted");
     r.http.delete(format!("{}/emulator/v1/faults", r.emulator.base)).send().unwrap();
     assert_eq!(phase(steps.last().unwrap()), "Promoted", "{steps:#?}");
-    let log = r.emulator.get("/emulator/v1/requests");
-    let failed = log.as_array().unwrap().iter().filter(|c| c["status"] == 503 || c["status"] == 429).count();
-    assert!(
-        failed * 100 / log.as_array().unwrap().len() >= 20,
-        "{failed} of {} calls failed",
-        log.as_array().unwrap().len()
-    );
+    let log = r.emulator.requests();
+    let failed = log.iter().filter(|c| c["status"] == 503 || c["status"] == 429).count();
+    assert!(failed * 100 / log.len() >= 20, "{failed} of {} calls failed", log.len());
     assert_eq!(r.revisions().len(), 2);
     let history: Vec<Value> = serde_json::from_str(&annotation(&r, "canary/history")).unwrap();
     let phases: Vec<&str> = history.iter().map(|h| h["phase"].as_str().unwrap()).collect();

@@ -104,11 +104,11 @@ impl Drop for EmulatorProcess {
     }
 }
 
-pub use canary_testkit::{PROJECT, REGION};
+pub use canary_testkit::PROJECT;
 
 /// `projects/P/locations/R/services/NAME` in the test project.
 pub fn service_path(name: &str) -> String {
-    format!("projects/{PROJECT}/locations/{REGION}/services/{name}")
+    canary_testkit::service_name(PROJECT, name)
 }
 
 /// Polls `check` until it gives a value, failing after `timeout`: how every test waits
@@ -201,16 +201,20 @@ impl Scenario {
 }
 
 impl EmulatorProcess {
-    /// The emulator's request log.
+    /// The emulator's request log, oldest first: `{method, path, query, status}` per call.
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        self.get("/emulator/v1/requests").as_array().cloned().unwrap_or_default()
+        let log = self.get("/emulator/v1/requests");
+        log.as_array().cloned().unwrap_or_else(|| panic!("the request log is a JSON array: {log}"))
+    }
+
+    /// The calls in the request log that `keep` keeps.
+    pub fn requests_where(&self, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        self.requests().into_iter().filter(|r| keep(r)).collect()
     }
 
     /// Calls in the request log with this method whose path contains `path_contains`.
     pub fn count(&self, method: &str, path_contains: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r["method"] == method && r["path"].as_str().unwrap_or_default().contains(path_contains))
-            .count()
+        self.requests_where(|r| r["method"] == method && r["path"].as_str().unwrap_or_default().contains(path_contains))
+            .len()
     }
 }

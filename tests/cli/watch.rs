@@ -72,8 +72,7 @@ impl World {
 
     /// `services.list` calls so far.
     fn lists(&self) -> usize {
-        let log = self.emulator.get("/emulator/v1/requests");
-        log.as_array().unwrap().iter().filter(|r| r["path"].as_str().unwrap_or_default().ends_with("/services")).count()
+        self.emulator.requests_where(|r| r["path"].as_str().unwrap_or_default().ends_with("/services")).len()
     }
 
     fn advance(&self, seconds: u64) {

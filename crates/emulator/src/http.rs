@@ -60,8 +60,17 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
 }
 
 /// Faults, delays and the request log, for API routes only (the control API and the
-/// apps are never faulted or logged).
-async fn api_middleware(State(emulator): State<Shared>, mut request: Request, next: Next) -> Response {
+/// apps are never faulted or logged). A call, once received, is carried out and logged
+/// even if its client goes away meanwhile, as Cloud Run carries out a write whose
+/// caller crashed: a test of a crash mid-call can wait for it in the log.
+async fn api_middleware(State(emulator): State<Shared>, request: Request, next: Next) -> Response {
+    let handled = tokio::spawn(handle(emulator, request, next));
+    handled
+        .await
+        .unwrap_or_else(|e| ApiError::new(500, format!("the emulator failed on this call: {e}")).into_response())
+}
+
+async fn handle(emulator: Shared, mut request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or_default().to_owned();

@@ -13,7 +13,7 @@ use canary_core::reconcile::{ErrorKind, Invalid, Mode, PassError, pass, pass_wit
 use canary_core::state::{Pause, Phase, RolloutState};
 use serde_json::{Value, json};
 
-use support::{Fixture, Manifest, Meddler, PROJECT, Patch, PatchCall, REGION, failure, labelled, validate};
+use support::{Fixture, Meddler, PROJECT, Patch, PatchCall, REGION, build, failure, labelled, manifest, validate};
 
 /// The first write was refused by the world as stale (409 ABORTED, a conflict to canary)
 /// and the second, made on the service read again, landed.
@@ -33,7 +33,7 @@ fn refused_then_landed(calls: &[PatchCall]) {
 async fn a_competing_write_is_read_again_and_neither_write_is_lost() {
     let f = Fixture::new(1);
     let name = f.service("api", 20.0);
-    let rollout = Manifest::new("api").build();
+    let rollout = build(&manifest("api"));
     f.to_first_stage(from_ref(&rollout)).await;
     let state = f.state(&name);
     let (stable, canary) = (state.stable.unwrap(), state.canary.unwrap());
@@ -82,7 +82,7 @@ async fn a_competing_write_is_read_again_and_neither_write_is_lost() {
 async fn a_write_that_conflicts_every_time_is_given_up_after_three_attempts() {
     let f = Fixture::new(11);
     let name = f.service("api", 20.0);
-    let rollout = Manifest::new("api").build();
+    let rollout = build(&manifest("api"));
     f.to_first_stage(from_ref(&rollout)).await;
     f.advance(21 * 60);
     let meddler = Meddler::new(&f, |i, _| {
@@ -116,7 +116,7 @@ async fn a_write_that_conflicts_every_time_is_given_up_after_three_attempts() {
 async fn pause_resume_and_abort_under_a_conflict_land_and_the_next_pass_acts_on_them() {
     let f = Fixture::new(2);
     let name = f.service("api", 20.0);
-    let rollout = Manifest::new("api").build();
+    let rollout = build(&manifest("api"));
     let rollouts = from_ref(&rollout);
     f.to_first_stage(rollouts).await;
     f.advance(15);
@@ -194,7 +194,7 @@ async fn pause_resume_and_abort_under_a_conflict_land_and_the_next_pass_acts_on_
 async fn a_write_that_answers_ok_but_does_not_land_is_reported_and_not_repeated() {
     let f = Fixture::new(3);
     let name = f.service("api", 20.0);
-    let rollout = Manifest::new("api").build();
+    let rollout = build(&manifest("api"));
     let rollouts = from_ref(&rollout);
     let deployed = f.pass(rollouts).await.remove(0);
     assert_eq!(deployed.plan.unwrap().phase_after, Phase::Deploying);
@@ -236,7 +236,7 @@ async fn a_write_applied_otherwise_than_sent_is_reported() {
     for (seed, (what, mangle)) in (30..).zip(mangles) {
         let f = Fixture::new(seed);
         let name = f.service("api", 20.0);
-        let rollout = Manifest::new("api").build();
+        let rollout = build(&manifest("api"));
         f.pass(from_ref(&rollout)).await;
         f.advance(15);
         let before = f.read(&name);
@@ -257,7 +257,7 @@ async fn a_write_applied_otherwise_than_sent_is_reported() {
 async fn a_command_whose_write_never_lands_is_refused_after_three_attempts() {
     let f = Fixture::new(4);
     let name = f.service("api", 20.0);
-    let rollout = Manifest::new("api").build();
+    let rollout = build(&manifest("api"));
     f.to_first_stage(from_ref(&rollout)).await;
     let meddler = Meddler::new(&f, |_, _| Patch::SwallowOk);
 
@@ -275,8 +275,8 @@ async fn a_command_whose_write_never_lands_is_refused_after_three_attempts() {
 async fn a_frozen_rollout_holds_its_traffic_and_its_last_valid_triggers_still_roll_it_back() {
     let f = Fixture::new(5);
     let name = f.service("api", 50.0);
-    let manifest = Manifest::new("api").rollback("{metric: errorRate, above: 5%}");
-    let rollout = manifest.build();
+    let manifest = manifest("api").rollback("{metric: errorRate, above: 5%}");
+    let rollout = build(&manifest);
     f.to_first_stage(from_ref(&rollout)).await;
     f.advance(5 * 60);
     let state = f.state(&name);
@@ -342,7 +342,7 @@ async fn one_rollouts_failed_write_does_not_affect_another_in_the_same_pass() {
     let f = Fixture::new(6);
     let alpha = f.service("alpha", 20.0);
     let beta = f.service("beta", 20.0);
-    let rollouts = [Manifest::new("alpha").build(), Manifest::new("beta").build()];
+    let rollouts = [build(&manifest("alpha")), build(&manifest("beta"))];
     f.to_first_stage(&rollouts).await;
     f.advance(21 * 60);
     let alpha_before = f.read(&alpha);
@@ -380,7 +380,7 @@ async fn a_project_that_cannot_be_listed_does_not_stop_a_rollout_in_another() {
     let f = Fixture::new(7);
     let alpha = f.service_in("locked-project", "alpha", 20.0);
     let beta = f.service("beta", 20.0);
-    let rollouts = [Manifest::new("alpha").project("locked-project").build(), Manifest::new("beta").build()];
+    let rollouts = [build(&manifest("alpha").project("locked-project")), build(&manifest("beta"))];
     let meddler = Meddler::new(&f, |_, _| Patch::Forward)
         .on_list(|project, _| (project == "locked-project").then(|| failure(503, "UNAVAILABLE", "try again later")));
 
@@ -404,7 +404,7 @@ async fn a_project_that_cannot_be_listed_does_not_stop_a_rollout_in_another() {
 async fn a_stage_advance_that_answers_ok_but_does_not_land_is_reported() {
     let f = Fixture::new(40);
     let name = f.service("api", 20.0);
-    let rollout = Manifest::new("api").build();
+    let rollout = build(&manifest("api"));
     f.to_first_stage(from_ref(&rollout)).await;
     f.advance(21 * 60);
     let meddler = Meddler::new(&f, |_, _| Patch::SwallowOk);
@@ -422,7 +422,7 @@ async fn a_stage_advance_that_answers_ok_but_does_not_land_is_reported() {
 async fn a_frozen_rollouts_recorded_transition_says_frozen() {
     let f = Fixture::new(41);
     let name = f.service("api", 20.0);
-    let rollout = Manifest::new("api").build();
+    let rollout = build(&manifest("api"));
     f.to_first_stage(from_ref(&rollout)).await;
     let invalid = Invalid { name: "api".into(), project: PROJECT.into(), region: REGION.into(), service: "api".into() };
     pass_with_invalid(&f.platform, &[], from_ref(&invalid), Mode::Apply).await;

@@ -6,6 +6,11 @@
 pub const PROJECT: &str = "demo-project";
 pub const REGION: &str = "us-central1";
 
+/// `projects/PROJECT/locations/REGION/services/SERVICE`, in [`REGION`].
+pub fn service_name(project: &str, service: &str) -> String {
+    format!("projects/{project}/locations/{REGION}/services/{service}")
+}
+
 /// A `CanaryRollout` manifest, built from a few parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -15,6 +20,7 @@ pub struct Manifest {
     image: String,
     stages: Vec<(u8, String)>,
     analysis: String,
+    rollback: Vec<String>,
 }
 
 impl Manifest {
@@ -28,11 +34,18 @@ impl Manifest {
             image: image.to_owned(),
             stages: Vec::new(),
             analysis: String::new(),
+            rollback: Vec::new(),
         }
     }
 
     pub fn project(mut self, project: &str) -> Manifest {
         project.clone_into(&mut self.project);
+        self
+    }
+
+    /// Another service than the rollout's name.
+    pub fn service(mut self, service: &str) -> Manifest {
+        service.clone_into(&mut self.service);
         self
     }
 
@@ -42,9 +55,16 @@ impl Manifest {
         self
     }
 
-    /// The lines under `analysis:`, indented four spaces.
+    /// The lines under `analysis:`, indented four spaces (with no `rollback:` of their
+    /// own when [`Manifest::rollback`] adds triggers).
     pub fn analysis(mut self, lines: &str) -> Manifest {
         lines.clone_into(&mut self.analysis);
+        self
+    }
+
+    /// A rollback trigger, in flow style: `{metric: errorRate, above: 5%}`.
+    pub fn rollback(mut self, trigger: &str) -> Manifest {
+        self.rollback.push(trigger.to_owned());
         self
     }
 
@@ -61,7 +81,12 @@ impl Manifest {
                 }
             })
             .collect();
-        let analysis = if self.analysis.is_empty() { String::new() } else { format!("  analysis:\n{}", self.analysis) };
+        let mut analysis = self.analysis.clone();
+        if !self.rollback.is_empty() {
+            analysis.push_str("    rollback:\n");
+            analysis.extend(self.rollback.iter().map(|t| format!("      - {t}\n")));
+        }
+        let analysis = if analysis.is_empty() { String::new() } else { format!("  analysis:\n{analysis}") };
         format!(
             "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: {}}}\nspec:\n  project: {}\n  \
              region: {REGION}\n  service: {}\n  adopt: true\n  template: {{image: \"{}\"}}\n  stages:\n{stages}{analysis}",
@@ -79,13 +104,19 @@ mod tests {
         let text = Manifest::new("api", "gcr.io/p/api:v2")
             .project("other")
             .stages(&[(10, "20m"), (100, "")])
-            .analysis("    rollback:\n      - {metric: errorRate, above: 5%}\n")
+            .analysis("    warmup: 2m\n")
+            .rollback("{metric: errorRate, above: 5%}")
             .text();
         assert!(text.contains("metadata: {name: api}\n"), "{text}");
         assert!(text.contains("  project: other\n  region: us-central1\n  service: api\n"), "{text}");
         assert!(text.contains("  template: {image: \"gcr.io/p/api:v2\"}\n"), "{text}");
         assert!(text.contains("  stages:\n    - {weight: 10, hold: 20m}\n    - {weight: 100}\n"), "{text}");
-        assert!(text.ends_with("  analysis:\n    rollback:\n      - {metric: errorRate, above: 5%}\n"), "{text}");
+        assert!(
+            text.ends_with("  analysis:\n    warmup: 2m\n    rollback:\n      - {metric: errorRate, above: 5%}\n"),
+            "{text}"
+        );
+        assert!(Manifest::new("api", "x").service("web").text().contains("  service: web\n"));
+        assert_eq!(service_name("p", "api"), "projects/p/locations/us-central1/services/api");
         assert!(!Manifest::new("api", "x").text().contains("analysis"));
     }
 }

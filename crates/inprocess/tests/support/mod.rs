@@ -25,10 +25,7 @@ pub use canary_testkit::{PROJECT, REGION};
 /// The image every seeded service runs before canary arrives.
 pub const V1: &str = "gcr.io/demo/app:v1";
 
-/// `projects/PROJECT/locations/REGION/services/SERVICE`.
-pub fn full_name(project: &str, service: &str) -> String {
-    format!("projects/{project}/locations/{REGION}/services/{service}")
-}
+pub use canary_testkit::{Manifest, service_name};
 
 /// An emulator world on a stepped clock (it moves only when [`Fixture::advance`]d), seen
 /// as canary's platform in this process.
@@ -54,7 +51,7 @@ impl Fixture {
     }
 
     pub fn service_in(&self, project: &str, service: &str, rps: f64) -> String {
-        let full = full_name(project, service);
+        let full = service_name(project, service);
         let name = ServiceName::parse(&full).expect("a service name");
         self.platform
             .with_world(|w, now| w.seed_service(&name, json!({"template": {"containers": [{"image": V1}]}}), now))
@@ -124,49 +121,18 @@ impl Fixture {
     }
 }
 
-/// A manifest for these tests: the workspace's one builder (`canary_testkit::Manifest`)
-/// with this suite's defaults and a way to add rollback triggers.
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    base: canary_testkit::Manifest,
-    rollback: Vec<String>,
+/// This suite's manifest: rollout `name` of service `name` to `gcr.io/demo/NAME:v2`, in
+/// stages 10% (20m), 50% (20m), 100%, with no gates and no triggers (the workspace's one
+/// builder, `canary_testkit::Manifest`, with this suite's defaults).
+pub fn manifest(name: &str) -> Manifest {
+    Manifest::new(name, &format!("gcr.io/demo/{name}:v2")).stages(&[(10, "20m"), (50, "20m"), (100, "")])
 }
 
-impl Manifest {
-    /// Rollout `name` of service `name` to `gcr.io/demo/NAME:v2`, in stages 10% (20m),
-    /// 50% (20m), 100%, with no gates and no triggers.
-    pub fn new(name: &str) -> Manifest {
-        let base = canary_testkit::Manifest::new(name, &format!("gcr.io/demo/{name}:v2")).stages(&[
-            (10, "20m"),
-            (50, "20m"),
-            (100, ""),
-        ]);
-        Manifest { base, rollback: Vec::new() }
-    }
-
-    pub fn project(mut self, project: &str) -> Manifest {
-        self.base = self.base.project(project);
-        self
-    }
-
-    /// A rollback trigger, in flow style: `{metric: errorRate, above: 5%}`.
-    pub fn rollback(mut self, trigger: &str) -> Manifest {
-        self.rollback.push(trigger.to_owned());
-        self
-    }
-
-    pub fn text(&self) -> String {
-        if self.rollback.is_empty() {
-            return self.base.text();
-        }
-        let triggers: String = self.rollback.iter().map(|t| format!("      - {t}\n")).collect();
-        self.base.clone().analysis(&format!("    rollback:\n{triggers}")).text()
-    }
-
-    /// The rollout, validated; panics with the findings when `text` is not valid.
-    pub fn build(&self) -> CanaryRollout {
-        validate(&self.text()).unwrap_or_else(|findings| panic!("{findings}\n{}", self.text()))
-    }
+/// The rollout `manifest` describes, validated as canary validates one; panics with the
+/// findings when it is not valid.
+pub fn build(manifest: &Manifest) -> CanaryRollout {
+    let text = manifest.text();
+    validate(&text).unwrap_or_else(|findings| panic!("{findings}\n{text}"))
 }
 
 /// Parses and validates one manifest document; the findings, as text, when it is invalid.
