@@ -12,6 +12,7 @@ mod operations;
 mod paging;
 mod revisions;
 mod services;
+mod serving;
 mod validation;
 
 use operations::*;
@@ -252,6 +253,4 @@ impl World {
     pub(crate) fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
-
-    // ---- profiles -------------------------------------------------------------------
 }

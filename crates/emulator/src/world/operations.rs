@@ -25,8 +25,6 @@ impl World {
         Ok(operation_json(name, &op.metadata, Some(&output), error))
     }
 
-    // ---- serving --------------------------------------------------------------------
-
     pub(super) fn validated_operation(&mut self, record: &mut ServiceRecord, planned: Planned) -> Value {
         let mut preview = record.clone();
         preview.spec = planned.spec;

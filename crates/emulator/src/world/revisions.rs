@@ -69,8 +69,6 @@ impl World {
         Ok(op)
     }
 
-    // ---- operations -----------------------------------------------------------------
-
     pub(super) fn revision_output(&self, name: &str, now: SystemTime) -> Option<Value> {
         let revision = self.revisions.get(name)?;
         let mut out = match &revision.template {

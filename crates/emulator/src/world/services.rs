@@ -184,8 +184,6 @@ impl World {
         Ok(operation_json(&op_name, &output, Some(&output), None))
     }
 
-    // ---- revisions ------------------------------------------------------------------
-
     /// Validates a write and works out what it creates, without changing anything.
     pub(super) fn plan_write(
         &mut self,

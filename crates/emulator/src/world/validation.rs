@@ -244,9 +244,3 @@ pub(super) fn valid_id(id: &str, max: usize) -> bool {
         && !id.ends_with('-')
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
-
-/// Paths an app's health checks use.
-pub(super) fn is_health_path(path: &str) -> bool {
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-    matches!(last, "health" | "healthz" | "ready" | "readyz" | "livez" | "ping" | "status")
-}
