@@ -23,7 +23,7 @@ pub(super) fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
     }
     for outcome in &outcomes {
         if let Some(error) = &outcome.error {
-            eprintln!("error: {}: {error}", outcome.name);
+            print(&Error::Core(CoreError::Pass { rollout: outcome.name.clone(), error: Box::new(error.clone()) }));
             exit = exit.and(Exit::Runtime);
         }
         match outcome.plan.as_ref().map(|p| p.result) {
@@ -31,11 +31,8 @@ pub(super) fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
                 exit = exit.and(Exit::RolledBack)
             }
             Some(PassResult::Blocked) => {
-                eprintln!(
-                    "error: {}: {}",
-                    outcome.name,
-                    outcome.plan.as_ref().map(|p| p.reason.as_str()).unwrap_or_default()
-                );
+                let reason = outcome.plan.as_ref().map(|p| p.reason.clone()).unwrap_or_default();
+                print(&Error::Core(CoreError::Blocked { rollout: outcome.name.clone(), reason }));
                 exit = exit.and(Exit::Runtime);
             }
             _ => {}

@@ -2,6 +2,7 @@
 //! it means; `cli` renders them in one place.
 
 use crate::manifest::source::Unreadable;
+use crate::transport::ApiFailure;
 
 /// canary's exit codes, the same for every command (README, "What a rollout goes through").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +51,12 @@ pub enum Error {
     /// No report was written.
     #[error("{0}")]
     Report(Box<crate::report::Failure>),
+    /// A pass could not do its work for one rollout (the others went on).
+    #[error("{rollout}: {error}")]
+    Pass { rollout: String, error: Box<crate::reconcile::PassError> },
+    /// A pass cannot act on a rollout as it stands (`NotOwned`, `ServiceNotFound`, …).
+    #[error("{rollout}: {reason}")]
+    Blocked { rollout: String, reason: String },
 }
 
 impl From<crate::operate::Refusal> for Error {
@@ -75,7 +82,9 @@ impl Error {
             | Error::Runtime(_)
             | Error::Credentials(_)
             | Error::Refused(_)
-            | Error::Report(_) => Exit::Runtime,
+            | Error::Report(_)
+            | Error::Pass { .. }
+            | Error::Blocked { .. } => Exit::Runtime,
         }
     }
 
@@ -89,7 +98,9 @@ impl Error {
             | Error::UnknownRollout { .. }
             | Error::Credentials(_)
             | Error::Refused(_)
-            | Error::Report(_) => None,
+            | Error::Report(_)
+            | Error::Pass { .. }
+            | Error::Blocked { .. } => None,
         }
     }
 
@@ -106,11 +117,49 @@ impl Error {
                 "a rollout is named by its manifest's metadata.name; `canary validate {manifests}` shows the \
                  manifests there and what is wrong with any that do not validate; `-f PATH` points at another folder"
             )),
-            Error::Unreadable(_) | Error::Runtime(_) | Error::Usage(_) | Error::Refused(_) | Error::Report(_) => None,
+            Error::Refused(refusal) => refusal.failure().and_then(ApiFailure::hint).map(str::to_owned),
+            Error::Report(failure) => failure.failure().and_then(ApiFailure::hint).map(str::to_owned),
+            Error::Pass { error, .. } => error.failure().and_then(ApiFailure::hint).map(str::to_owned),
+            Error::Unreadable(_) | Error::Runtime(_) | Error::Usage(_) | Error::Blocked { .. } => None,
             Error::StaleSchema { .. } => Some(
                 "run `make schema` (or `canary schema > schemas/canaryrollout.schema.json`) and commit the result"
                     .to_owned(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operate::Refusal;
+    use crate::reconcile::PassError;
+
+    fn failure(status: u16, code: &str) -> ApiFailure {
+        ApiFailure {
+            method: "PATCH".into(),
+            path: "/v2/projects/p/locations/us-central1/services/api".into(),
+            status: Some(status),
+            code: code.into(),
+            message: "no".into(),
+            retry_after: None,
+        }
+    }
+
+    /// A refused call says what to do wherever it surfaces: a pass, a command, a report.
+    #[test]
+    fn a_refused_call_carries_its_advice_to_every_command() {
+        let denied = failure(403, "PERMISSION_DENIED");
+        let pass = Error::Pass { rollout: "api".into(), error: Box::new(PassError::Write(denied.clone())) };
+        assert!(pass.to_string().starts_with("api: the write failed: PATCH /v2/"), "{pass}");
+        assert!(pass.hint().is_some_and(|h| h.contains("roles/run.developer")), "{:?}", pass.hint());
+        assert_eq!(pass.exit(), Exit::Runtime);
+        let refused = Error::from(Refusal::Write(denied));
+        assert_eq!(refused.hint(), pass.hint());
+        let missing = Error::from(Refusal::Read(failure(404, "NOT_FOUND")));
+        assert!(missing.hint().is_some_and(|h| h.contains("spec.service")), "{:?}", missing.hint());
+        let busy = Error::from(Refusal::Write(failure(503, "UNAVAILABLE")));
+        assert_eq!(busy.hint(), None, "no advice where the status gives none");
+        assert_eq!(Error::from(Refusal::Invalid("api is Promoted, not paused".into())).exit(), Exit::Invalid);
     }
 }

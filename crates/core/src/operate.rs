@@ -34,14 +34,22 @@ pub enum Refusal {
     #[error("wrote, but could not read back: {0}")]
     ReadBack(ApiFailure),
     /// Three tries, and someone else's write came in between each time.
-    #[error("the service kept changing; try again")]
-    KeptChanging,
+    #[error("service {service} kept changing under this command (3 etag conflicts); run it again")]
+    KeptChanging { service: String },
 }
 
 impl Refusal {
     /// The request itself is at fault (exit 2), not Cloud Run (exit 1).
     pub fn is_invalid(&self) -> bool {
         matches!(self, Refusal::Invalid(_))
+    }
+
+    /// The failed call behind it, when there was one.
+    pub fn failure(&self) -> Option<&ApiFailure> {
+        match self {
+            Refusal::Read(f) | Refusal::Write(f) | Refusal::ReadBack(f) => Some(f),
+            Refusal::Invalid(_) | Refusal::KeptChanging { .. } => None,
+        }
     }
 }
 
@@ -74,7 +82,7 @@ pub async fn run<P: CloudRun>(platform: &P, rollout: &CanaryRollout, command: Co
             Err(e) => return Err(Refusal::Write(e)),
         }
     }
-    Err(Refusal::KeptChanging)
+    Err(Refusal::KeptChanging { service: name })
 }
 
 /// The new state for `command`, and the message for the operator.

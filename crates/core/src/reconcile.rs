@@ -85,6 +85,18 @@ impl ErrorKind {
 }
 
 impl PassError {
+    /// The failed call behind it, when there was one.
+    pub fn failure(&self) -> Option<&ApiFailure> {
+        match self {
+            PassError::Clock(f) | PassError::Write(f) | PassError::Reread(f) | PassError::ReadBack(f) => Some(f),
+            PassError::List { failure, .. } => Some(failure),
+            PassError::NotListed { .. }
+            | PassError::KeptChanging
+            | PassError::NotLanded { .. }
+            | PassError::Vanished => None,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             PassError::Clock(_) => ErrorKind::Clock,

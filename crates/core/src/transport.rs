@@ -41,6 +41,23 @@ impl ApiFailure {
         self.status == Some(404)
     }
 
+    /// What to do about it, where the status says: the one place a refused call gets
+    /// its advice, whichever command made it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self.status {
+            Some(401) => Some(
+                "the credentials were not accepted: check GOOGLE_APPLICATION_CREDENTIALS, or run \
+                 `gcloud auth application-default login` again",
+            ),
+            Some(403) => Some(
+                "the account canary runs as lacks a permission on this resource: it needs \
+                 roles/run.developer on the service's project and roles/monitoring.viewer to read metrics",
+            ),
+            Some(404) => Some("check spec.project, spec.region and spec.service in the manifest"),
+            _ => None,
+        }
+    }
+
     fn retryable(&self, write: bool) -> bool {
         match self.status {
             Some(429 | 503) => true,

@@ -263,7 +263,7 @@ async fn a_command_whose_write_never_lands_is_refused_after_three_attempts() {
 
     let refused = operate::run(&meddler, &rollout, Command::Pause).await;
 
-    assert_eq!(refused, Err(Refusal::KeptChanging));
+    assert_eq!(refused, Err(Refusal::KeptChanging { service: name.clone() }));
     assert_eq!(meddler.calls().len(), 3);
     assert_eq!(f.annotation(&name, "canary/paused-by"), None);
 }

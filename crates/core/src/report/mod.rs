@@ -40,6 +40,16 @@ pub enum Failure {
     Io(String),
 }
 
+impl Failure {
+    /// The failed call behind it, when there was one.
+    pub fn failure(&self) -> Option<&ApiFailure> {
+        match self {
+            Failure::Api { failure, .. } => Some(failure),
+            Failure::NotStarted(_) | Failure::Io(_) => None,
+        }
+    }
+}
+
 /// The minutes shown before the deploy and after the end, for context.
 const BEFORE: Duration = Duration::from_secs(10 * 60);
 const AFTER: Duration = Duration::from_secs(15 * 60);
