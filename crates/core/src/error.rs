@@ -152,7 +152,7 @@ mod tests {
         let denied = failure(403, "PERMISSION_DENIED");
         let pass = Error::Pass { rollout: "api".into(), error: Box::new(PassError::Write(denied.clone())) };
         assert!(pass.to_string().starts_with("api: the write failed: PATCH /v2/"), "{pass}");
-        assert!(pass.hint().is_some_and(|h| h.contains("roles/run.developer")), "{:?}", pass.hint());
+        assert!(pass.hint().is_some_and(|h| h.contains("iam.serviceAccounts.actAs")), "{:?}", pass.hint());
         assert_eq!(pass.exit(), Exit::Runtime);
         let refused = Error::from(Refusal::Write(denied));
         assert_eq!(refused.hint(), pass.hint());

@@ -50,8 +50,9 @@ impl ApiFailure {
                  `gcloud auth application-default login` again",
             ),
             Some(403) => Some(
-                "the account canary runs as lacks a permission on this resource: it needs \
-                 roles/run.developer on the service's project and roles/monitoring.viewer to read metrics",
+                "the account canary runs as lacks a permission here: it needs run.services.get/list/update, \
+                 run.revisions.get/list, run.operations.get, iam.serviceAccounts.actAs on the service's runtime \
+                 account and monitoring.timeSeries.list (README, \"Pointing canary at real Cloud Run\")",
             ),
             Some(404) => Some("check spec.project, spec.region and spec.service in the manifest"),
             _ => None,
