@@ -7,7 +7,7 @@ use std::process::Output;
 use serde_json::{Value, json};
 
 use crate::support::{
-    EmulatorProcess, Manifest, Scenario, code, eventually, service_path, stderr, stdout, write_manifest,
+    EmulatorProcess, Manifest, Scenario, code, eventually, repo, service_path, stderr, stdout, tool, write_manifest,
 };
 
 /// The service every rollout here works on.
@@ -938,4 +938,83 @@ fn status_says_how_many_more_requests_an_inconclusive_gate_needs() {
             assert!(t["requestsNeeded"].as_u64().unwrap() >= 1, "{t}");
         }
     }
+}
+
+/// The bug the simulation issue opened with, done as a person would: mid-stage at 5%, 100%
+/// of traffic goes back to stable through Google's own Python client. canary neither
+/// reverts it nor claims to hold 5%: it pauses with `ChangedOutsideCanary`, the hold stops
+/// counting, and `canary resume` puts its split back and carries on.
+#[test]
+fn traffic_changed_by_hand_with_googles_client_pauses_and_resume_carries_on() {
+    let r = Rollout::at_first_stage(20.0);
+    let stable = annotation(&r, "canary/stable");
+    let canary = annotation(&r, "canary/canary");
+    r.advance(600);
+    let out = std::process::Command::new(tool("python"))
+        .arg(repo().join("tests/clients/update_traffic.py"))
+        .arg(&r.emulator.base)
+        .arg(api())
+        .arg(format!("{stable}=100"))
+        .output()
+        .expect("python runs");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("{stable} 100 stable")) && said.contains(&format!("{canary} 0 canary")), "{said}");
+
+    let patches = r.patches();
+    let (exit, results) = r.reconcile();
+    assert_eq!(exit, 0, "{results:?}");
+    assert_eq!(
+        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
+        ("Paused", Some("annotate")),
+        "{results:?}"
+    );
+    let reason = results[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("ChangedOutsideCanary: traffic is "), "{reason}");
+    assert!(reason.contains(&format!("canary last set {stable} 95% (stable), {canary} 5% (canary) at ")), "{reason}");
+    assert_eq!(annotation(&r, "canary/paused-for"), "changed-outside");
+    assert_eq!(r.patches(), patches + 1, "one annotation write");
+    let traffic = |r: &Rollout| r.service()["traffic"].clone();
+    let by_hand = traffic(&r);
+    // Past the 30-minute hold: still paused, the person's traffic untouched, nothing written.
+    r.advance(3600);
+    let (_, results) = r.reconcile();
+    assert_eq!(
+        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
+        ("Paused", Some("none")),
+        "{results:?}"
+    );
+    assert_eq!(traffic(&r), by_hand);
+    assert_eq!(r.patches(), patches + 1);
+
+    // Cloud Run has settled the person's split by now: status says what is served.
+    let status: Value =
+        serde_json::from_slice(&r.canary(&["status", "api", "-f", "manifests", "-o", "json"]).stdout).unwrap();
+    assert_eq!(
+        (status[0]["phase"].as_str(), status[0]["pausedFor"].as_str()),
+        (Some("Paused"), Some("changed-outside")),
+        "{status}"
+    );
+    assert_eq!(status[0]["weight"], 0, "{status}");
+
+    run_ok(&r, &["resume", "api", "-f", "manifests"]);
+    let (_, results) = r.reconcile();
+    assert_eq!(
+        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
+        ("Progressing", Some("setTraffic")),
+        "{results:?}"
+    );
+    assert_eq!(results[0]["trafficAfter"], json!({stable.clone(): 95, canary.clone(): 5}), "{results:?}");
+    // 10 of the 30 minutes were held before the change; the paused hour did not count.
+    r.advance(900);
+    let (_, results) = r.reconcile();
+    assert_eq!(
+        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
+        ("Progressing", Some("none")),
+        "{results:?}"
+    );
+    r.advance(900);
+    let (_, results) = r.reconcile();
+    assert_eq!(results[0]["action"], "setTraffic", "{results:?}");
+    assert_eq!(annotation(&r, "canary/stage"), "2");
 }

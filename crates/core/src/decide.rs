@@ -15,9 +15,12 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
-use crate::cloudrun::service::{CANARY_TAG, Change, Readiness, STABLE_TAG, ServiceView, Target, canary_template};
+use crate::cloudrun::service::{
+    CANARY_TAG, Change, Readiness, STABLE_TAG, ServiceView, Target, canary_template, entries,
+};
 use crate::manifest::types::{CanaryRollout, GateFailurePolicy};
-use crate::state::{Pause, Phase, Request, RolloutState};
+use crate::state::{Entry, Pause, Phase, Request, RolloutState};
+use crate::time::rfc3339_seconds;
 
 /// How long a new revision may take to become Ready.
 pub(crate) const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
@@ -30,6 +33,8 @@ pub(crate) const SPEC_PAUSE: &str = "paused by spec.paused";
 pub const FROZEN: &str =
     "frozen: the manifest is invalid; traffic stays as it is and the last valid rollback triggers still apply";
 pub(crate) const CLI_PAUSE: &str = "paused with `canary pause`";
+/// How a reason for [`Pause::ChangedOutside`] begins.
+pub const CHANGED_OUTSIDE: &str = "ChangedOutsideCanary";
 
 /// What Cloud Run says about the service.
 #[derive(Debug, Clone, PartialEq)]
@@ -302,8 +307,45 @@ impl<'a> Decision<'a> {
     fn continue_rollout(self) -> Plan {
         match self.state.phase {
             Some(Phase::Deploying | Phase::Verifying) => self.deploying(),
+            // Paused before the first stage: only a change made outside canary does that.
+            Some(Phase::Paused) if self.state.stage == 0 => self.deploying(),
             _ => self.progressing(),
         }
+    }
+
+    /// What someone other than canary changed since canary last wrote the service: its
+    /// own traffic entries (split, tags) or the template (a revision that is not the
+    /// canary's). `None` when nothing did, or when there is no record to compare with.
+    fn changed_outside(&self) -> Option<Outside> {
+        let traffic = !self.state.written.is_empty() && self.service.canarys_entries() != self.state.written;
+        let made = self.service.template_revision();
+        let template = self.state.canary.is_some() && made != self.state.canary;
+        if !traffic && !template {
+            return None;
+        }
+        let when = self.state.written_at.map(|t| format!(" at {}", rfc3339_seconds(t))).unwrap_or_default();
+        let mut what = Vec::new();
+        if traffic {
+            what.push(format!(
+                "traffic is {}, canary last set {}{when}",
+                show_entries(&self.service.canarys_entries()),
+                show_entries(&self.state.written)
+            ));
+        }
+        if template {
+            let canary = self.state.canary.as_deref().unwrap_or_default();
+            what.push(match made {
+                Some(made) => format!("the template makes {made}, not the canary {canary}"),
+                None => format!("the template no longer pins the canary {canary}"),
+            });
+        }
+        let name = self.name();
+        let resume = if template { "deploys the canary again" } else { "puts canary's split back" };
+        let reason = format!(
+            "{CHANGED_OUTSIDE}: {}; `canary resume {name}` {resume}, `canary abort {name}` rolls back",
+            what.join("; ")
+        );
+        Some(Outside { template, reason })
     }
 
     fn deploying(mut self) -> Plan {
@@ -312,6 +354,39 @@ impl<'a> Decision<'a> {
             return self.roll_back("aborted with `canary abort` before the canary got traffic".to_owned());
         }
         let canary = self.state.canary.clone().unwrap_or_default();
+        let paused = self.state.phase == Some(Phase::Paused);
+        let requeue = POLL.max(self.interval());
+        if let Some(outside) = self.changed_outside() {
+            if self.state.request == Some(Request::Resume) {
+                self.state.request = None;
+                if outside.template {
+                    return self.deploy();
+                }
+                self.unpause_clock();
+                self.state.enter(Phase::Deploying, format!("waiting for {canary} to become ready"), self.now);
+                let stable = self.state.stable.clone().unwrap_or_default();
+                let traffic = self.traffic(&stable, Some((&canary, 0)));
+                return self.write(Action::SetTraffic, None, Some(traffic), PassResult::Steady, POLL);
+            }
+            if paused && self.state.pause == Some(Pause::ChangedOutside) {
+                let reason = self.state.reason.clone();
+                return self.wait(reason, requeue);
+            }
+            self.pause(Pause::ChangedOutside, &outside.reason);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, requeue);
+        }
+        if paused {
+            // Paused before the first stage and the change since put back by hand: a
+            // person still says when to go on.
+            if self.state.request == Some(Request::Resume) {
+                self.state.request = None;
+                self.unpause_clock();
+                self.state.enter(Phase::Deploying, format!("waiting for {canary} to become ready"), self.now);
+                return self.write(Action::Annotate, None, None, PassResult::Steady, POLL);
+            }
+            let reason = self.state.reason.clone();
+            return self.wait(reason, requeue);
+        }
         let started = self.state.stage_started.unwrap_or(self.now);
         let waited = self.now.duration_since(started).unwrap_or_default();
         if !self.service.settled() || self.service.latest_created.as_deref() != Some(canary.as_str()) {
@@ -362,6 +437,35 @@ impl<'a> Decision<'a> {
             return self.roll_back("aborted with `canary abort`".to_owned());
         }
         let paused = self.state.phase == Some(Phase::Paused);
+        if let Some(outside) = self.changed_outside() {
+            match self.state.request {
+                Some(Request::Resume) => {
+                    self.state.request = None;
+                    self.state.paused_by = None;
+                    if outside.template {
+                        return self.deploy();
+                    }
+                    if paused {
+                        self.resume(stage);
+                    }
+                    let weight = self.weight(stage);
+                    let stable = self.state.stable.clone().unwrap_or_default();
+                    let canary = self.state.canary.clone().unwrap_or_default();
+                    let traffic = self.traffic(&stable, Some((&canary, weight)));
+                    return self.write(Action::SetTraffic, None, Some(traffic), PassResult::Steady, interval);
+                }
+                // `promote` writes canary's split itself, below.
+                Some(Request::Promote | Request::PromoteFull) => {}
+                _ if paused && self.state.pause == Some(Pause::ChangedOutside) => {
+                    let reason = self.state.reason.clone();
+                    return self.wait(reason, interval);
+                }
+                _ => {
+                    self.pause(Pause::ChangedOutside, &outside.reason);
+                    return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
+                }
+            }
+        }
         // Paused by a failed gate or for lack of data: a person decides (resume, promote,
         // abort), and `spec.paused` coming or going does not change that.
         let held_for_a_person = paused && self.state.pause.is_none_or(Pause::waits_for_a_person);
@@ -461,8 +565,13 @@ impl<'a> Decision<'a> {
         self.advance_to(stage + 1)
     }
 
+    /// The canary's weight at `stage` (1-based).
+    fn weight(&self, stage: usize) -> u32 {
+        u32::from(self.rollout.spec.stages.get(stage - 1).map_or(100, |s| s.weight))
+    }
+
     fn advance_to(mut self, stage: usize) -> Plan {
-        let weight = u32::from(self.rollout.spec.stages.get(stage - 1).map_or(100, |s| s.weight));
+        let weight = self.weight(stage);
         let stable = self.state.stable.clone().unwrap_or_default();
         let canary = self.state.canary.clone().unwrap_or_default();
         self.state.previous_stage_started = if self.state.stage >= 1 { self.state.stage_started } else { None };
@@ -513,12 +622,17 @@ impl<'a> Decision<'a> {
 
     /// Carries on with the stage, its start moved later by the time spent paused.
     fn resume(&mut self, stage: usize) {
+        self.unpause_clock();
+        let reason = self.holding_reason(stage);
+        self.state.enter(Phase::Progressing, reason, self.now);
+    }
+
+    /// Moves the stage's start later by the time spent paused, which does not count.
+    fn unpause_clock(&mut self) {
         if let (Some(paused_at), Some(started)) = (self.state.paused_at.take(), self.state.stage_started) {
             let paused_for = self.now.duration_since(paused_at).unwrap_or_default();
             self.state.stage_started = Some(started + paused_for);
         }
-        let reason = self.holding_reason(stage);
-        self.state.enter(Phase::Progressing, reason, self.now);
     }
 
     fn holding_reason(&self, stage: usize) -> String {
@@ -571,6 +685,10 @@ impl<'a> Decision<'a> {
         result: PassResult,
         requeue: Duration,
     ) -> Plan {
+        if let Some(targets) = &traffic {
+            self.state.written = entries(targets);
+            self.state.written_at = Some(self.now);
+        }
         let traffic_after = match &traffic {
             Some(targets) => {
                 let mut split = BTreeMap::new();
@@ -600,6 +718,30 @@ impl<'a> Decision<'a> {
             state: self.state,
         }
     }
+}
+
+/// A change someone other than canary made mid-rollout, as [`Decision::changed_outside`]
+/// found it.
+struct Outside {
+    /// The template no longer makes the canary: `resume` must deploy it again.
+    template: bool,
+    /// The `ChangedOutsideCanary: …` reason, for people.
+    reason: String,
+}
+
+/// `svc-00001 95% (stable), svc-abc 5% (canary)`.
+fn show_entries(entries: &[Entry]) -> String {
+    if entries.is_empty() {
+        return "empty".to_owned();
+    }
+    let one = |e: &Entry| {
+        let revision = e.revision.as_deref().unwrap_or("LATEST");
+        match &e.tag {
+            Some(tag) => format!("{revision} {}% ({tag})", e.percent),
+            None => format!("{revision} {}%", e.percent),
+        }
+    };
+    entries.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
 /// `errorRate failed: observed 12.00%, threshold 5.00%`, for reasons.

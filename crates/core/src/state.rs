@@ -26,6 +26,10 @@ const PAUSED_BY: &str = "canary/paused-by";
 const PAUSED_AT: &str = "canary/paused-at";
 const PAUSED_FOR: &str = "canary/paused-for";
 const REQUEST: &str = "canary/request";
+/// The traffic entries canary last wrote (its own: `stable`, `canary`, anything at a
+/// percentage), and when: what tells a person's change from canary's.
+const TRAFFIC: &str = "canary/traffic";
+const TRAFFIC_AT: &str = "canary/traffic-at";
 /// The last valid manifest applied, compact: it keeps protecting a rollout whose
 /// manifest has since become invalid.
 pub(crate) const APPLIED_SPEC: &str = "canary/spec";
@@ -105,6 +109,9 @@ pub enum Pause {
     GateFailed,
     /// The gates stayed inconclusive past `maxWait`: a person decides.
     InsufficientData,
+    /// Traffic, tags or template were changed by someone other than canary mid-rollout:
+    /// a person decides (`canary resume` puts canary's split back, `abort` rolls back).
+    ChangedOutside,
     /// Paused with no cause on record (written before `canary/paused-for`, or edited
     /// by hand): a person lifts it, the safe reading.
     Unrecorded,
@@ -118,12 +125,20 @@ impl Pause {
             Pause::Command => "command",
             Pause::GateFailed => "gate-failed",
             Pause::InsufficientData => "insufficient-data",
+            Pause::ChangedOutside => "changed-outside",
             Pause::Unrecorded => "unrecorded",
         }
     }
 
-    const ALL: [Pause; 6] =
-        [Pause::Spec, Pause::Frozen, Pause::Command, Pause::GateFailed, Pause::InsufficientData, Pause::Unrecorded];
+    const ALL: [Pause; 7] = [
+        Pause::Spec,
+        Pause::Frozen,
+        Pause::Command,
+        Pause::GateFailed,
+        Pause::InsufficientData,
+        Pause::ChangedOutside,
+        Pause::Unrecorded,
+    ];
 
     fn parse(text: &str) -> Option<Pause> {
         Pause::ALL.into_iter().find(|p| p.name() == text)
@@ -149,11 +164,22 @@ impl Pause {
     }
 
     /// Only a person lifts this pause (`canary resume`, `promote` or `abort`): a failed
-    /// gate, too little data, or a cause not on record. The manifest lifts `spec` and
-    /// `frozen`; `canary resume` lifts `command`.
-    pub(crate) fn waits_for_a_person(self) -> bool {
-        matches!(self, Pause::GateFailed | Pause::InsufficientData | Pause::Unrecorded)
+    /// gate, too little data, a change made outside canary, or a cause not on record.
+    /// The manifest lifts `spec` and `frozen`; `canary resume` lifts `command`.
+    pub fn waits_for_a_person(self) -> bool {
+        matches!(self, Pause::GateFailed | Pause::InsufficientData | Pause::ChangedOutside | Pause::Unrecorded)
     }
+}
+
+/// One traffic entry as canary wrote it (`canary/traffic`): `revision` is `None` for
+/// "the latest Ready revision".
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    pub percent: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// One recorded transition, for reports.
@@ -192,6 +218,11 @@ pub struct RolloutState {
     pub request: Option<Request>,
     /// The last valid manifest applied, as compact JSON.
     pub applied: Option<String>,
+    /// Canary's own traffic entries as it last wrote them, sorted; empty when none is
+    /// on record (a service written by a canary from before `canary/traffic`).
+    pub written: Vec<Entry>,
+    /// When canary last wrote traffic.
+    pub written_at: Option<SystemTime>,
 }
 
 /// What an operator asked for with `canary promote` / `canary abort`.
@@ -252,6 +283,14 @@ impl RolloutState {
             pause,
             request: get(REQUEST).and_then(|r| Request::parse(&r)),
             applied: get(APPLIED_SPEC),
+            written: get(TRAFFIC)
+                .and_then(|v| serde_json::from_str::<Vec<Entry>>(&v).ok())
+                .map(|mut entries| {
+                    entries.sort();
+                    entries
+                })
+                .unwrap_or_default(),
+            written_at: time(TRAFFIC_AT),
         }
     }
 
@@ -283,6 +322,10 @@ impl RolloutState {
         put(PAUSED_FOR, self.pause.filter(|_| self.phase == Some(Phase::Paused)).map(|p| p.name().to_owned()));
         put(REQUEST, self.request.map(|r| r.name().to_owned()));
         put(APPLIED_SPEC, self.applied.clone());
+        if !self.written.is_empty() {
+            put(TRAFFIC, serde_json::to_string(&self.written).ok());
+        }
+        put(TRAFFIC_AT, self.written_at.map(rfc3339));
         out
     }
 
@@ -339,6 +382,11 @@ mod tests {
         state.paused_by = Some("cli".into());
         state.paused_at = Some(now);
         state.request = Some(Request::Promote);
+        state.written = vec![
+            Entry { revision: Some("ion-api-00001-abc".into()), percent: 75, tag: Some("stable".into()) },
+            Entry { revision: Some("ion-api-1a2b3c4".into()), percent: 25, tag: Some("canary".into()) },
+        ];
+        state.written_at = Some(now);
         let back = RolloutState::read(&state.annotations());
         assert_eq!(back, state);
         assert!(state.annotations().keys().all(|k| k.starts_with(PREFIX)));
@@ -351,6 +399,8 @@ mod tests {
             (STAGE, "two"),
             (STAGE_STARTED, "yesterday"),
             (REJECTED, "[oops"),
+            (TRAFFIC, "{\"revision\": 3}"),
+            (TRAFFIC_AT, "noon"),
             ("other/key", "x"),
         ]
         .into_iter()

@@ -11,7 +11,7 @@ use crate::cloudrun::service::ServiceView;
 use crate::decide::PassResult;
 use crate::manifest::types::CanaryRollout;
 use crate::reconcile::RolloutOutcome;
-use crate::state::{Phase, RolloutState};
+use crate::state::{Pause, Phase, RolloutState};
 use crate::time::rfc3339;
 
 /// One rollout's status (the `status -o json` shape; field order is the output's).
@@ -26,6 +26,10 @@ pub struct Status {
     /// when it cannot act). None when the service could not be read at all.
     pub phase: Option<Phase>,
     pub reason: String,
+    /// While `Paused`: why (`canary/paused-for`: `spec`, `frozen`, `command`,
+    /// `gate-failed`, `insufficient-data`, `changed-outside`, `unrecorded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) paused_for: Option<&'static str>,
     /// 1-based; 0 before the first stage.
     pub(crate) stage: usize,
     pub(crate) stages: usize,
@@ -91,6 +95,7 @@ impl Status {
             service: rollout.spec.service.clone(),
             phase,
             reason,
+            paused_for: state.pause.map(Pause::name),
             stage: state.stage,
             stages: rollout.spec.stages.len(),
             weight,

@@ -27,6 +27,11 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
+/// RFC 3339 to the second, for text people read.
+pub(crate) fn rfc3339_seconds(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Parses an RFC 3339 timestamp (fractional seconds optional).
 pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text.trim_end_matches('Z').replace('T', " ").as_str())

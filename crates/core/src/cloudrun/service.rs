@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::hash::{canonical, fnv1a};
 use crate::manifest::types::Template;
-use crate::state::PREFIX;
+use crate::state::{Entry, PREFIX};
 
 /// The tags canary owns in the traffic list.
 pub(crate) const STABLE_TAG: &str = "stable";
@@ -25,6 +25,24 @@ pub(crate) struct Target {
     pub(crate) revision: Option<String>,
     pub(crate) percent: u32,
     pub(crate) tag: Option<String>,
+}
+
+impl Target {
+    /// A person's entry: tagged with a tag that is not canary's, at 0%.
+    fn is_users(&self) -> bool {
+        self.percent == 0 && self.tag.as_deref().is_some_and(|tag| tag != STABLE_TAG && tag != CANARY_TAG)
+    }
+}
+
+/// The entries of `targets` canary answers for, sorted, as `canary/traffic` keeps them.
+pub(crate) fn entries(targets: &[Target]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = targets
+        .iter()
+        .filter(|t| !t.is_users())
+        .map(|t| Entry { revision: t.revision.clone(), percent: t.percent, tag: t.tag.clone() })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Where traffic actually goes (the service's `trafficStatuses`).
@@ -184,11 +202,18 @@ impl ServiceView {
     /// Traffic entries that belong to people, not to canary: tagged entries with tags
     /// other than canary's, which canary keeps exactly as they are.
     pub(crate) fn user_targets(&self) -> Vec<Target> {
-        self.traffic
-            .iter()
-            .filter(|t| t.percent == 0 && t.tag.as_deref().is_some_and(|tag| tag != STABLE_TAG && tag != CANARY_TAG))
-            .cloned()
-            .collect()
+        self.traffic.iter().filter(|t| t.is_users()).cloned().collect()
+    }
+
+    /// The entries canary answers for (everything but [`ServiceView::user_targets`]), as
+    /// `canary/traffic` records them: sorted, so two lists compare by content.
+    pub(crate) fn canarys_entries(&self) -> Vec<Entry> {
+        entries(&self.traffic)
+    }
+
+    /// The revision name the template pins (`template.revision`), if any.
+    pub(crate) fn template_revision(&self) -> Option<String> {
+        self.template.get("revision").and_then(Value::as_str).map(short)
     }
 
     /// Current traffic by revision (`LATEST` resolved through the statuses).

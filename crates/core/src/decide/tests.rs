@@ -149,6 +149,9 @@ fn at_stage(rollout: &CanaryRollout, stage: usize, started: u64) -> (ServiceView
             tag: Some("canary".into()),
         },
     ];
+    // As canary's own write at that stage would have recorded it.
+    state.written = crate::cloudrun::service::entries(&traffic);
+    state.written_at = Some(at(started));
     let change = Change { template: None, traffic: Some(traffic), annotations: state.annotations() };
     (apply(&deployed, &change, true), canary)
 }
@@ -674,4 +677,157 @@ fn the_decision_table() {
     ));
     lines.push(format!("service missing => {}", show(&decide(&r, &Observed::Missing, &Verdict::default(), at(0)))));
     insta::assert_snapshot!(lines.join("\n"));
+}
+
+/// A person's write: `traffic` (and, if given, a template pinning `revision`) laid over
+/// the service, canary's annotations left as they are.
+fn by_hand(view: &ServiceView, traffic: Vec<(&str, u32, Option<&str>)>, revision: Option<&str>) -> ServiceView {
+    let targets = traffic
+        .into_iter()
+        .map(|(r, percent, tag)| crate::cloudrun::service::Target {
+            revision: Some(r.to_owned()),
+            percent,
+            tag: tag.map(str::to_owned),
+        })
+        .collect();
+    let template = revision.map(|r| {
+        let mut t = view.template.clone();
+        t["revision"] = r.into();
+        t["containers"][0]["image"] = "gcr.io/p/api:hotfix".into();
+        t
+    });
+    let change = Change { template, traffic: Some(targets), annotations: view.annotations.clone() };
+    apply(view, &change, true)
+}
+
+fn with_request(view: &ServiceView, request: crate::state::Request) -> ServiceView {
+    let mut state = RolloutState::read(&view.annotations);
+    state.request = Some(request);
+    apply(view, &Change { template: None, traffic: None, annotations: state.annotations() }, true)
+}
+
+/// The bug the simulation issue opened with: a person sends 100% back to stable mid-stage.
+/// canary neither reverts it nor carries on as if at 5%: it pauses, says what changed and
+/// when it last wrote, the hold stops counting, and the triggers still apply.
+#[test]
+fn traffic_changed_outside_canary_pauses_without_undoing_it() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 1, 0);
+    let all_stable = by_hand(&view, vec![(STABLE, 100, Some("stable")), (&canary, 0, Some("canary"))], None);
+    let pass = verdict(Outcome::Pass, Outcome::Pass);
+    let (plan, paused) = step(&r, &all_stable, &pass, at(600));
+    assert_eq!(
+        (plan.action, plan.phase_after, plan.state.pause),
+        (Action::Annotate, Phase::Paused, Some(Pause::ChangedOutside))
+    );
+    assert!(plan.change.as_ref().unwrap().traffic.is_none(), "the person's split is not reverted");
+    assert_eq!(
+        plan.reason,
+        format!(
+            "ChangedOutsideCanary: traffic is {STABLE} 100% (stable), {canary} 0% (canary), canary last set \
+             {STABLE} 95% (stable), {canary} 5% (canary) at 2026-11-18T11:06:40Z; `canary resume api` puts canary's \
+             split back, `canary abort api` rolls back"
+        )
+    );
+    assert_eq!(paused.split(), split(&[(STABLE, 100)]));
+    // Held: past the hold nothing advances, and nothing more is written.
+    let later = decide(&r, &observed(paused.clone()), &pass, at(7200));
+    assert_eq!((later.action, later.phase_after), (Action::None, Phase::Paused));
+    // A trigger still rolls back.
+    let failing = decide(&r, &observed(paused.clone()), &verdict(Outcome::Pass, Outcome::Fail), at(7200));
+    assert_eq!((failing.action, failing.result), (Action::Rollback, PassResult::RolledBack));
+    // `canary abort` is a rollback, the image rejected.
+    let aborted = decide(&r, &observed(with_request(&paused, crate::state::Request::Abort)), &pass, at(7200));
+    assert_eq!((aborted.action, aborted.phase_after), (Action::Rollback, Phase::RolledBack));
+    assert_eq!(aborted.state.rejected, [IMAGE]);
+    // `canary resume` puts 95/5 back; the 6000 s paused do not count toward the hold.
+    let (resumed, back) = step(&r, &with_request(&paused, crate::state::Request::Resume), &pass, at(6600));
+    assert_eq!((resumed.action, resumed.phase_after), (Action::SetTraffic, Phase::Progressing));
+    assert_eq!(resumed.traffic_after, split(&[(STABLE, 95), (&canary, 5)]));
+    assert_eq!(resumed.state.stage_started, Some(at(6000)));
+    let holding = decide(&r, &observed(back.clone()), &pass, at(6000 + 3500));
+    assert_eq!((holding.action, holding.phase_after), (Action::None, Phase::Progressing), "{}", holding.reason);
+    let next = decide(&r, &observed(back), &pass, at(6000 + 3600));
+    assert_eq!((next.action, next.state.stage), (Action::SetTraffic, 2));
+}
+
+#[test]
+fn other_changes_outside_canary_pause_too() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 1, 0);
+    let pass = verdict(Outcome::Pass, Outcome::Pass);
+    let changes = [
+        ("another split", by_hand(&view, vec![(STABLE, 50, Some("stable")), (&canary, 50, Some("canary"))], None)),
+        ("the canary tag removed", by_hand(&view, vec![(STABLE, 95, Some("stable")), (&canary, 5, None)], None)),
+        (
+            "a third revision",
+            by_hand(
+                &view,
+                vec![(STABLE, 85, Some("stable")), (&canary, 5, Some("canary")), ("api-00003-xyz", 10, None)],
+                None,
+            ),
+        ),
+    ];
+    for (what, changed) in changes {
+        let plan = decide(&r, &observed(changed), &pass, at(600));
+        assert_eq!((plan.phase_after, plan.state.pause), (Phase::Paused, Some(Pause::ChangedOutside)), "{what}");
+        assert!(plan.change.unwrap().traffic.is_none(), "{what}: not reverted");
+    }
+    // A person's own tagged 0% entry is theirs: not a change canary minds.
+    let preview = by_hand(
+        &view,
+        vec![(STABLE, 95, Some("stable")), (&canary, 5, Some("canary")), (STABLE, 0, Some("team-preview"))],
+        None,
+    );
+    assert_eq!(decide(&r, &observed(preview), &pass, at(600)).phase_after, Phase::Progressing);
+}
+
+#[test]
+fn a_template_changed_outside_canary_pauses_and_resume_deploys_again() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 1, 0);
+    let pass = verdict(Outcome::Pass, Outcome::Pass);
+    let hotfix = by_hand(&view, vec![("api-hotfix", 100, None)], Some("api-hotfix"));
+    let (plan, paused) = step(&r, &hotfix, &pass, at(600));
+    assert_eq!((plan.phase_after, plan.state.pause), (Phase::Paused, Some(Pause::ChangedOutside)));
+    assert!(
+        plan.reason.contains(&format!("the template makes api-hotfix, not the canary {canary}")),
+        "{}",
+        plan.reason
+    );
+    assert!(plan.reason.contains("`canary resume api` deploys the canary again"), "{}", plan.reason);
+    let (resumed, _) = step(&r, &with_request(&paused, crate::state::Request::Resume), &pass, at(900));
+    assert_eq!((resumed.action, resumed.phase_after, resumed.state.stage), (Action::Deploy, Phase::Deploying, 0));
+    assert_eq!(resumed.traffic_after, split(&[(STABLE, 100)]));
+}
+
+#[test]
+fn a_change_outside_canary_while_deploying_pauses_before_the_first_stage() {
+    let r = rollout("");
+    let (deploy, deployed) = step(&r, &service(json!({})), &Verdict::default(), at(0));
+    let canary = deploy.state.canary.clone().unwrap();
+    let pass = verdict(Outcome::Pass, Outcome::Pass);
+    let to_canary = by_hand(&deployed, vec![(STABLE, 0, Some("stable")), (&canary, 100, Some("canary"))], None);
+    let (plan, paused) = step(&r, &to_canary, &pass, at(30));
+    assert_eq!((plan.phase_after, plan.state.pause, plan.state.stage), (Phase::Paused, Some(Pause::ChangedOutside), 0));
+    assert_eq!(decide(&r, &observed(paused.clone()), &pass, at(900)).action, Action::None, "held, not failed");
+    let (resumed, back) = step(&r, &with_request(&paused, crate::state::Request::Resume), &pass, at(900));
+    assert_eq!((resumed.action, resumed.phase_after), (Action::SetTraffic, Phase::Deploying));
+    assert_eq!(resumed.traffic_after, split(&[(STABLE, 100)]));
+    let first = decide(&r, &observed(back), &pass, at(960));
+    assert_eq!((first.action, first.state.stage), (Action::SetTraffic, 1));
+}
+
+/// No record of canary's last write (a service written by an older canary): nothing to
+/// compare with, so no pause; the next write records it.
+#[test]
+fn without_a_record_of_canarys_traffic_nothing_is_outside() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 1, 0);
+    let mut annotations = view.annotations.clone();
+    annotations.remove("canary/traffic");
+    let legacy = apply(&view, &Change { template: None, traffic: None, annotations }, true);
+    let changed = by_hand(&legacy, vec![(STABLE, 100, Some("stable")), (&canary, 0, Some("canary"))], None);
+    let plan = decide(&r, &observed(changed), &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!(plan.phase_after, Phase::Progressing);
 }

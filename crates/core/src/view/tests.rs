@@ -23,6 +23,7 @@ pub(super) fn blank(name: &str) -> Status {
         service: name.to_owned(),
         phase: None,
         reason: String::new(),
+        paused_for: None,
         stage: 0,
         stages: 0,
         weight: 0,
