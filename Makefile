@@ -3,7 +3,7 @@ CARGO ?= cargo
 VENV  := .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: build test lint schema bench tools clean judge-eval demo
+.PHONY: build test lint schema bench tools clean judge-eval demo sim
 
 build:
 	$(CARGO) build
@@ -46,6 +46,13 @@ clean:
 # writes docs/judge-eval.md (see README "How canary judges").
 judge-eval:
 	$(CARGO) run --release --quiet --example judge_eval -- --out docs/judge-eval.md
+
+# The deterministic simulation: SEEDS=N seeds (default sized for CI), or SEED=S to
+# replay one; see README "The simulation".
+SEEDS ?=
+SEED ?=
+sim:
+	SEEDS=$(SEEDS) SEED=$(SEED) $(CARGO) run --release --quiet -p canary-sim
 
 # The whole story in under a minute against an embedded emulator (builds what it needs).
 demo:

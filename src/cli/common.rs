@@ -67,26 +67,6 @@ pub(super) fn print_value(value: &impl serde::Serialize, output: Format) {
     }
 }
 
-/// The manifests that do not validate now, for rollouts that no valid manifest names:
-/// a pass holds those under way at their traffic (see reconcile).
-pub(super) fn invalid_edits(
-    set: &manifest::ManifestSet,
-    rollouts: &[canary_core::manifest::CanaryRollout],
-    mine: impl Fn(&str) -> bool,
-) -> Vec<reconcile::Invalid> {
-    set.manifests
-        .iter()
-        .filter(|m| m.rollout.is_none())
-        .filter_map(|m| {
-            let name = m.name.clone()?;
-            let (project, region, service) = m.target.clone()?;
-            let taken =
-                rollouts.iter().any(|r| r.metadata.name == name) || set.valid().any(|r| r.metadata.name == name);
-            (!taken && mine(&name)).then_some(reconcile::Invalid { name, project, region, service })
-        })
-        .collect()
-}
-
 pub(super) fn unknown_rollout(name: &str, manifests: &std::path::Path) -> Error {
     Error::Core(CoreError::UnknownRollout { name: name.to_owned(), manifests: manifests.display().to_string() })
 }
@@ -102,7 +82,7 @@ pub(super) fn status_rollouts(
     let (mut rollouts, exit) = report_set(&set);
     let wanted = |n: &str| name.is_none_or(|name| name == n);
     rollouts.retain(|r| wanted(&r.metadata.name));
-    let invalid = invalid_edits(&set, &rollouts, wanted);
+    let invalid = reconcile::invalid_edits(&set, &rollouts, wanted);
     if let Some(name) = name
         && rollouts.is_empty()
         && invalid.is_empty()

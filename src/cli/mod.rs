@@ -30,7 +30,7 @@ use canary_core::manifest::{self, schema};
 use canary_core::operate;
 use canary_core::output;
 use canary_core::platform::Gcp;
-use canary_core::reconcile::{self, Mode};
+use canary_core::reconcile::{self, Mode, Shard};
 use canary_core::report;
 use canary_core::status;
 use canary_core::style::Colour;
@@ -203,27 +203,8 @@ struct PassArgs {
     shard: Option<Shard>,
 }
 
-/// One of N disjoint parts of the manifest set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    index: u64,
-    count: u64,
-}
-
-impl Shard {
-    fn owns(self, name: &str) -> bool {
-        canary_core::hash::fnv1a(name) % self.count == self.index
-    }
-}
-
 fn parse_shard(text: &str) -> Result<Shard, String> {
-    let bad = || format!("`{text}` is not a shard: write I/N with 0 <= I < N, like 0/3");
-    let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (index, count) = (i.trim().parse::<u64>().map_err(|_| bad())?, n.trim().parse::<u64>().map_err(|_| bad())?);
-    if count == 0 || index >= count {
-        return Err(bad());
-    }
-    Ok(Shard { index, count })
+    Shard::parse(text)
 }
 
 /// The rollout a manual command is for, by name (`Target` is a traffic target in the core).

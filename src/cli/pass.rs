@@ -9,7 +9,7 @@ pub(super) fn run_pass(args: &PassArgs, mode: Mode) -> Result<Exit, Error> {
     let mine = |name: &str| shard.is_none_or(|s| s.owns(name));
     let rollouts: Vec<_> = rollouts.into_iter().filter(|r| mine(&r.metadata.name)).collect();
     // Invalid edits of rollouts under way are held, not dropped (see reconcile).
-    let invalid = invalid_edits(&set, &rollouts, mine);
+    let invalid = reconcile::invalid_edits(&set, &rollouts, mine);
     let rt = runtime()?;
     let platform = gcp(&rt)?;
     let outcomes = rt.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, mode));

@@ -135,23 +135,25 @@ fn decide_held(
 pub(crate) fn needs(rollout: &CanaryRollout, observed: &Observed) -> Needs {
     let Observed::Service(s) = observed else { return Needs::default() };
     let state = RolloutState::read(&s.annotations);
-    if state.owner.as_deref() != Some(rollout.metadata.name.as_str())
-        || state.image.as_deref() != Some(&rollout.spec.template.image)
-    {
+    // A rollout held by its manifest keeps judging the canary under way, even once the
+    // manifest names a newer image (see `Decision::held_before_a_new_image`).
+    let same_image = state.image.as_deref() == Some(&rollout.spec.template.image);
+    if state.owner.as_deref() != Some(rollout.metadata.name.as_str()) || !(same_image || rollout.spec.paused) {
         return Needs::default();
     }
     match state.phase {
         Some(Phase::Deploying | Phase::Verifying)
-            if s.settled()
+            if same_image
+                && s.settled()
                 && s.latest_ready.is_some()
                 && s.latest_ready == state.canary
                 && !rollout.spec.smoke_tests.is_empty() =>
         {
             Needs { smoke_uri: s.tag_uri(CANARY_TAG).map(str::to_owned), metrics: false }
         }
-        Some(Phase::Progressing | Phase::Waiting | Phase::Paused) if state.stage >= 1 => {
-            Needs { smoke_uri: None, metrics: true }
-        }
+        // Paused before the first stage too: a person may have sent the canary traffic.
+        Some(Phase::Paused) => Needs { smoke_uri: None, metrics: true },
+        Some(Phase::Progressing | Phase::Waiting) if state.stage >= 1 => Needs { smoke_uri: None, metrics: true },
         _ => Needs::default(),
     }
 }
@@ -251,6 +253,9 @@ impl<'a> Decision<'a> {
         if in_progress && same_image {
             return self.continue_rollout();
         }
+        if in_progress && self.held() {
+            return self.held_before_a_new_image();
+        }
         if !self.service.settled() {
             return self.wait("waiting for Cloud Run to settle", POLL);
         }
@@ -273,6 +278,23 @@ impl<'a> Decision<'a> {
             self.state.enter(Phase::Promoted, reason, self.now);
             return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
         }
+        let promoted_here = self.state.phase == Some(Phase::Promoted) && same_image;
+        if promoted_here && self.service.template_image() != Some(self.image()) {
+            // Someone deployed something else over what canary promoted: deploying the
+            // manifest's image again would only pin the revision that already exists.
+            // Git and the service disagree; a person settles it.
+            let reason = format!(
+                "{CHANGED_OUTSIDE}: {} runs {}, deployed outside canary after it promoted {}; commit the image that should run to roll it out",
+                self.service.short_name,
+                self.service.template_image().unwrap_or("an unnamed image"),
+                self.image()
+            );
+            if self.state.reason == reason {
+                return self.idle(reason);
+            }
+            self.state.reason = reason;
+            return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
+        }
         if self.held() {
             let reason = match self.hold() {
                 (Pause::Spec, why) => format!("{why}: {} is not deployed yet", self.image()),
@@ -284,7 +306,10 @@ impl<'a> Decision<'a> {
     }
 
     fn deploy(mut self) -> Plan {
-        let Some(stable) = self.state.stable.clone().or_else(|| self.service.sole_revision().map(str::to_owned)) else {
+        // Stable is what serves all traffic now when nothing is under way (a person may
+        // have deployed since canary last wrote), else the stable on record.
+        let serving = self.service.sole_revision().filter(|_| !self.state.phase.is_some_and(Phase::in_progress));
+        let Some(stable) = serving.map(str::to_owned).or_else(|| self.state.stable.clone()) else {
             let reason = "NoStableRevision: cannot tell which revision is stable; send 100% of traffic to one revision"
                 .to_owned();
             return Plan::blocked(self.before, reason, self.split, self.state);
@@ -302,6 +327,28 @@ impl<'a> Decision<'a> {
         self.state.enter(Phase::Deploying, reason, self.now);
         let traffic = self.traffic(&stable, Some((&canary, 0)));
         self.write(Action::Deploy, Some(template), Some(traffic), PassResult::Steady, POLL)
+    }
+
+    /// A new image while the manifest holds the rollout: the canary under way stays
+    /// where it is, paused (not deployed over, not left reporting its old phase), and its
+    /// rollback triggers still apply to it.
+    fn held_before_a_new_image(mut self) -> Plan {
+        let interval = self.interval();
+        if let Some(check) = self.verdict.failed_trigger().cloned() {
+            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        }
+        let (cause, why) = self.hold();
+        if self.state.phase == Some(Phase::Paused) && self.state.pause == Some(cause) {
+            let reason = self.state.reason.clone();
+            return self.wait(reason, interval);
+        }
+        let canary = self.state.canary.clone().unwrap_or_default();
+        let reason = match cause {
+            Pause::Spec => format!("{why}: {canary} stays where it is; {} is not deployed yet", self.image()),
+            _ => why.to_owned(),
+        };
+        self.pause(cause, &reason);
+        self.write(Action::Annotate, None, None, PassResult::Steady, interval)
     }
 
     fn continue_rollout(self) -> Plan {
@@ -356,6 +403,11 @@ impl<'a> Decision<'a> {
         let canary = self.state.canary.clone().unwrap_or_default();
         let paused = self.state.phase == Some(Phase::Paused);
         let requeue = POLL.max(self.interval());
+        // Paused before the first stage, the canary may serve (a person sent it traffic):
+        // its triggers apply as in any stage.
+        if paused && let Some(check) = self.verdict.failed_trigger().cloned() {
+            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        }
         if let Some(outside) = self.changed_outside() {
             if self.state.request == Some(Request::Resume) {
                 self.state.request = None;
@@ -376,16 +428,24 @@ impl<'a> Decision<'a> {
             return self.write(Action::Annotate, None, None, PassResult::Steady, requeue);
         }
         if paused {
-            // Paused before the first stage and the change since put back by hand: a
-            // person still says when to go on.
-            if self.state.request == Some(Request::Resume) {
-                self.state.request = None;
-                self.unpause_clock();
-                self.state.enter(Phase::Deploying, format!("waiting for {canary} to become ready"), self.now);
-                return self.write(Action::Annotate, None, None, PassResult::Steady, POLL);
+            // Paused before the first stage: by the manifest, which lifts it when it no
+            // longer holds; by `canary pause`, lifted by `resume`; or for a person (a
+            // change made outside canary, since put back by hand).
+            let resumed = self.state.request == Some(Request::Resume);
+            let lift = match self.state.pause {
+                Some(Pause::Spec | Pause::Frozen) => !self.held() && self.state.paused_by.is_none(),
+                Some(Pause::Command) => self.state.paused_by.is_none() || resumed,
+                _ => resumed,
+            };
+            if !lift {
+                let reason = self.state.reason.clone();
+                return self.wait(reason, requeue);
             }
-            let reason = self.state.reason.clone();
-            return self.wait(reason, requeue);
+            self.state.request = None;
+            self.state.paused_by = None;
+            self.unpause_clock();
+            self.state.enter(Phase::Deploying, format!("waiting for {canary} to become ready"), self.now);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, POLL);
         }
         let started = self.state.stage_started.unwrap_or(self.now);
         let waited = self.now.duration_since(started).unwrap_or_default();
@@ -408,8 +468,10 @@ impl<'a> Decision<'a> {
             return self.roll_back(format!("rollback trigger {}", describe(&check)));
         }
         if self.held() || self.state.paused_by.is_some() {
-            let requeue = POLL.max(self.interval());
-            return self.wait(format!("paused: {canary} is ready and stays at 0%"), requeue);
+            // Held before the first stage: Paused, as the service then says, at 0%.
+            let (cause, why) = if self.held() { self.hold() } else { (Pause::Command, CLI_PAUSE) };
+            self.pause(cause, &format!("{why}: {canary} is ready and stays at 0%"));
+            return self.write(Action::Annotate, None, None, PassResult::Steady, requeue);
         }
         if !self.rollout.spec.smoke_tests.is_empty() {
             match &self.verdict.smoke {
@@ -598,7 +660,9 @@ impl<'a> Decision<'a> {
 
     fn roll_back(mut self, why: String) -> Plan {
         let stable = self.state.stable.clone().unwrap_or_default();
-        let image = self.image().to_owned();
+        // The image of the canary rolled back: the manifest's, unless it named a new
+        // one while the rollout was held.
+        let image = self.state.image.clone().unwrap_or_else(|| self.image().to_owned());
         self.state.reject(&image);
         self.state.enter(Phase::RolledBack, format!("rolled back: {why}"), self.now);
         let traffic = self.traffic(&stable, None);

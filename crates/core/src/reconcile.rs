@@ -19,6 +19,7 @@ use crate::analysis::observations::{self, Observations};
 use crate::analysis::verdict::{Smoke, Verdict};
 use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
+use crate::manifest::ManifestSet;
 use crate::manifest::types::{CanaryRollout, SmokeAuth};
 use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
 use crate::state::{self, RolloutState};
@@ -145,6 +146,48 @@ pub struct Invalid {
     pub project: String,
     pub region: String,
     pub service: String,
+}
+
+/// The manifests that do not validate now, for rollouts that no valid manifest names
+/// (and that `mine` takes): a pass holds those under way at their traffic
+/// ([`pass_with_invalid`]).
+pub fn invalid_edits(set: &ManifestSet, rollouts: &[CanaryRollout], mine: impl Fn(&str) -> bool) -> Vec<Invalid> {
+    set.manifests
+        .iter()
+        .filter(|m| m.rollout.is_none())
+        .filter_map(|m| {
+            let name = m.name.clone()?;
+            let (project, region, service) = m.target.clone()?;
+            let taken =
+                rollouts.iter().any(|r| r.metadata.name == name) || set.valid().any(|r| r.metadata.name == name);
+            (!taken && mine(&name)).then_some(Invalid { name, project, region, service })
+        })
+        .collect()
+}
+
+/// One of N disjoint parts of the manifest set (`--shard I/N`): the rollouts whose
+/// FNV-1a name hash is I mod N, so N reconcilers give each rollout one writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    index: u64,
+    count: u64,
+}
+
+impl Shard {
+    /// `I/N`, with 0 <= I < N.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("`{text}` is not a shard: write I/N with 0 <= I < N, like 0/3");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse::<u64>().map_err(|_| bad())?, n.trim().parse::<u64>().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn owns(self, name: &str) -> bool {
+        crate::hash::fnv1a(name) % self.count == self.index
+    }
 }
 
 /// Runs one pass over `rollouts`, and holds the rollouts whose manifests are `invalid`

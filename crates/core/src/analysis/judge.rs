@@ -497,7 +497,12 @@ pub(crate) fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Observat
         // Stable has no traffic now: its minutes from the stage before, after warm-up.
         let warmup = rollout.spec.analysis.warmup.as_secs();
         let from = window.previous_stage_started.map_or(started, epoch_secs) + warmup + 60;
-        evidence.set_reference(Totals::of(stable.range(from..=started).map(|(_, m)| m)));
+        // The stage before may have ended within its warm-up (`canary promote`), or the
+        // times on the service may be hand-edited: then there is no reference, never a
+        // reversed range (which panics).
+        let reference =
+            if from <= started { Totals::of(stable.range(from..=started).map(|(_, m)| m)) } else { Totals::default() };
+        evidence.set_reference(reference);
     }
     for (end, minute) in canary.range(started + 1..) {
         evidence.push(*end, minute, stable.get(end));
@@ -535,6 +540,26 @@ mod tests {
 
     fn gate(e: &Evidence, name: &str) -> Check {
         e.gates().into_iter().find(|g| g.kind.name() == name).unwrap()
+    }
+
+    /// Found by the simulation (seed 80): `canary promote` ended a stage within its
+    /// warm-up, so at 100% the reference minutes started after the stage did, and the
+    /// reversed range panicked — taking every rollout of the pass down with it.
+    #[test]
+    fn a_stage_at_100_percent_right_after_a_short_one_has_no_reference_and_does_not_panic() {
+        let r = rollout("    warmup: 2m\n    promotion: {maxErrorRateIncrease: 0.5%}\n");
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let window = Window {
+            weight: 100,
+            stage_started: start + Duration::from_secs(30),
+            previous_stage_started: Some(start),
+            ..window()
+        };
+        let minutes: BTreeMap<u64, Minute> = (1..=5).map(|m| (epoch_secs(start) + 60 * m, minute(100, 0))).collect();
+        let metrics = Observations::from([("canary".to_owned(), minutes.clone()), ("stable".to_owned(), minutes)]);
+        let (_, gates) = judge(&r, &window, &metrics);
+        let increase = gates.iter().find(|g| g.kind.name() == "errorRateIncrease").unwrap();
+        assert_eq!(increase.result, Outcome::Inconclusive, "no reference is no evidence: {increase:?}");
     }
 
     #[test]

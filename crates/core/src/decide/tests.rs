@@ -531,7 +531,8 @@ proptest! {
                     // A fixpoint: once applied, deciding again at the same moment on the
                     // same data changes nothing (resuming from a spec pause restarts the
                     // clock of the stage, which is a move of time).
-                    let resumed = plan.phase_before == Some(Phase::Paused) && plan.phase_after == Phase::Progressing;
+                    let resumed = plan.phase_before == Some(Phase::Paused)
+                        && matches!(plan.phase_after, Phase::Progressing | Phase::Deploying);
                     let deployed_ready = plan.action == Action::Deploy && ready;
                     // A verdict is about one stage: a failed gate acts at once, so it
                     // cannot be carried into the stage just entered.
@@ -830,4 +831,82 @@ fn without_a_record_of_canarys_traffic_nothing_is_outside() {
     let changed = by_hand(&legacy, vec![(STABLE, 100, Some("stable")), (&canary, 0, Some("canary"))], None);
     let plan = decide(&r, &observed(changed), &verdict(Outcome::Pass, Outcome::Pass), at(600));
     assert_eq!(plan.phase_after, Phase::Progressing);
+}
+
+/// Found by the simulation (seeds 5 and 13): a new image committed while `spec.paused`
+/// holds a rollout left the old canary reporting its old phase, unjudged, forever. Now it
+/// is Paused where it is, its triggers still roll it back (rejecting the old image, not
+/// the new one), and lifting the pause deploys the new image.
+#[test]
+fn a_new_image_while_spec_paused_holds_the_canary_under_way_and_keeps_judging_it() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 2, 0);
+    let mut newer = r.clone();
+    newer.spec.template.image = "gcr.io/p/api:v3".into();
+    newer.spec.paused = true;
+    let pass = verdict(Outcome::Pass, Outcome::Pass);
+    let (plan, held) = step(&newer, &view, &pass, at(60));
+    assert_eq!((plan.action, plan.phase_after, plan.state.pause), (Action::Annotate, Phase::Paused, Some(Pause::Spec)));
+    assert!(plan.change.as_ref().unwrap().traffic.is_none());
+    assert!(plan.reason.contains(&format!("{canary} stays where it is; gcr.io/p/api:v3 is not deployed yet")));
+    assert_eq!(decide(&newer, &observed(held.clone()), &pass, at(120)).action, Action::None);
+    assert!(needs(&newer, &observed(held.clone())).metrics, "the canary under way is still judged");
+    let failing = decide(&newer, &observed(held.clone()), &verdict(Outcome::Pass, Outcome::Fail), at(120));
+    assert_eq!((failing.action, failing.state.rejected.clone()), (Action::Rollback, vec![IMAGE.to_owned()]));
+    newer.spec.paused = false;
+    let lifted = decide(&newer, &observed(held), &pass, at(180));
+    assert_eq!((lifted.action, lifted.phase_after), (Action::Deploy, Phase::Deploying));
+}
+
+/// Found by the simulation (seed 16): `canary pause` before the first stage held the
+/// canary at 0% while the service still said Deploying. Now it says Paused (command)
+/// until `resume`, which carries on to the first stage.
+#[test]
+fn a_pause_before_the_first_stage_is_paused_and_resume_carries_on() {
+    let r = rollout("");
+    let (_, deployed) = step(&r, &service(json!({})), &Verdict::default(), at(0));
+    let mut state = RolloutState::read(&deployed.annotations);
+    state.paused_by = Some("cli".into());
+    let by_hand = apply(&deployed, &Change { template: None, traffic: None, annotations: state.annotations() }, true);
+    let pass = verdict(Outcome::Pass, Outcome::Pass);
+    let (plan, paused) = step(&r, &by_hand, &pass, at(30));
+    assert_eq!(
+        (plan.action, plan.phase_after, plan.state.pause, plan.state.stage),
+        (Action::Annotate, Phase::Paused, Some(Pause::Command), 0)
+    );
+    // Held past the deadline a revision has to start: a pause, not a failure.
+    assert_eq!(decide(&r, &observed(paused.clone()), &pass, at(3600)).action, Action::None);
+    let mut state = RolloutState::read(&paused.annotations);
+    state.paused_by = None;
+    state.request = Some(crate::state::Request::Resume);
+    let resumed = apply(&paused, &Change { template: None, traffic: None, annotations: state.annotations() }, true);
+    let (plan, going) = step(&r, &resumed, &pass, at(3600));
+    assert_eq!((plan.action, plan.phase_after), (Action::Annotate, Phase::Deploying));
+    let first = decide(&r, &observed(going), &pass, at(3660));
+    assert_eq!((first.action, first.state.stage), (Action::SetTraffic, 1));
+}
+
+/// Found by the simulation (seeds 66, 155): after a promotion a person deployed a hotfix
+/// by hand; canary "deployed" the manifest's image again, which pinned the very revision
+/// that was stable (a split of a revision with itself), and then failed it. Now it says
+/// what happened and waits for git; a new image rolls out beside what serves now.
+#[test]
+fn a_hand_deploy_over_a_promoted_service_waits_for_git_and_the_next_image_starts_from_it() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 3, 0);
+    let (promoted, done) = step(&r, &view, &verdict(Outcome::Pass, Outcome::Pass), at(3600));
+    assert_eq!(promoted.phase_after, Phase::Promoted);
+    let hotfix = by_hand(&done, vec![("api-hotfix", 100, None)], Some("api-hotfix"));
+    let pass = verdict(Outcome::Pass, Outcome::Pass);
+    let (plan, said) = step(&r, &hotfix, &pass, at(3700));
+    assert_eq!((plan.action, plan.phase_after), (Action::Annotate, Phase::Promoted));
+    let change = plan.change.as_ref().unwrap();
+    assert!(change.template.is_none() && change.traffic.is_none(), "nothing but the reason is written");
+    assert!(plan.reason.starts_with("ChangedOutsideCanary: api runs gcr.io/p/api:hotfix"), "{}", plan.reason);
+    assert_eq!(decide(&r, &observed(said.clone()), &pass, at(3800)).action, Action::None);
+    let mut newer = r.clone();
+    newer.spec.template.image = "gcr.io/p/api:v3".into();
+    let deploy = decide(&newer, &observed(said), &pass, at(3900));
+    assert_eq!((deploy.action, deploy.state.stable.as_deref()), (Action::Deploy, Some("api-hotfix")));
+    assert_ne!(deploy.state.canary.as_deref(), Some(canary.as_str()));
 }

@@ -32,7 +32,7 @@ impl World {
 
     /// No metric points for revisions whose name contains `matches`, for minutes ending
     /// in `[start, end)`.
-    pub(crate) fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
+    pub fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
         self.gaps.push(Gap { matches: matches.to_owned(), start, end });
     }
 

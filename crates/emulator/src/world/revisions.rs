@@ -4,7 +4,7 @@ use super::*;
 
 impl World {
     /// `GET …/services/S/revisions` (S may be `-` for every service in the location).
-    pub(crate) fn list_revisions(
+    pub fn list_revisions(
         &mut self,
         service: &str,
         page_size: Option<i64>,
@@ -35,7 +35,7 @@ impl World {
     }
 
     /// `DELETE …/revisions/R`: refused while the revision serves traffic.
-    pub(crate) fn delete_revision(&mut self, name: &str, now: SystemTime) -> Result<Value, ApiError> {
+    pub fn delete_revision(&mut self, name: &str, now: SystemTime) -> Result<Value, ApiError> {
         let revision = self.revisions.get(name).ok_or_else(|| ApiError::not_found(name))?.clone();
         self.settle(&revision.service, now);
         if let Some(service) = self.services.get(&revision.service) {
