@@ -134,7 +134,7 @@ fn decide_held(
 /// What must be found out before [`decide`] can run for this rollout.
 pub(crate) fn needs(rollout: &CanaryRollout, observed: &Observed) -> Needs {
     let Observed::Service(s) = observed else { return Needs::default() };
-    let state = RolloutState::read(&s.annotations);
+    let state = s.state();
     // A rollout held by its manifest keeps judging the canary under way, even once the
     // manifest names a newer image (see `Decision::held_before_a_new_image`).
     let same_image = state.image.as_deref() == Some(&rollout.spec.template.image);
@@ -195,7 +195,7 @@ impl<'a> Decision<'a> {
         verdict: &'a Verdict,
         now: SystemTime,
     ) -> Decision<'a> {
-        let state = RolloutState::read(&service.annotations);
+        let state = service.state();
         Decision { rollout, frozen, service, verdict, now, before: state.phase, state, split: service.split() }
     }
 
@@ -264,9 +264,12 @@ impl<'a> Decision<'a> {
                 format!("image {} was rejected; change the image or run `canary retry {}`", self.image(), self.name());
             return self.idle(reason);
         }
-        let running = self.state.stable.as_deref() == self.service.latest_ready.as_deref()
-            && self.service.template_image() == Some(self.image())
-            && self.service.sole_revision().is_some();
+        // The desired image is what serves: the newest Ready revision runs it and takes all
+        // the traffic (whatever the annotations say: they may be edited by hand).
+        let sole = self.service.sole_revision().map(str::to_owned);
+        let running = sole.is_some()
+            && sole.as_deref() == self.service.latest_ready.as_deref()
+            && self.service.template_image() == Some(self.image());
         if !in_progress && running {
             if self.state.phase == Some(Phase::Promoted) && self.before.is_some() {
                 let reason = self.state.reason.clone();
@@ -274,6 +277,8 @@ impl<'a> Decision<'a> {
             }
             // Adopted (or recorded anew) while already running the desired image.
             self.state.image = Some(self.image().to_owned());
+            self.state.stable = sole;
+            self.state.canary = None;
             let reason = format!("{} is already serving {}", self.service.short_name, self.image());
             self.state.enter(Phase::Promoted, reason, self.now);
             return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
@@ -409,7 +414,7 @@ impl<'a> Decision<'a> {
             return self.roll_back(format!("rollback trigger {}", describe(&check)));
         }
         if let Some(outside) = self.changed_outside() {
-            if self.state.request == Some(Request::Resume) {
+            if self.state.request == Some(Request::Resume) && !self.held() {
                 self.state.request = None;
                 if outside.template {
                     return self.deploy();
@@ -432,10 +437,24 @@ impl<'a> Decision<'a> {
             // longer holds; by `canary pause`, lifted by `resume`; or for a person (a
             // change made outside canary, since put back by hand).
             let resumed = self.state.request == Some(Request::Resume);
+            let by_manifest = matches!(self.state.pause, Some(Pause::Spec | Pause::Frozen));
+            if by_manifest && !self.held() && self.state.paused_by.is_some() {
+                // The manifest let go, `canary pause` still holds: the pause is the command's.
+                self.pause(Pause::Command, &format!("{CLI_PAUSE}: {canary} is ready and stays at 0%"));
+                return self.write(Action::Annotate, None, None, PassResult::Steady, requeue);
+            }
+            if by_manifest && self.held() && self.state.pause != Some(self.hold().0) {
+                // Held by the manifest's other cause now (fixed but `spec.paused`, or the
+                // other way round): say which.
+                let (cause, why) = self.hold();
+                self.pause(cause, &format!("{why}: {canary} is ready and stays at 0%"));
+                return self.write(Action::Annotate, None, None, PassResult::Steady, requeue);
+            }
             let lift = match self.state.pause {
-                Some(Pause::Spec | Pause::Frozen) => !self.held() && self.state.paused_by.is_none(),
+                Some(Pause::Spec | Pause::Frozen) => !self.held(),
                 Some(Pause::Command) => self.state.paused_by.is_none() || resumed,
-                _ => resumed,
+                // While the manifest holds, a person's resume waits for it to let go.
+                _ => resumed && !self.held(),
             };
             if !lift {
                 let reason = self.state.reason.clone();
@@ -501,7 +520,7 @@ impl<'a> Decision<'a> {
         let paused = self.state.phase == Some(Phase::Paused);
         if let Some(outside) = self.changed_outside() {
             match self.state.request {
-                Some(Request::Resume) => {
+                Some(Request::Resume) if !self.held() => {
                     self.state.request = None;
                     self.state.paused_by = None;
                     if outside.template {
@@ -531,7 +550,9 @@ impl<'a> Decision<'a> {
         // Paused by a failed gate or for lack of data: a person decides (resume, promote,
         // abort), and `spec.paused` coming or going does not change that.
         let held_for_a_person = paused && self.state.pause.is_none_or(Pause::waits_for_a_person);
-        if held_for_a_person && self.state.request.is_none() {
+        // A person's promote or resume waits while the manifest holds (git wins); only
+        // abort, above, does not.
+        if held_for_a_person && (self.state.request.is_none() || self.held()) {
             let reason = self.state.reason.clone();
             return self.wait(reason, interval);
         }
@@ -593,7 +614,14 @@ impl<'a> Decision<'a> {
             .get(stage - 1)
             .and_then(|s| s.hold.as_ref())
             .map_or(Duration::ZERO, |h| h.as_std());
-        let started = self.state.stage_started.unwrap_or(self.now);
+        let Some(started) = self.state.stage_started else {
+            // Nothing on the service says when the stage began (edited by hand): count
+            // its hold from now, and say so, rather than hold forever unjudged.
+            self.state.stage_started = Some(self.now);
+            self.state.reason =
+                format!("{}; its start was unreadable, so its hold counts from now", self.holding_reason(stage));
+            return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
+        };
         let elapsed = self.now.duration_since(started).unwrap_or_default();
         if elapsed < hold {
             let left = hold - elapsed;

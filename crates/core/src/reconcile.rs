@@ -359,7 +359,7 @@ fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Op
     if !decide::needs(r, observed).metrics {
         return None;
     }
-    let state = RolloutState::read(&s.annotations);
+    let state = s.state();
     let stage = state.stage.clamp(1, r.spec.stages.len().max(1));
     Some(Window {
         canary: observations::key(&r.spec.region, state.canary.as_deref().unwrap_or_default()),

@@ -266,18 +266,26 @@ impl RolloutState {
                 Pause::before_paused_for(get(REASON).as_deref().unwrap_or_default(), paused_by.is_some())
             })
         });
+        let stage = get(STAGE).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let history: Vec<Transition> = get(HISTORY).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default();
+        let written_at = time(TRAFFIC_AT);
+        // An unreadable start (edited by hand) is recovered from the newest transition
+        // into this stage, else from canary's last traffic write, which began it.
+        let stage_started = time(STAGE_STARTED).or_else(|| {
+            history.iter().rev().find(|t| t.stage == stage).and_then(|t| parse_rfc3339(&t.at)).or(written_at)
+        });
         RolloutState {
             owner: get(OWNER),
             phase,
             reason: get(REASON).unwrap_or_default(),
-            stage: get(STAGE).and_then(|s| s.parse().ok()).unwrap_or(0),
-            stage_started: time(STAGE_STARTED),
+            stage,
+            stage_started,
             previous_stage_started: time(PREVIOUS_STAGE_STARTED),
             stable: get(STABLE),
             canary: get(CANARY),
             image: get(IMAGE),
             rejected: get(REJECTED).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
-            history: get(HISTORY).and_then(|v| serde_json::from_str(&v).ok()).unwrap_or_default(),
+            history,
             paused_by,
             paused_at: time(PAUSED_AT),
             pause,
@@ -290,7 +298,7 @@ impl RolloutState {
                     entries
                 })
                 .unwrap_or_default(),
-            written_at: time(TRAFFIC_AT),
+            written_at,
         }
     }
 
@@ -442,6 +450,25 @@ mod tests {
         assert_eq!(RolloutState::read(&annotations).pause, Some(Pause::Command));
         annotations.insert(PHASE.into(), "Progressing".into());
         assert_eq!(RolloutState::read(&annotations).pause, None, "a cause outside Paused means nothing");
+    }
+
+    /// Found by the simulation (seed 210): with `canary/stage-started` deleted by hand the
+    /// stage's hold never ended and its triggers saw no minutes, so a failing canary kept
+    /// its traffic. The start comes back from the history, else from canary's last
+    /// traffic write.
+    #[test]
+    fn an_unreadable_stage_start_is_recovered_from_the_history_or_the_last_traffic_write() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);
+        let mut state = RolloutState { stage: 1, ..RolloutState::default() };
+        state.enter(Phase::Progressing, "holding 10% (stage 1 of 3)", t(60));
+        state.stage = 2;
+        state.enter(Phase::Progressing, "holding 50% (stage 2 of 3)", t(600));
+        state.written_at = Some(t(900));
+        let mut annotations = state.annotations();
+        annotations.insert(STAGE_STARTED.into(), "yesterday".into());
+        assert_eq!(RolloutState::read(&annotations).stage_started, Some(t(600)));
+        annotations.remove(HISTORY);
+        assert_eq!(RolloutState::read(&annotations).stage_started, Some(t(900)));
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Status {
         let state = outcome
             .service
             .as_ref()
-            .map(|s| RolloutState::read(&s.annotations))
+            .map(ServiceView::state)
             .filter(|s| s.owner.as_deref().is_none_or(|owner| owner == rollout.metadata.name))
             .unwrap_or_default();
         let weight = match (&outcome.service, &state.canary) {

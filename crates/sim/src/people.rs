@@ -150,6 +150,7 @@ pub(crate) fn act(sim: &mut Sim, step: usize) {
             let rps = if sim.chance(0.5) { 0.0 } else { 10.0 + sim.pick(30) as f64 };
             let full = service_name(PROJECT, name);
             sim.world.set_load(&full, Load { rps, daily: false }).expect("the load is set");
+            sim.loads.insert(name.to_owned(), rps);
             format!("{name}: load {rps} rps")
         }
         _ => {

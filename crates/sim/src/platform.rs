@@ -225,7 +225,7 @@ impl CloudRun for Reconciler {
                 }
                 shared.previous.insert(name.clone(), before);
             }
-            (Err(e), _) => self.note(format!("PATCH {who} → {} {}", e.status.unwrap_or(0), e.code)),
+            (Err(e), _) => self.note(format!("PATCH {who} → {} {}: {}", e.status.unwrap_or(0), e.code, e.message)),
             (Ok(()), Err(_)) => {}
         }
         if answer.is_ok() && self.crash == Some(Crash::AfterWrite(index)) {

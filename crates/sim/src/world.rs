@@ -30,6 +30,10 @@ use crate::trace::Trace;
 
 /// The services canary rolls out in every seed.
 pub(crate) const SERVICES: [&str; 3] = ["alpha", "beta", "gamma"];
+/// How many quiet passes (a minute apart) a canary failing half its requests may keep
+/// serving users: a metric gap of up to 10 minutes, the 3-minute publishing delay, and
+/// a few minutes of evidence.
+const FAILING_PASSES: usize = 20;
 /// The other team's service.
 const FOREIGN: &str = "legacy";
 
@@ -89,6 +93,8 @@ pub(crate) struct Sim {
     pub(crate) passes: usize,
     /// Images made so far, for fresh names.
     pub(crate) images: u32,
+    /// Each service's requests per second now.
+    pub(crate) loads: std::collections::BTreeMap<String, f64>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -112,7 +118,7 @@ impl Sim {
         }));
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime");
         let dir = tempfile::tempdir().expect("a folder for the manifests");
-        Sim { seed, world, shared, dir, desired: Vec::new(), passes: 0, images: 0, runtime }
+        Sim { seed, world, shared, dir, desired: Vec::new(), passes: 0, images: 0, loads: Default::default(), runtime }
     }
 
     pub(crate) fn shared(&self) -> Handle {
@@ -169,6 +175,7 @@ impl Sim {
             self.put_profile(healthy(&image));
             let rps = 10.0 + self.pick(30) as f64;
             self.world.set_load(&full, Load { rps, daily: false }).expect("the load is set");
+            self.loads.insert((*name).to_owned(), rps);
         }
         for name in SERVICES {
             let image = self.new_image(name);
@@ -361,11 +368,20 @@ impl Sim {
         if d.deleted || d.invalid || state.owner.as_deref() != Some(d.name.as_str()) {
             return Ok(());
         }
+        let rejected = state.rejected.contains(&d.image);
+        if d.paused && !matches!(state.phase, Some(Phase::Progressing | Phase::Waiting)) {
+            // `spec.paused` holds it wherever it is (in those two it must say Paused).
+            return Ok(());
+        }
         match (state.phase, state.pause) {
             (Some(Phase::Promoted | Phase::RolledBack | Phase::Failed), _) => Ok(()),
-            (Some(Phase::Paused), Some(p)) if p.waits_for_a_person() || p == Pause::Command => Ok(()),
             (Some(Phase::Paused), Some(Pause::Spec)) if d.paused => Ok(()),
-            (Some(Phase::Paused), _) if state.paused_by.is_some() => Ok(()),
+            (Some(Phase::Paused), Some(Pause::Frozen | Pause::Spec)) => {
+                Err(format!("{}: paused by a manifest that no longer holds it: {}", d.name, state.reason))
+            }
+            (Some(Phase::Paused), _) => Ok(()),
+            // Unreadable (a hand edit) and the image rejected: canary waits for a new one.
+            (None | Some(Phase::Pending), _) if rejected => Ok(()),
             (phase, pause) => Err(format!("{}: {phase:?} ({pause:?}): {}", d.name, state.reason)),
         }
     }
@@ -395,13 +411,15 @@ impl Sim {
                 });
                 let in_progress = matches!(state.phase, Some(Phase::Progressing | Phase::Waiting | Phase::Paused));
                 let count = failing_with_traffic.entry(d.name.clone()).or_default();
-                if terrible.contains(&image) && in_progress && canary_serves {
+                let users = self.loads.get(&d.service).is_some_and(|rps| *rps > 0.0);
+                if terrible.contains(&image) && in_progress && canary_serves && users {
                     *count += 1;
-                    if *count == 15 {
+                    // A metric gap (up to 10 minutes) and the publishing delay come first.
+                    if *count == FAILING_PASSES {
                         let v = Violation {
                             invariant: "failing_canaries_lose_their_traffic",
                             message: format!(
-                                "{}: {image} fails half its requests and still serves after 15 passes ({:?}: {})",
+                                "{}: {image} fails half its requests and still serves after {FAILING_PASSES} passes ({:?}: {})",
                                 d.name, state.phase, state.reason
                             ),
                         };

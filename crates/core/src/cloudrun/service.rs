@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::hash::{canonical, fnv1a};
 use crate::manifest::types::Template;
-use crate::state::{Entry, PREFIX};
+use crate::state::{Entry, PREFIX, RolloutState};
 
 /// The tags canary owns in the traffic list.
 pub(crate) const STABLE_TAG: &str = "stable";
@@ -209,6 +209,23 @@ impl ServiceView {
     /// `canary/traffic` records them: sorted, so two lists compare by content.
     pub(crate) fn canarys_entries(&self) -> Vec<Entry> {
         entries(&self.traffic)
+    }
+
+    /// The rollout's state on this service, with what a hand edit made unreadable taken
+    /// back from canary's own traffic tags where they say it: the stable revision (tag
+    /// `stable`) and, while a rollout is under way, the canary (tag `canary`). Without
+    /// them a rollback would have nowhere to send traffic.
+    pub fn state(&self) -> RolloutState {
+        let mut state = RolloutState::read(&self.annotations);
+        let tagged =
+            |tag: &str| self.traffic.iter().find(|t| t.tag.as_deref() == Some(tag)).and_then(|t| t.revision.clone());
+        if state.stable.is_none() {
+            state.stable = tagged(STABLE_TAG);
+        }
+        if state.canary.is_none() && state.phase.is_some_and(crate::state::Phase::in_progress) {
+            state.canary = tagged(CANARY_TAG);
+        }
+        state
     }
 
     /// The revision name the template pins (`template.revision`), if any.

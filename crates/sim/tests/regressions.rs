@@ -1,0 +1,81 @@
+//! Every seed that once broke a rule, kept: each must now keep every rule. The comment
+//! on each says what it found (and the unit test that pins the fix down).
+
+use canary_sim::{Config, run};
+
+fn keeps_every_rule(seed: u64) {
+    if let Err(failure) = run(seed, &Config::default()) {
+        panic!("{failure}");
+    }
+}
+
+/// A new image committed under `spec.paused` left the canary unjudged in its old phase
+/// (decide: a_new_image_while_spec_paused_holds_the_canary_under_way_and_keeps_judging_it).
+#[test]
+fn seeds_5_and_13_a_new_image_under_spec_paused() {
+    keeps_every_rule(5);
+    keeps_every_rule(13);
+}
+
+/// `canary pause` before the first stage held the canary at 0% while saying Deploying
+/// (decide: a_pause_before_the_first_stage_is_paused_and_resume_carries_on).
+#[test]
+fn seed_16_a_pause_before_the_first_stage() {
+    keeps_every_rule(16);
+}
+
+/// A hand deploy over a promoted service made a canary of the stable revision
+/// (decide: a_hand_deploy_over_a_promoted_service_waits_for_git_and_the_next_image_starts_from_it).
+#[test]
+fn seeds_66_and_155_a_hand_deploy_after_promotion() {
+    keeps_every_rule(66);
+    keeps_every_rule(155);
+}
+
+/// `canary promote` within warm-up: the judge's reversed reference range panicked, and
+/// took the whole pass down (judge: a_stage_at_100_percent_right_after_a_short_one_…).
+#[test]
+fn seeds_80_120_139_a_promote_within_warm_up_panicked_the_pass() {
+    for seed in [80, 120, 139] {
+        keeps_every_rule(seed);
+    }
+}
+
+/// A person's 50/50 split of a canary paused at 0% escaped the canary's triggers.
+#[test]
+fn seed_183_traffic_sent_to_a_canary_paused_before_its_first_stage() {
+    keeps_every_rule(183);
+}
+
+/// `canary/stage-started` deleted by hand: the hold never ended and the triggers saw no
+/// minutes (state: an_unreadable_stage_start_is_recovered_…).
+#[test]
+fn seed_210_an_unreadable_stage_start() {
+    keeps_every_rule(210);
+}
+
+/// A promote asked before the manifest became invalid moved a frozen rollout's traffic.
+#[test]
+fn seed_235_a_request_while_frozen() {
+    keeps_every_rule(235);
+}
+
+/// `canary/stable` deleted by hand: every rollback was refused (a traffic target with no
+/// revision) while the canary failed half its requests.
+#[test]
+fn seed_253_an_unreadable_stable_revision() {
+    keeps_every_rule(253);
+}
+
+/// `canary/phase` corrupted at 100%: canary "deployed" the serving revision beside itself.
+#[test]
+fn seed_284_an_unreadable_phase_at_full_weight() {
+    keeps_every_rule(284);
+}
+
+/// Frozen before the first stage, then fixed with `spec.paused` still set: the pause
+/// kept saying frozen, and a fixed manifest with `canary pause` never lifted.
+#[test]
+fn seed_599_a_manifest_cause_that_changed_before_the_first_stage() {
+    keeps_every_rule(599);
+}
