@@ -313,14 +313,31 @@ impl<'a> Decision<'a> {
     fn deploy(mut self) -> Plan {
         // Stable is what serves all traffic now when nothing is under way (a person may
         // have deployed since canary last wrote), else the stable on record.
-        let serving = self.service.sole_revision().filter(|_| !self.state.phase.is_some_and(Phase::in_progress));
-        let Some(stable) = serving.map(str::to_owned).or_else(|| self.state.stable.clone()) else {
+        // Failing both (a hand edit), whatever serves all traffic.
+        let sole = self.service.sole_revision().map(str::to_owned);
+        let under_way = self.state.phase.is_some_and(Phase::in_progress);
+        let stable =
+            if under_way { self.state.stable.clone().or(sole) } else { sole.or_else(|| self.state.stable.clone()) };
+        let Some(stable) = stable else {
             let reason = "NoStableRevision: cannot tell which revision is stable; send 100% of traffic to one revision"
                 .to_owned();
             return Plan::blocked(self.before, reason, self.split, self.state);
         };
         let (template, canary) =
             canary_template(&self.service.template, &self.service.short_name, &self.rollout.spec.template);
+        if canary == stable {
+            // The manifest's template is the stable revision itself: nothing to deploy.
+            self.state.owner = Some(self.name().to_owned());
+            self.state.image = Some(self.image().to_owned());
+            self.state.stable = Some(stable);
+            self.state.canary = None;
+            let reason = format!("{} is already serving {}", self.service.short_name, self.image());
+            if self.state.phase == Some(Phase::Promoted) && self.state.reason == reason {
+                return self.idle(reason);
+            }
+            self.state.enter(Phase::Promoted, reason, self.now);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
+        }
         self.state.owner = Some(self.name().to_owned());
         self.state.stable = Some(stable.clone());
         self.state.canary = Some(canary.clone());
@@ -535,8 +552,16 @@ impl<'a> Decision<'a> {
                     let traffic = self.traffic(&stable, Some((&canary, weight)));
                     return self.write(Action::SetTraffic, None, Some(traffic), PassResult::Steady, interval);
                 }
-                // `promote` writes canary's split itself, below.
-                Some(Request::Promote | Request::PromoteFull) => {}
+                // `promote` writes canary's split itself, below, while the canary is still
+                // what the template makes; after a new template it may be gone (a person
+                // may delete a revision that serves nothing), so a promote is dropped and
+                // the rollout waits for `resume` (deploy again) or `abort`.
+                Some(Request::Promote | Request::PromoteFull) if !outside.template => {}
+                Some(Request::Promote | Request::PromoteFull) => {
+                    self.state.request = None;
+                    self.pause(Pause::ChangedOutside, &outside.reason);
+                    return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
+                }
                 _ if paused && self.state.pause == Some(Pause::ChangedOutside) => {
                     let reason = self.state.reason.clone();
                     return self.wait(reason, interval);
@@ -687,14 +712,38 @@ impl<'a> Decision<'a> {
     }
 
     fn roll_back(mut self, why: String) -> Plan {
-        let stable = self.state.stable.clone().unwrap_or_default();
         // The image of the canary rolled back: the manifest's, unless it named a new
         // one while the rollout was held.
         let image = self.state.image.clone().unwrap_or_else(|| self.image().to_owned());
-        self.state.reject(&image);
-        self.state.enter(Phase::RolledBack, format!("rolled back: {why}"), self.now);
-        let traffic = self.traffic(&stable, None);
-        self.write(Action::Rollback, None, Some(traffic), PassResult::RolledBack, IDLE)
+        let canary = self.state.canary.clone().unwrap_or_default();
+        // Stable as recorded (or tagged); failing both (edited by hand), the revision
+        // serving the most traffic that is not the canary.
+        let serving_other =
+            self.split.iter().filter(|(r, _)| **r != canary).max_by_key(|(_, p)| **p).map(|(r, _)| r.clone());
+        let stable = self.state.stable.clone().or(serving_other);
+        let canary_in_spec =
+            self.service.traffic.iter().any(|t| t.revision.as_deref() == Some(&canary) && t.percent > 0);
+        match stable {
+            Some(stable) => {
+                self.state.reject(&image);
+                self.state.enter(Phase::RolledBack, format!("rolled back: {why}"), self.now);
+                let traffic = self.traffic(&stable, None);
+                self.write(Action::Rollback, None, Some(traffic), PassResult::RolledBack, IDLE)
+            }
+            None if !canary_in_spec => {
+                // Nowhere to send traffic, and none to take away: the canary already
+                // serves nothing (a person moved it all), so only the verdict is written.
+                self.state.reject(&image);
+                self.state.enter(Phase::RolledBack, format!("rolled back: {why}"), self.now);
+                self.write(Action::Annotate, None, None, PassResult::RolledBack, IDLE)
+            }
+            None => {
+                let reason = format!(
+                    "NoStableRevision: {why}, but no revision but the canary serves and none is recorded as stable; send traffic to a good revision by hand"
+                );
+                Plan::blocked(self.before, reason, self.split, self.state)
+            }
+        }
     }
 
     fn fail(mut self, reason: String) -> Plan {

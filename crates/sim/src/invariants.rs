@@ -233,8 +233,9 @@ pub(crate) fn check_write(shared: &Shared, before: &Value, body: &Value, now: Sy
     }
 
     // an image that fails its trigger badly is never promoted unless a person asks
+    // (a promotion moves traffic; recording one that already happened does not)
     if is.phase == Some(Phase::Promoted)
-        && was.phase != Some(Phase::Promoted)
+        && moves_traffic
         && !asked
         && let Some(image) = image(body)
         && shared.terrible.contains(&image)

@@ -37,9 +37,10 @@ impl Trace {
         self.line(format!("    r{id} {text}"));
     }
 
-    /// The newest lines, with how many came before.
+    /// The newest lines, with how many came before (all of them with `SIM_TRACE=full`).
     pub(crate) fn tail(&self) -> String {
-        let skip = self.lines.len().saturating_sub(TAIL);
+        let keep = if std::env::var("SIM_TRACE").is_ok_and(|v| v == "full") { usize::MAX } else { TAIL };
+        let skip = self.lines.len().saturating_sub(keep);
         let mut out = String::new();
         if skip > 0 {
             out.push_str(&format!("  … {skip} earlier lines\n"));

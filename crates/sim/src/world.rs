@@ -412,7 +412,8 @@ impl Sim {
                 let in_progress = matches!(state.phase, Some(Phase::Progressing | Phase::Waiting | Phase::Paused));
                 let count = failing_with_traffic.entry(d.name.clone()).or_default();
                 let users = self.loads.get(&d.service).is_some_and(|rps| *rps > 0.0);
-                if terrible.contains(&image) && in_progress && canary_serves && users {
+                // A deleted manifest stops management and leaves traffic as it is (README).
+                if terrible.contains(&image) && in_progress && canary_serves && users && !d.deleted {
                     *count += 1;
                     // A metric gap (up to 10 minutes) and the publishing delay come first.
                     if *count == FAILING_PASSES {
@@ -461,6 +462,9 @@ impl Sim {
                 && plan.action != canary_core::decide::Action::None
             {
                 self.log(format!("    {}: → {} {:?}: {}", o.name, plan.phase_after, plan.action, plan.reason));
+            }
+            if let Some(text) = o.error_text() {
+                self.log(format!("    {}: error {text}", o.name));
             }
         }
     }

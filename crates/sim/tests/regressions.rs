@@ -79,3 +79,25 @@ fn seed_284_an_unreadable_phase_at_full_weight() {
 fn seed_599_a_manifest_cause_that_changed_before_the_first_stage() {
     keeps_every_rule(599);
 }
+
+/// After a hand deploy (the canary revision no longer made by the template, then
+/// deleted), a promote asked before wrote traffic to a revision that no longer existed.
+#[test]
+fn seed_4339_a_promote_after_the_template_changed_outside_canary() {
+    keeps_every_rule(4339);
+}
+
+/// No stable on record and canary's tags gone: rollbacks were refused and new images
+/// could not deploy (decide: with_no_stable_on_record_a_rollback_and_a_deploy_use_what_serves).
+#[test]
+fn seeds_6476_and_11216_no_stable_revision_on_record() {
+    keeps_every_rule(6476);
+    keeps_every_rule(11216);
+}
+
+/// One revision under two tags was not "the sole revision", and was deployed beside
+/// itself (decide: one_revision_under_two_tags_is_still_the_sole_revision).
+#[test]
+fn seed_7154_one_revision_under_two_tags() {
+    keeps_every_rule(7154);
+}

@@ -182,9 +182,12 @@ impl ServiceView {
 
     /// The single revision that serves 100% of traffic, if traffic is not split.
     pub(crate) fn sole_revision(&self) -> Option<&str> {
-        let serving: Vec<&TargetStatus> = self.statuses.iter().filter(|s| s.percent > 0).collect();
-        match serving.as_slice() {
-            [only] if only.percent == 100 && !only.revision.is_empty() => Some(&only.revision),
+        // By revision: two entries of one revision (two tags, 50 + 50) are still one.
+        let split = self.split();
+        match split.iter().collect::<Vec<_>>().as_slice() {
+            [(revision, 100)] if !revision.is_empty() => {
+                self.statuses.iter().find(|s| &s.revision == *revision).map(|s| s.revision.as_str())
+            }
             _ => None,
         }
     }

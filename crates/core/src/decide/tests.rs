@@ -910,3 +910,38 @@ fn a_hand_deploy_over_a_promoted_service_waits_for_git_and_the_next_image_starts
     assert_eq!((deploy.action, deploy.state.stable.as_deref()), (Action::Deploy, Some("api-hotfix")));
     assert_ne!(deploy.state.canary.as_deref(), Some(canary.as_str()));
 }
+
+/// Found by the simulation (seeds 6476, 11216): with `canary/stable` deleted by hand and
+/// a hotfix deployed over the service (traffic to LATEST, canary's tags gone), every
+/// rollback was refused (a target with no revision) and a new image could not deploy.
+/// The revision serving the traffic stands in for the stable one.
+#[test]
+fn with_no_stable_on_record_a_rollback_and_a_deploy_use_what_serves() {
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 2, 0);
+    let mut annotations = view.annotations.clone();
+    annotations.remove("canary/stable");
+    let unrecorded = apply(&view, &Change { template: None, traffic: None, annotations }, true);
+    let hotfix = by_hand(&unrecorded, vec![("api-hotfix", 100, None)], Some("api-hotfix"));
+    let plan = decide(&r, &observed(hotfix.clone()), &verdict(Outcome::Pass, Outcome::Fail), at(600));
+    assert_eq!((plan.action, plan.phase_after), (Action::Rollback, Phase::RolledBack));
+    assert_eq!(plan.traffic_after, split(&[("api-hotfix", 100)]));
+    let mut newer = r.clone();
+    newer.spec.template.image = "gcr.io/p/api:v3".into();
+    let deploy = decide(&newer, &observed(hotfix), &verdict(Outcome::Pass, Outcome::Pass), at(600));
+    assert_eq!((deploy.action, deploy.state.stable.as_deref()), (Action::Deploy, Some("api-hotfix")));
+}
+
+/// Found by the simulation (seed 7154): a person's "50/50" between two entries of the
+/// same revision (its stable and canary tags) left it serving everything, yet canary
+/// no longer saw one revision at 100% and deployed the stable revision beside itself.
+#[test]
+fn one_revision_under_two_tags_is_still_the_sole_revision() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 3, 0);
+    let (_, promoted) = step(&r, &view, &verdict(Outcome::Pass, Outcome::Pass), at(3600));
+    let halves = by_hand(&promoted, vec![(&canary, 50, Some("stable")), (&canary, 50, Some("canary"))], None);
+    assert_eq!(halves.sole_revision(), Some(canary.as_str()));
+    let plan = decide(&r, &observed(halves), &verdict(Outcome::Pass, Outcome::Pass), at(3700));
+    assert_ne!(plan.action, Action::Deploy, "{}", plan.reason);
+}
