@@ -386,7 +386,13 @@ impl<'a> Decision<'a> {
     /// own traffic entries (split, tags) or the template (a revision that is not the
     /// canary's). `None` when nothing did, or when there is no record to compare with.
     fn changed_outside(&self) -> Option<Outside> {
-        let traffic = !self.state.written.is_empty() && self.service.canarys_entries() != self.state.written;
+        // With no record to compare (edited by hand), a canary whose `canary` tag is gone
+        // from the traffic was still changed by someone: canary always writes it.
+        let untagged = self.state.canary.as_ref().is_some_and(|c| {
+            !self.service.traffic.iter().any(|t| t.revision.as_ref() == Some(c) && t.tag.as_deref() == Some(CANARY_TAG))
+        });
+        let traffic =
+            if self.state.written.is_empty() { untagged } else { self.service.canarys_entries() != self.state.written };
         let made = self.service.template_revision();
         let template = self.state.canary.is_some() && made != self.state.canary;
         if !traffic && !template {
@@ -394,7 +400,12 @@ impl<'a> Decision<'a> {
         }
         let when = self.state.written_at.map(|t| format!(" at {}", rfc3339_seconds(t))).unwrap_or_default();
         let mut what = Vec::new();
-        if traffic {
+        if traffic && self.state.written.is_empty() {
+            what.push(format!(
+                "traffic is {}, without the canary's tag",
+                show_entries(&self.service.canarys_entries())
+            ));
+        } else if traffic {
             what.push(format!(
                 "traffic is {}, canary last set {}{when}",
                 show_entries(&self.service.canarys_entries()),
@@ -483,7 +494,12 @@ impl<'a> Decision<'a> {
             self.state.enter(Phase::Deploying, format!("waiting for {canary} to become ready"), self.now);
             return self.write(Action::Annotate, None, None, PassResult::Steady, POLL);
         }
-        let started = self.state.stage_started.unwrap_or(self.now);
+        let Some(started) = self.state.stage_started else {
+            // No readable start of the deploy (edited by hand): its deadline counts from
+            // now, written so that it ends.
+            self.state.stage_started = Some(self.now);
+            return self.write(Action::Annotate, None, None, PassResult::Steady, POLL);
+        };
         let waited = self.now.duration_since(started).unwrap_or_default();
         if !self.service.settled() || self.service.latest_created.as_deref() != Some(canary.as_str()) {
             if waited > PROGRESS_DEADLINE {

@@ -101,3 +101,13 @@ fn seeds_6476_and_11216_no_stable_revision_on_record() {
 fn seed_7154_one_revision_under_two_tags() {
     keeps_every_rule(7154);
 }
+
+/// The 100,000-seed run's 19 failures, all one kind: a deploy waiting forever after a
+/// hand edit took its tag or its start away
+/// (decide: a_deploy_with_its_tag_or_its_start_edited_away_does_not_wait_forever).
+#[test]
+fn seeds_12972_and_19817_a_deploy_with_its_tag_or_start_edited_away() {
+    keeps_every_rule(12972);
+    keeps_every_rule(19817);
+    keeps_every_rule(24164);
+}

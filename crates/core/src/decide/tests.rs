@@ -945,3 +945,35 @@ fn one_revision_under_two_tags_is_still_the_sole_revision() {
     let plan = decide(&r, &observed(halves), &verdict(Outcome::Pass, Outcome::Pass), at(3700));
     assert_ne!(plan.action, Action::Deploy, "{}", plan.reason);
 }
+
+/// Found by the simulation's 100,000 seeds (19 of them, e.g. 12972, 19817): with
+/// `canary/traffic` unreadable and the canary's tag removed, or `canary/stage-started`
+/// unreadable, a deploy waited forever (for a smoke test with no tag URL, or for a
+/// deadline counted from each pass's now). The missing tag is a change outside canary;
+/// a missing start is written as now, so the deadline ends.
+#[test]
+fn a_deploy_with_its_tag_or_its_start_edited_away_does_not_wait_forever() {
+    let r = rollout("  smokeTests: [{path: /health}]");
+    let (deploy, deployed) = step(&r, &service(json!({})), &Verdict::default(), at(0));
+    let canary = deploy.state.canary.clone().unwrap();
+    let mut annotations = deployed.annotations.clone();
+    annotations.remove("canary/traffic");
+    let unrecorded = apply(&deployed, &Change { template: None, traffic: None, annotations }, true);
+    let untagged = by_hand(&unrecorded, vec![(STABLE, 100, Some("stable")), (&canary, 0, None)], None);
+    let plan = decide(&r, &observed(untagged), &Verdict::default(), at(60));
+    assert_eq!((plan.phase_after, plan.state.pause), (Phase::Paused, Some(Pause::ChangedOutside)));
+    assert!(plan.reason.contains("without the canary's tag"), "{}", plan.reason);
+    // A revision still starting, with nothing left on the service that says since when.
+    let starting = apply(&service(json!({})), deploy.change.as_ref().unwrap(), false);
+    let mut annotations = starting.annotations.clone();
+    annotations.remove("canary/stage-started");
+    annotations.remove("canary/history");
+    annotations.remove("canary/traffic-at");
+    let mut raw = starting.raw.clone();
+    raw["annotations"] = serde_json::to_value(&annotations).unwrap();
+    let no_start = ServiceView::parse(raw);
+    let (plan, written) = step(&r, &no_start, &Verdict::default(), at(60));
+    assert_eq!((plan.action, plan.state.stage_started), (Action::Annotate, Some(at(60))));
+    let late = decide(&r, &observed(written), &Verdict::default(), at(60 + 700));
+    assert_eq!(late.phase_after, Phase::Failed, "{}", late.reason);
+}
