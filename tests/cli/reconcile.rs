@@ -162,6 +162,11 @@ impl Rollout {
     }
 }
 
+/// The first result's phase after the pass and its action.
+fn phase_and_action(results: &[Value]) -> (&str, Option<&str>) {
+    (results[0]["phaseAfter"].as_str().unwrap_or_default(), results[0]["action"].as_str())
+}
+
 fn phase(v: &Value) -> &str {
     v["result"]["phaseAfter"].as_str().unwrap_or_default()
 }
@@ -964,11 +969,7 @@ fn traffic_changed_by_hand_with_googles_client_pauses_and_resume_carries_on() {
     let patches = r.patches();
     let (exit, results) = r.reconcile();
     assert_eq!(exit, 0, "{results:?}");
-    assert_eq!(
-        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
-        ("Paused", Some("annotate")),
-        "{results:?}"
-    );
+    assert_eq!(phase_and_action(&results), ("Paused", Some("annotate")), "{results:?}");
     let reason = results[0]["reason"].as_str().unwrap();
     assert!(reason.starts_with("ChangedOutsideCanary: traffic is "), "{reason}");
     assert!(reason.contains(&format!("canary last set {stable} 95% (stable), {canary} 5% (canary) at ")), "{reason}");
@@ -979,11 +980,7 @@ fn traffic_changed_by_hand_with_googles_client_pauses_and_resume_carries_on() {
     // Past the 30-minute hold: still paused, the person's traffic untouched, nothing written.
     r.advance(3600);
     let (_, results) = r.reconcile();
-    assert_eq!(
-        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
-        ("Paused", Some("none")),
-        "{results:?}"
-    );
+    assert_eq!(phase_and_action(&results), ("Paused", Some("none")), "{results:?}");
     assert_eq!(traffic(&r), by_hand);
     assert_eq!(r.patches(), patches + 1);
 
@@ -999,20 +996,12 @@ fn traffic_changed_by_hand_with_googles_client_pauses_and_resume_carries_on() {
 
     run_ok(&r, &["resume", "api", "-f", "manifests"]);
     let (_, results) = r.reconcile();
-    assert_eq!(
-        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
-        ("Progressing", Some("setTraffic")),
-        "{results:?}"
-    );
+    assert_eq!(phase_and_action(&results), ("Progressing", Some("setTraffic")), "{results:?}");
     assert_eq!(results[0]["trafficAfter"], json!({stable.clone(): 95, canary.clone(): 5}), "{results:?}");
     // 10 of the 30 minutes were held before the change; the paused hour did not count.
     r.advance(900);
     let (_, results) = r.reconcile();
-    assert_eq!(
-        (results[0]["phaseAfter"].as_str().unwrap(), results[0]["action"].as_str()),
-        ("Progressing", Some("none")),
-        "{results:?}"
-    );
+    assert_eq!(phase_and_action(&results), ("Progressing", Some("none")), "{results:?}");
     r.advance(900);
     let (_, results) = r.reconcile();
     assert_eq!(results[0]["action"], "setTraffic", "{results:?}");

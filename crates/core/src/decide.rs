@@ -276,12 +276,7 @@ impl<'a> Decision<'a> {
                 return self.idle(reason);
             }
             // Adopted (or recorded anew) while already running the desired image.
-            self.state.image = Some(self.image().to_owned());
-            self.state.stable = sole;
-            self.state.canary = None;
-            let reason = format!("{} is already serving {}", self.service.short_name, self.image());
-            self.state.enter(Phase::Promoted, reason, self.now);
-            return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
+            return self.already_serving(sole);
         }
         let promoted_here = self.state.phase == Some(Phase::Promoted) && same_image;
         if promoted_here && self.service.template_image() != Some(self.image()) {
@@ -310,6 +305,21 @@ impl<'a> Decision<'a> {
         self.deploy()
     }
 
+    /// Records that `stable` already runs the manifest's image: Promoted, nothing to
+    /// deploy (adopted, recorded anew after a hand edit, or a template that is stable's).
+    fn already_serving(mut self, stable: Option<String>) -> Plan {
+        let reason = format!("{} is already serving {}", self.service.short_name, self.image());
+        if self.state.phase == Some(Phase::Promoted) && self.state.reason == reason && self.state.stable == stable {
+            return self.idle(reason);
+        }
+        self.state.owner = Some(self.name().to_owned());
+        self.state.image = Some(self.image().to_owned());
+        self.state.stable = stable;
+        self.state.canary = None;
+        self.state.enter(Phase::Promoted, reason, self.now);
+        self.write(Action::Annotate, None, None, PassResult::Steady, IDLE)
+    }
+
     fn deploy(mut self) -> Plan {
         // Stable is what serves all traffic now when nothing is under way (a person may
         // have deployed since canary last wrote), else the stable on record.
@@ -327,16 +337,7 @@ impl<'a> Decision<'a> {
             canary_template(&self.service.template, &self.service.short_name, &self.rollout.spec.template);
         if canary == stable {
             // The manifest's template is the stable revision itself: nothing to deploy.
-            self.state.owner = Some(self.name().to_owned());
-            self.state.image = Some(self.image().to_owned());
-            self.state.stable = Some(stable);
-            self.state.canary = None;
-            let reason = format!("{} is already serving {}", self.service.short_name, self.image());
-            if self.state.phase == Some(Phase::Promoted) && self.state.reason == reason {
-                return self.idle(reason);
-            }
-            self.state.enter(Phase::Promoted, reason, self.now);
-            return self.write(Action::Annotate, None, None, PassResult::Steady, IDLE);
+            return self.already_serving(Some(stable));
         }
         self.state.owner = Some(self.name().to_owned());
         self.state.stable = Some(stable.clone());
@@ -356,8 +357,8 @@ impl<'a> Decision<'a> {
     /// rollback triggers still apply to it.
     fn held_before_a_new_image(mut self) -> Plan {
         let interval = self.interval();
-        if let Some(check) = self.verdict.failed_trigger().cloned() {
-            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        if let Some(why) = self.trigger_failed() {
+            return self.roll_back(why);
         }
         let (cause, why) = self.hold();
         if self.state.phase == Some(Phase::Paused) && self.state.pause == Some(cause) {
@@ -438,8 +439,8 @@ impl<'a> Decision<'a> {
         let requeue = POLL.max(self.interval());
         // Paused before the first stage, the canary may serve (a person sent it traffic):
         // its triggers apply as in any stage.
-        if paused && let Some(check) = self.verdict.failed_trigger().cloned() {
-            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        if paused && let Some(why) = self.trigger_failed() {
+            return self.roll_back(why);
         }
         if let Some(outside) = self.changed_outside() {
             if self.state.request == Some(Request::Resume) && !self.held() {
@@ -516,8 +517,8 @@ impl<'a> Decision<'a> {
             }
             return self.wait(format!("waiting for {canary} to become ready"), POLL);
         }
-        if let Some(check) = self.verdict.failed_trigger().cloned() {
-            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        if let Some(why) = self.trigger_failed() {
+            return self.roll_back(why);
         }
         if self.held() || self.state.paused_by.is_some() {
             // Held before the first stage: Paused, as the service then says, at 0%.
@@ -540,8 +541,8 @@ impl<'a> Decision<'a> {
     }
 
     fn progressing(mut self) -> Plan {
-        if let Some(check) = self.verdict.failed_trigger().cloned() {
-            return self.roll_back(format!("rollback trigger {}", describe(&check)));
+        if let Some(why) = self.trigger_failed() {
+            return self.roll_back(why);
         }
         let interval = self.interval();
         let stages = self.rollout.spec.stages.len().max(1);
@@ -694,6 +695,11 @@ impl<'a> Decision<'a> {
             return self.promote();
         }
         self.advance_to(stage + 1)
+    }
+
+    /// Why to roll back now, when a rollback trigger failed.
+    fn trigger_failed(&self) -> Option<String> {
+        self.verdict.failed_trigger().map(|check| format!("rollback trigger {}", describe(check)))
     }
 
     /// The canary's weight at `stage` (1-based).

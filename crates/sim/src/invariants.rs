@@ -43,7 +43,7 @@ fn traffic(service: &Value) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
-fn annotations(service: &Value) -> BTreeMap<String, String> {
+pub(crate) fn annotations(service: &Value) -> BTreeMap<String, String> {
     service["annotations"]
         .as_object()
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())

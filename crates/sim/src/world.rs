@@ -355,11 +355,7 @@ impl Sim {
     pub(crate) fn state(&self, service: &str) -> (RolloutState, Value) {
         let full = service_name(PROJECT, service);
         let raw = self.world.with_world(|w, now| w.get_service(&full, now)).unwrap_or(Value::Null);
-        let annotations = raw["annotations"]
-            .as_object()
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-            .unwrap_or_default();
-        (RolloutState::read(&annotations), raw)
+        (RolloutState::read(&invariants::annotations(&raw)), raw)
     }
 
     /// Whether rollout `d` has come to rest: nothing more will happen without a person.

@@ -701,6 +701,15 @@ fn by_hand(view: &ServiceView, traffic: Vec<(&str, u32, Option<&str>)>, revision
     apply(view, &change, true)
 }
 
+/// The service with these `canary/` annotations gone, as a hand edit would leave it.
+fn without(view: &ServiceView, keys: &[&str]) -> ServiceView {
+    let mut annotations = view.annotations.clone();
+    for key in keys {
+        annotations.remove(*key);
+    }
+    apply(view, &Change { template: None, traffic: None, annotations }, true)
+}
+
 fn with_request(view: &ServiceView, request: crate::state::Request) -> ServiceView {
     let mut state = RolloutState::read(&view.annotations);
     state.request = Some(request);
@@ -825,9 +834,7 @@ fn a_change_outside_canary_while_deploying_pauses_before_the_first_stage() {
 fn without_a_record_of_canarys_traffic_nothing_is_outside() {
     let r = rollout("");
     let (view, canary) = at_stage(&r, 1, 0);
-    let mut annotations = view.annotations.clone();
-    annotations.remove("canary/traffic");
-    let legacy = apply(&view, &Change { template: None, traffic: None, annotations }, true);
+    let legacy = without(&view, &["canary/traffic"]);
     let changed = by_hand(&legacy, vec![(STABLE, 100, Some("stable")), (&canary, 0, Some("canary"))], None);
     let plan = decide(&r, &observed(changed), &verdict(Outcome::Pass, Outcome::Pass), at(600));
     assert_eq!(plan.phase_after, Phase::Progressing);
@@ -919,9 +926,7 @@ fn a_hand_deploy_over_a_promoted_service_waits_for_git_and_the_next_image_starts
 fn with_no_stable_on_record_a_rollback_and_a_deploy_use_what_serves() {
     let r = rollout("");
     let (view, _) = at_stage(&r, 2, 0);
-    let mut annotations = view.annotations.clone();
-    annotations.remove("canary/stable");
-    let unrecorded = apply(&view, &Change { template: None, traffic: None, annotations }, true);
+    let unrecorded = without(&view, &["canary/stable"]);
     let hotfix = by_hand(&unrecorded, vec![("api-hotfix", 100, None)], Some("api-hotfix"));
     let plan = decide(&r, &observed(hotfix.clone()), &verdict(Outcome::Pass, Outcome::Fail), at(600));
     assert_eq!((plan.action, plan.phase_after), (Action::Rollback, Phase::RolledBack));
@@ -956,9 +961,7 @@ fn a_deploy_with_its_tag_or_its_start_edited_away_does_not_wait_forever() {
     let r = rollout("  smokeTests: [{path: /health}]");
     let (deploy, deployed) = step(&r, &service(json!({})), &Verdict::default(), at(0));
     let canary = deploy.state.canary.clone().unwrap();
-    let mut annotations = deployed.annotations.clone();
-    annotations.remove("canary/traffic");
-    let unrecorded = apply(&deployed, &Change { template: None, traffic: None, annotations }, true);
+    let unrecorded = without(&deployed, &["canary/traffic"]);
     let untagged = by_hand(&unrecorded, vec![(STABLE, 100, Some("stable")), (&canary, 0, None)], None);
     let plan = decide(&r, &observed(untagged), &Verdict::default(), at(60));
     assert_eq!((plan.phase_after, plan.state.pause), (Phase::Paused, Some(Pause::ChangedOutside)));
