@@ -12,17 +12,19 @@
 //!
 //! Usage: judge_eval [--rollouts N] [--out FILE] [--seed S]
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use canary_core::analysis::distribution::Distribution;
-use canary_core::analysis::judge::{self, Evidence, Totals, Window};
+use canary_core::analysis::judge::{self, Blame, Dispersion, Evidence, Method, Totals, Window};
 use canary_core::analysis::observations::Minute;
 use canary_core::analysis::stats;
 use canary_core::analysis::verdict::Outcome;
 use canary_core::manifest::types::CanaryRollout;
+use canary_emulator::conditions::{Conditions, MinuteContext};
 use canary_emulator::profile::Behaviour;
-use canary_emulator::traffic::{LatencyShapes, draw_counts, minute_rng};
+use canary_emulator::traffic::{LatencyShapes, daily_factor, minute_rng};
 
 /// The allocator the binary and the benches run with (see src/main.rs), so the time it
 /// reports is comparable.
@@ -65,14 +67,29 @@ const DEGRADE_AFTER: u64 = 20 * 60;
 const STABLE: Behaviour =
     Behaviour { error_rate: 0.005, client_error_rate: 0.01, p50_ms: 120.0, p95_ms: 450.0, health_status: 200 };
 
+/// When the shared incidents start, after serving starts (mid-way through stage 1's hour).
+const INCIDENT_AFTER: u64 = 30 * 60;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Class {
     Healthy,
+    /// Both revisions at 12% errors for 20 minutes.
+    SharedErrors,
+    /// Both revisions at p95 3 s for 20 minutes.
+    SharedLatency,
+    /// Per-minute 5xx counts with 3× the binomial standard deviation, both revisions.
+    Variation,
+    /// p95 3 s for the 2 minutes after each traffic increase.
+    ColdStart,
+    /// Load on the daily curve, both revisions' error rate doubled at its peaks.
+    Daily,
     /// 1.5% errors: a point above stable's 0.5%, twice the 0.5-point margin.
     Marginal,
     Errors,
     Slow,
     Degrading,
+    /// Canary at 30% errors from the start of a shared incident that puts stable at 12%.
+    BadInIncident,
     NoTraffic,
 }
 
@@ -80,16 +97,55 @@ impl Class {
     fn label(self) -> &'static str {
         match self {
             Class::Healthy => "healthy (0.5% errors, stable's latency)",
+            Class::SharedErrors => "healthy, shared incident: both 12% errors for 20 min",
+            Class::SharedLatency => "healthy, shared incident: both p95 3 s for 20 min",
+            Class::Variation => "healthy, per-minute sd 3× binomial",
+            Class::ColdStart => "healthy, cold starts (p95 3 s for 2 min after each step)",
+            Class::Daily => "healthy, daily curve, errors ×2 at the peaks",
             Class::Marginal => "1.5% errors (margin 0.5 points)",
             Class::Errors => "10% errors",
             Class::Slow => "p95 3 s",
             Class::Degrading => "10% errors after 20 min",
+            Class::BadInIncident => "30% errors in a shared incident (stable 12%)",
             Class::NoTraffic => "no traffic",
         }
     }
 
+    const ALL: [Class; 12] = [
+        Class::Healthy,
+        Class::SharedErrors,
+        Class::SharedLatency,
+        Class::Variation,
+        Class::ColdStart,
+        Class::Daily,
+        Class::Marginal,
+        Class::Errors,
+        Class::Slow,
+        Class::Degrading,
+        Class::BadInIncident,
+        Class::NoTraffic,
+    ];
+
+    /// The name `--classes` takes.
+    fn id(self) -> &'static str {
+        match self {
+            Class::Healthy => "healthy",
+            Class::SharedErrors => "shared-errors",
+            Class::SharedLatency => "shared-latency",
+            Class::Variation => "variation",
+            Class::ColdStart => "cold-start",
+            Class::Daily => "daily",
+            Class::Marginal => "marginal",
+            Class::Errors => "errors",
+            Class::Slow => "slow",
+            Class::Degrading => "degrading",
+            Class::BadInIncident => "bad-in-incident",
+            Class::NoTraffic => "no-traffic",
+        }
+    }
+
     fn bad(self) -> bool {
-        matches!(self, Class::Marginal | Class::Errors | Class::Slow | Class::Degrading)
+        matches!(self, Class::Marginal | Class::Errors | Class::Slow | Class::Degrading | Class::BadInIncident)
     }
 
     /// When the first bad minute starts, seconds after serving starts.
@@ -97,25 +153,61 @@ impl Class {
         match self {
             Class::Marginal | Class::Errors | Class::Slow => Some(0),
             Class::Degrading => Some(DEGRADE_AFTER),
+            Class::BadInIncident => Some(INCIDENT_AFTER),
             _ => None,
         }
     }
 
+    /// The canary's own behaviour (before the service's conditions).
     fn canary(self, since_serving: u64) -> Behaviour {
         match self {
             Class::Errors => Behaviour { error_rate: 0.10, ..STABLE },
             Class::Marginal => Behaviour { error_rate: 0.015, ..STABLE },
             Class::Slow => Behaviour { p50_ms: 600.0, p95_ms: 3000.0, ..STABLE },
             Class::Degrading if since_serving >= DEGRADE_AFTER => Behaviour { error_rate: 0.10, ..STABLE },
+            // 1 − (1 − 0.2045)(1 − 0.12) = 30% with the incident on top.
+            Class::BadInIncident if since_serving >= INCIDENT_AFTER => Behaviour { error_rate: 0.2045, ..STABLE },
             _ => STABLE,
         }
+    }
+
+    /// What the service's revisions share, as the emulator's conditions.
+    fn conditions(self) -> Conditions {
+        let text = match self {
+            Class::SharedErrors | Class::BadInIncident => {
+                r#"{"incidents": [{"after": "30m", "lasts": "20m", "errorRate": 0.12}]}"#
+            }
+            Class::SharedLatency => r#"{"incidents": [{"after": "30m", "lasts": "20m", "p95Ms": 3000}]}"#,
+            Class::Variation => r#"{"variation": {"dispersion": 3}}"#,
+            Class::ColdStart => r#"{"coldStart": {"p95Ms": 3000, "minutes": 2}}"#,
+            Class::Daily => r#"{"underLoad": {"errorRateAtPeak": 2}}"#,
+            _ => "{}",
+        };
+        serde_json::from_str(text).expect("the classes' conditions parse")
+    }
+
+    fn daily(self) -> bool {
+        self == Class::Daily
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Policy {
-    Sequential,
+    /// canary's judgement: robust evidence, shared incidents pause.
+    Robust,
+    /// canary's judgement before this change: binomial evidence, every trigger the canary's.
+    Binomial,
     Naive,
+}
+
+impl Policy {
+    fn label(self) -> &'static str {
+        match self {
+            Policy::Robust => "canary",
+            Policy::Binomial => "canary before",
+            Policy::Naive => "naive",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,52 +225,93 @@ enum Judge {
     Naive { canary: Vec<(u64, Minute)>, stable: Totals, reference: Option<Totals> },
 }
 
+/// Stable's minutes before a stage that `reconcile` reads with it (the longest trigger
+/// window and ten minutes), for the dispersion estimate.
+const PRIMED_MINUTES: usize = 25;
+
 struct Sim<'a> {
     rollout: &'a CanaryRollout,
     class: Class,
+    conditions: Conditions,
     rps: f64,
     seed: u64,
     shapes: LatencyShapes,
+    /// Stable's newest published minutes, newest last.
+    history: VecDeque<(u64, Minute)>,
 }
 
 impl Sim<'_> {
-    fn minute(&mut self, who: &str, behaviour: &Behaviour, expected: f64, start: u64) -> Minute {
+    fn minute(&mut self, who: &str, own: &Behaviour, share: f64, start: u64, increased: Option<u64>) -> Minute {
+        let load = if self.class.daily() { daily_factor(UNIX_EPOCH + Duration::from_secs(start)) } else { 1.0 };
+        let expected = self.rps * 60.0 * share * load;
         if expected <= 0.0 {
             return Minute::default();
         }
+        let context = MinuteContext {
+            since_set: start as i64 - T0 as i64,
+            load,
+            since_increase: increased.map(|t| start as i64 - t as i64),
+        };
+        let behaviour = self.conditions.behaviour(*own, context);
         let mut rng = minute_rng(self.seed, who, start, 1);
-        let counts = draw_counts(&mut rng, expected, behaviour);
+        let counts = self.conditions.draw_counts(&mut rng, expected, self.rps * 60.0 * load, &behaviour);
         let total = counts.total();
         let latency = (total > 0).then(|| {
             let mut rng = minute_rng(self.seed, who, start, 2);
             // The product reads the emulator's histogram as it would off the wire.
-            let drawn = self.shapes.draw(&mut rng, total, behaviour).to_wire();
+            let drawn = self.shapes.draw(&mut rng, total, &behaviour).to_wire();
             Distribution::from_wire(&drawn).expect("the emulator writes distributions canary reads")
         });
         Minute { total, server_errors: counts.server_errors, latency }
     }
 
-    fn run(&mut self, policy: Policy) -> End {
+    /// Stable alone serving before the rollout: the minutes a first stage is primed with.
+    fn before_serving(&mut self) {
+        for i in (1..=PRIMED_MINUTES as u64).rev() {
+            let start = T0 - 60 * i;
+            let m = self.minute("stable", &STABLE, 1.0, start, None);
+            self.history.push_back((start + 60, m));
+        }
+    }
+
+    /// How the rollout ended, its shared incidents, and when the canary's traffic first
+    /// went to 0% (a rollback or a shared-incident pause), seconds after serving started.
+    fn run(&mut self, policy: Policy) -> (End, u32, Option<u64>) {
         let stages = self.rollout.spec.stages.clone();
         let analysis = self.rollout.spec.analysis.clone();
         let warmup = analysis.warmup.as_secs();
+        self.before_serving();
         let mut stage = 0;
         let mut stage_start = T0;
         let mut previous_start = None;
         let mut judge = self.new_judge(policy, stage_start, previous_start, stages[0].weight, None);
         let mut next_minute = T0;
         let mut now = T0;
+        // Shared incidents so far, and when the current one paused the rollout.
+        let mut incidents = 0;
+        let mut paused_since: Option<u64> = None;
+        let mut stable_minutes: BTreeMap<u64, Minute> = BTreeMap::new();
+        let mut off: Option<u64> = None;
         loop {
             now += 60;
-            let weight = f64::from(stages[stage].weight) / 100.0;
+            let weight = if paused_since.is_some() { 0.0 } else { f64::from(stages[stage].weight) / 100.0 };
             // Publish every minute Cloud Monitoring would have by now.
             while next_minute + 60 + PUBLISH_DELAY <= now {
                 let start = next_minute;
                 next_minute += 60;
+                // The canary's share went up when its stage (or its restart) began.
                 let canary_behaviour = self.class.canary(start - T0);
-                let c = self.minute("canary", &canary_behaviour, self.rps * 60.0 * weight, start);
-                let s = self.minute("stable", &STABLE, self.rps * 60.0 * (1.0 - weight), start);
+                let c = self.minute("canary", &canary_behaviour, weight, start, Some(stage_start));
+                let s = self.minute("stable", &STABLE, 1.0 - weight, start, None);
                 let end = start + 60;
+                self.history.push_back((end, s.clone()));
+                while self.history.len() > PRIMED_MINUTES {
+                    self.history.pop_front();
+                }
+                if paused_since.is_some() {
+                    stable_minutes.insert(end, s);
+                    continue;
+                }
                 match &mut judge {
                     Judge::Sequential(e) => e.push(end, &c, Some(&s)),
                     Judge::Naive { canary, stable, .. } => {
@@ -188,6 +321,20 @@ impl Sim<'_> {
                         canary.push((end, c));
                     }
                 }
+            }
+            if let Some(since) = paused_since {
+                // Paused by a shared incident: the stage starts again, with a fresh hold,
+                // once stable has been within every trigger for `incidentRecovery`.
+                if judge::stable_recovered(self.rollout, &stable_minutes, UNIX_EPOCH + Duration::from_secs(since)) {
+                    paused_since = None;
+                    stable_minutes.clear();
+                    stage_start = now;
+                    next_minute = now;
+                    judge = self.new_judge(policy, stage_start, previous_start, stages[stage].weight, None);
+                } else if now - since > 24 * 3600 {
+                    return (End::Paused, incidents, off);
+                }
+                continue;
             }
             // Decide, as `decide` does.
             let hold = stages[stage].hold.as_ref().map_or(0, |h| h.as_secs());
@@ -199,20 +346,47 @@ impl Sim<'_> {
                 }
             };
             match verdict {
-                Verdict::RollBack => return End::RolledBack(now - T0),
+                Verdict::SharedIncident if incidents == 0 => {
+                    incidents += 1;
+                    paused_since = Some(now);
+                    off.get_or_insert(now - T0);
+                }
+                Verdict::SharedIncident | Verdict::RollBack => {
+                    if std::env::var_os("JUDGE_EVAL_WHY").is_some()
+                        && let Judge::Sequential(e) = &judge
+                    {
+                        let failed: Vec<String> = e
+                            .gates()
+                            .iter()
+                            .filter(|g| g.result == Outcome::Fail)
+                            .map(|g| format!("{g:?}"))
+                            .chain(e.blame().map(|(k, _)| k.name().to_owned()))
+                            .collect();
+                        eprintln!(
+                            "why: {} {} {} stage {} after {} min, dispersion {:.2}: {failed:?}",
+                            policy.label(),
+                            self.class.id(),
+                            self.rps,
+                            stage + 1,
+                            elapsed / 60,
+                            e.dispersion_factor()
+                        );
+                    }
+                    return (End::RolledBack(now - T0), incidents, Some(off.unwrap_or(now - T0)));
+                }
                 Verdict::Hold => {}
                 Verdict::Inconclusive => {
                     if elapsed - hold > analysis.max_wait.as_secs() {
-                        return End::Paused;
+                        return (End::Paused, incidents, off);
                     }
                 }
                 Verdict::Advance => {
                     if stage + 1 >= stages.len() {
-                        return End::Promoted;
+                        return (End::Promoted, incidents, off);
                     }
                     let carried = match &judge {
-                        Judge::Sequential(e) => e.stable_totals().clone(),
-                        Judge::Naive { stable, .. } => stable.clone(),
+                        Judge::Sequential(e) => (e.stable_totals().clone(), e.stable_dispersion().clone()),
+                        Judge::Naive { stable, .. } => (stable.clone(), Default::default()),
                     };
                     stage += 1;
                     previous_start = Some(stage_start);
@@ -231,39 +405,56 @@ impl Sim<'_> {
         start: u64,
         previous: Option<u64>,
         weight: u8,
-        reference: Option<Totals>,
+        reference: Option<(Totals, Dispersion)>,
     ) -> Judge {
-        let at = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
-        match policy {
-            Policy::Sequential => {
-                let window = Window {
-                    canary: "canary".into(),
-                    stable: "stable".into(),
-                    stage_started: at(start),
-                    previous_stage_started: previous.map(at),
-                    weight,
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let method = match policy {
+            Policy::Robust => Method::Robust,
+            Policy::Binomial => Method::Binomial,
+            Policy::Naive => {
+                return Judge::Naive {
+                    canary: Vec::new(),
+                    stable: Totals::default(),
+                    reference: reference.map(|r| r.0),
                 };
-                let mut e = Evidence::new(self.rollout, &window);
-                if let Some(r) = reference {
-                    e.set_reference(r);
-                }
-                Judge::Sequential(e)
             }
-            Policy::Naive => Judge::Naive { canary: Vec::new(), stable: Totals::default(), reference },
+        };
+        let window = Window {
+            canary: "canary".into(),
+            stable: "stable".into(),
+            stage_started: at(start),
+            previous_stage_started: previous.map(at),
+            weight,
+        };
+        let mut e = Evidence::with_method(self.rollout, &window, method);
+        if weight < 100 {
+            for (end, m) in self.history.iter().filter(|(end, _)| *end <= start) {
+                e.prime(*end, m);
+            }
         }
+        if let Some((totals, dispersion)) = reference {
+            e.set_reference(totals);
+            e.set_dispersion(dispersion);
+        }
+        Judge::Sequential(e)
     }
 }
 
 enum Verdict {
     RollBack,
+    /// A trigger failed that stable fails too, the canary no worse: traffic back to
+    /// stable, the image kept, the stage again once stable recovers.
+    SharedIncident,
     Hold,
     Inconclusive,
     Advance,
 }
 
 fn sequential(e: &Evidence, hold_over: bool) -> Verdict {
-    if e.fired_trigger().is_some() {
-        return Verdict::RollBack;
+    match e.blame() {
+        Some((_, Blame::Shared)) => return Verdict::SharedIncident,
+        Some((_, Blame::Canary)) => return Verdict::RollBack,
+        None => {}
     }
     let gates = e.gates();
     if gates.iter().any(|g| g.result == Outcome::Fail) {
@@ -314,8 +505,12 @@ struct Tally {
     promoted: usize,
     rolled_back: usize,
     paused: usize,
+    /// Rollouts paused at least once by a shared incident.
+    shared_pauses: usize,
     /// Seconds from the first bad minute being published to the rollback.
     detection: Vec<u64>,
+    /// Seconds from the first bad minute being published to the canary at 0%.
+    traffic_off: Vec<u64>,
 }
 
 fn evaluate(rollout: &CanaryRollout, class: Class, rps: f64, policy: Policy, runs: usize, seed: u64) -> Tally {
@@ -329,12 +524,20 @@ fn evaluate(rollout: &CanaryRollout, class: Class, rps: f64, policy: Policy, run
                         let mut sim = Sim {
                             rollout,
                             class,
+                            conditions: class.conditions(),
                             rps,
                             seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                             shapes: LatencyShapes::default(),
+                            history: VecDeque::new(),
                         };
-                        let end = sim.run(policy);
+                        let (end, incidents, off) = sim.run(policy);
+                        if let (Some(bad), Some(off)) = (class.bad_from(), off)
+                            && off >= bad
+                        {
+                            tally.traffic_off.push(off.saturating_sub(bad + 60 + PUBLISH_DELAY));
+                        }
                         tally.runs += 1;
+                        tally.shared_pauses += usize::from(incidents > 0);
                         match end {
                             End::Promoted => tally.promoted += 1,
                             End::Paused => tally.paused += 1,
@@ -361,9 +564,12 @@ fn evaluate(rollout: &CanaryRollout, class: Class, rps: f64, policy: Policy, run
         all.promoted += t.promoted;
         all.rolled_back += t.rolled_back;
         all.paused += t.paused;
+        all.shared_pauses += t.shared_pauses;
         all.detection.extend(t.detection);
+        all.traffic_off.extend(t.traffic_off);
     }
     all.detection.sort_unstable();
+    all.traffic_off.sort_unstable();
     all
 }
 
@@ -382,14 +588,22 @@ fn percent(n: usize, of: usize) -> String {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut runs, mut out, mut seed) = (1000usize, None, 2026u64);
+    let mut classes: Vec<Class> = Class::ALL.to_vec();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rollouts" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(runs),
             "--out" => out = args.next(),
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()).unwrap_or(seed),
+            "--classes" => {
+                let wanted = args.next().unwrap_or_default();
+                classes = Class::ALL.into_iter().filter(|c| wanted.split(',').any(|w| w == c.id())).collect();
+            }
             other => {
+                let ids: Vec<&str> = Class::ALL.iter().map(|c| c.id()).collect();
                 eprintln!(
-                    "judge_eval: unknown argument {other}; usage: judge_eval [--rollouts N] [--out FILE] [--seed S]"
+                    "judge_eval: unknown argument {other}; usage: judge_eval [--rollouts N] [--out FILE] [--seed S] \
+                     [--classes {}]",
+                    ids.join(",")
                 );
                 std::process::exit(2);
             }
@@ -406,21 +620,24 @@ fn main() {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| canary | rps | policy | rollouts | rolled back | promoted | paused | detection median | detection p99 |"
+        "| canary | rps | policy | rollouts | rolled back | promoted | paused | shared-incident pause | detection median | detection p99 | traffic off median |"
     );
-    let _ = writeln!(table, "|---|---:|---|---:|---:|---:|---:|---:|---:|");
-    let scenarios: Vec<(Class, f64)> = [Class::Healthy, Class::Marginal, Class::Errors, Class::Slow, Class::Degrading]
+    let _ = writeln!(table, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let scenarios: Vec<(Class, f64)> = classes
         .iter()
-        .flat_map(|c| [2.0, 20.0, 200.0].map(|r| (*c, r)))
-        .chain([(Class::NoTraffic, 0.0)])
+        .flat_map(
+            |c| if *c == Class::NoTraffic { vec![(*c, 0.0)] } else { [2.0, 20.0, 200.0].map(|r| (*c, r)).to_vec() },
+        )
         .collect();
-    let mut healthy_false = (0, 0);
+    // Healthy rollouts rolled back, per class and in all, under canary's judgement.
+    let mut healthy_false: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (class, rps) in scenarios {
-        for policy in [Policy::Sequential, Policy::Naive] {
+        for policy in [Policy::Robust, Policy::Binomial, Policy::Naive] {
             let t = evaluate(&rollout, class, rps, policy, runs, seed);
-            if class == Class::Healthy && policy == Policy::Sequential {
-                healthy_false.0 += t.rolled_back;
-                healthy_false.1 += t.runs;
+            if !class.bad() && class != Class::NoTraffic && policy == Policy::Robust {
+                let entry = healthy_false.entry(class.label()).or_default();
+                entry.0 += t.rolled_back;
+                entry.1 += t.runs;
             }
             let minutes = |q| quantile(&t.detection, q).map_or("-".to_owned(), |m| format!("{m:.1} min"));
             let (rolled, promoted) = if class.bad() {
@@ -430,29 +647,42 @@ fn main() {
             };
             let _ = writeln!(
                 table,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 class.label(),
                 rps,
-                if policy == Policy::Sequential { "canary" } else { "naive" },
+                policy.label(),
                 t.runs,
                 rolled,
                 promoted,
                 percent(t.paused, t.runs),
+                percent(t.shared_pauses, t.runs),
                 minutes(0.5),
                 minutes(0.99),
+                quantile(&t.traffic_off, 0.5).map_or("-".to_owned(), |m| format!("{m:.1} min")),
             );
         }
         eprintln!("judge_eval: {} at {rps} rps done ({:.0?})", class.label(), began.elapsed());
     }
-    // One-sided 95%: the two-sided interval at 90%.
-    let (_, hi) = stats::clopper_pearson(healthy_false.0 as u64, healthy_false.1 as u64, 0.10);
     let alpha = judge::check_alpha(&rollout) / 2.0;
     let mut notes = String::new();
+    let _ = writeln!(notes);
+    let mut all = (0, 0);
+    for (label, (rolled, runs)) in &healthy_false {
+        // One-sided 95%: the two-sided interval at 90%.
+        let (_, hi) = stats::clopper_pearson(*rolled as u64, *runs as u64, 0.10);
+        let _ = writeln!(
+            notes,
+            "- {label}: {rolled} of {runs} rolled back by canary (one-sided 95% upper bound {:.3}%).",
+            hi * 100.0
+        );
+        all = (all.0 + rolled, all.1 + runs);
+    }
+    let (_, hi) = stats::clopper_pearson(all.0 as u64, all.1 as u64, 0.10);
     let _ = writeln!(
         notes,
-        "\nHealthy rollouts with traffic rolled back by canary: {} of {} (one-sided 95% upper bound {:.3}%; budget {:.1}%).",
-        healthy_false.0,
-        healthy_false.1,
+        "\nEvery healthy class together: {} of {} rolled back by canary (one-sided 95% upper bound {:.3}%; budget {:.1}%).",
+        all.0,
+        all.1,
         hi * 100.0,
         judge::FALSE_ROLLBACK_BUDGET * 100.0
     );

@@ -18,7 +18,7 @@ use crate::analysis::verdict::{Check, Outcome, Smoke, Verdict};
 use crate::cloudrun::service::{
     CANARY_TAG, Change, Readiness, STABLE_TAG, ServiceView, Target, canary_template, entries,
 };
-use crate::manifest::types::{CanaryRollout, GateFailurePolicy};
+use crate::manifest::types::{CanaryRollout, GateFailurePolicy, SharedIncidentPolicy};
 use crate::state::{Entry, Pause, Phase, Request, RolloutState};
 use crate::time::rfc3339_seconds;
 
@@ -33,6 +33,8 @@ pub(crate) const SPEC_PAUSE: &str = "paused by spec.paused";
 pub const FROZEN: &str =
     "frozen: the manifest is invalid; traffic stays as it is and the last valid rollback triggers still apply";
 pub(crate) const CLI_PAUSE: &str = "paused with `canary pause`";
+/// How a reason for [`Pause::SharedIncident`] begins.
+pub const SHARED_INCIDENT: &str = "SharedIncident";
 /// How a reason for [`Pause::ChangedOutside`] begins.
 pub const CHANGED_OUTSIDE: &str = "ChangedOutsideCanary";
 
@@ -344,6 +346,7 @@ impl<'a> Decision<'a> {
         self.state.canary = Some(canary.clone());
         self.state.image = Some(self.image().to_owned());
         self.state.stage = 0;
+        self.state.incidents = 0;
         self.state.stage_started = Some(self.now);
         self.state.previous_stage_started = None;
         let reason = format!("deploying {canary} ({}) at 0% beside {stable}", self.image());
@@ -541,10 +544,21 @@ impl<'a> Decision<'a> {
     }
 
     fn progressing(mut self) -> Plan {
-        if let Some(why) = self.trigger_failed() {
-            return self.roll_back(why);
-        }
         let interval = self.interval();
+        if self.state.phase == Some(Phase::Paused) && self.state.pause == Some(Pause::SharedIncident) {
+            return self.after_shared_incident();
+        }
+        if let Some(check) = self.verdict.failed_trigger().cloned() {
+            let why = format!("rollback trigger {}", describe(&check));
+            let pauses = self.rollout.spec.analysis.shared_incidents == SharedIncidentPolicy::Pause;
+            return match (check.shared && pauses, self.state.incidents) {
+                (true, 0) => self.shared_incident(&check),
+                (true, _) => self.roll_back(format!(
+                    "{why}; stable failed it too, but this is the rollout's second shared incident, so it counts as the canary's"
+                )),
+                (false, _) => self.roll_back(why),
+            };
+        }
         let stages = self.rollout.spec.stages.len().max(1);
         let stage = self.state.stage.clamp(1, stages);
         if self.state.request == Some(Request::Abort) {
@@ -695,6 +709,63 @@ impl<'a> Decision<'a> {
             return self.promote();
         }
         self.advance_to(stage + 1)
+    }
+
+    /// A trigger failed that stable fails too, the canary no worse than stable: its
+    /// traffic goes back to stable at once (the canary keeps its tag at 0%), its image is
+    /// not rejected, and the stage waits for stable to recover.
+    fn shared_incident(mut self, check: &Check) -> Plan {
+        let stage = self.state.stage.max(1);
+        let stable_value = check.stable.map(|v| check.kind.show(v)).unwrap_or_else(|| "-".to_owned());
+        let recovery = humantime::format_duration(self.rollout.spec.analysis.incident_recovery.as_std());
+        let reason = format!(
+            "{SHARED_INCIDENT}: rollback trigger {}, and stable fails it too ({stable_value}) over the same minutes \
+             with the canary no worse; the canary's traffic is back on stable and its image is not rejected; stage \
+             {stage} starts again once stable has been within every trigger for {recovery}",
+            describe(check)
+        );
+        self.state.incidents += 1;
+        // Recovery counts from now (the stage starts afresh, so no earlier pause matters).
+        self.state.paused_at = Some(self.now);
+        self.pause(Pause::SharedIncident, &reason);
+        let stable = self.state.stable.clone().unwrap_or_default();
+        let canary = self.state.canary.clone().unwrap_or_default();
+        let traffic = self.traffic(&stable, Some((&canary, 0)));
+        let interval = self.interval();
+        self.write(Action::SetTraffic, None, Some(traffic), PassResult::Steady, interval)
+    }
+
+    /// Paused by a shared incident, the canary at 0%: `abort` rolls back; once stable
+    /// has recovered (or on `canary resume`) the stage starts again with a fresh hold.
+    fn after_shared_incident(mut self) -> Plan {
+        let interval = self.interval();
+        let stage = self.state.stage.max(1);
+        match self.state.request {
+            Some(Request::Abort) => {
+                self.state.request = None;
+                return self.roll_back("aborted with `canary abort` during a shared incident".to_owned());
+            }
+            Some(Request::Resume) if !self.held() => self.state.paused_by = None,
+            // Recovery is over minutes after the pause began: never in the pass that paused.
+            _ if self.verdict.stable_recovered == Some(true)
+                && !self.held()
+                && self.state.paused_at.is_some_and(|t| t < self.now) => {}
+            _ => {
+                let reason = self.state.reason.clone();
+                return self.wait(reason, interval);
+            }
+        }
+        // A person's `canary pause` from before still holds: the next pass says so.
+        self.state.request = None;
+        self.state.paused_at = None;
+        self.state.stage_started = Some(self.now);
+        let reason = format!("{}; started again after a shared incident", self.holding_reason(stage));
+        self.state.enter(Phase::Progressing, reason, self.now);
+        let weight = self.weight(stage);
+        let stable = self.state.stable.clone().unwrap_or_default();
+        let canary = self.state.canary.clone().unwrap_or_default();
+        let traffic = self.traffic(&stable, Some((&canary, weight)));
+        self.write(Action::SetTraffic, None, Some(traffic), PassResult::Steady, interval)
     }
 
     /// Why to roll back now, when a rollback trigger failed.

@@ -506,6 +506,13 @@ async fn judge_now<P: Prober>(
                 let (triggers, gates) = judge::judge(r, &window, metrics);
                 verdict.triggers = triggers;
                 verdict.gates = gates;
+                if let Observed::Service(service) = observed {
+                    let state = service.state();
+                    if let (Some(state::Pause::SharedIncident), Some(since)) = (state.pause, state.paused_at) {
+                        let stable = metrics.get(&window.stable).cloned().unwrap_or_default();
+                        verdict.stable_recovered = Some(judge::stable_recovered(r, &stable, since));
+                    }
+                }
             }
             Some(Err(e)) => verdict.metrics_error = Some(e.clone()),
             // Needed now but not read at the start of the pass (the service changed

@@ -26,6 +26,8 @@ const PAUSED_BY: &str = "canary/paused-by";
 const PAUSED_AT: &str = "canary/paused-at";
 const PAUSED_FOR: &str = "canary/paused-for";
 const REQUEST: &str = "canary/request";
+/// Shared incidents this rollout has paused for: the second is the canary's fault.
+const INCIDENTS: &str = "canary/incidents";
 /// The traffic entries canary last wrote (its own: `stable`, `canary`, anything at a
 /// percentage), and when: what tells a person's change from canary's.
 const TRAFFIC: &str = "canary/traffic";
@@ -112,6 +114,10 @@ pub enum Pause {
     /// Traffic, tags or template were changed by someone other than canary mid-rollout:
     /// a person decides (`canary resume` puts canary's split back, `abort` rolls back).
     ChangedOutside,
+    /// A rollback trigger failed for stable too, the canary no worse: its traffic went
+    /// back to stable and the stage starts again once stable has recovered for
+    /// `analysis.incidentRecovery` (or on `canary resume`).
+    SharedIncident,
     /// Paused with no cause on record (written before `canary/paused-for`, or edited
     /// by hand): a person lifts it, the safe reading.
     Unrecorded,
@@ -126,17 +132,19 @@ impl Pause {
             Pause::GateFailed => "gate-failed",
             Pause::InsufficientData => "insufficient-data",
             Pause::ChangedOutside => "changed-outside",
+            Pause::SharedIncident => "shared-incident",
             Pause::Unrecorded => "unrecorded",
         }
     }
 
-    const ALL: [Pause; 7] = [
+    const ALL: [Pause; 8] = [
         Pause::Spec,
         Pause::Frozen,
         Pause::Command,
         Pause::GateFailed,
         Pause::InsufficientData,
         Pause::ChangedOutside,
+        Pause::SharedIncident,
         Pause::Unrecorded,
     ];
 
@@ -223,6 +231,8 @@ pub struct RolloutState {
     pub written: Vec<Entry>,
     /// When canary last wrote traffic.
     pub written_at: Option<SystemTime>,
+    /// Shared incidents this rollout has paused for.
+    pub incidents: u32,
 }
 
 /// What an operator asked for with `canary promote` / `canary abort`.
@@ -299,6 +309,7 @@ impl RolloutState {
                 })
                 .unwrap_or_default(),
             written_at,
+            incidents: get(INCIDENTS).and_then(|v| v.parse().ok()).unwrap_or(0),
         }
     }
 
@@ -334,6 +345,7 @@ impl RolloutState {
             put(TRAFFIC, serde_json::to_string(&self.written).ok());
         }
         put(TRAFFIC_AT, self.written_at.map(rfc3339));
+        put(INCIDENTS, (self.incidents > 0).then(|| self.incidents.to_string()));
         out
     }
 

@@ -50,6 +50,7 @@ pub fn router(emulator: Shared) -> Router {
         .route("/emulator/v1/profiles", get(list_profiles).put(put_profile))
         .route("/emulator/v1/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/emulator/v1/load", put(put_load))
+        .route("/emulator/v1/conditions", get(list_conditions).put(put_conditions))
         .route("/emulator/v1/requests", get(list_requests).delete(clear_requests));
     let apps = Router::new().route("/run/{p}/{l}/{host}", any(app)).route("/run/{p}/{l}/{host}/{*path}", any(app));
     api.merge(control).merge(apps).fallback(not_found).with_state(emulator)
@@ -428,6 +429,51 @@ async fn put_load(State(e): State<Shared>, body: Bytes) -> Response {
                 .map_err(|m| ApiError::invalid("load", m))?;
             Ok(json!({"service": l.service, "rps": l.rps, "daily": l.daily}))
         });
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The production conditions of every service that has some.
+async fn list_conditions(State(e): State<Shared>) -> Response {
+    let all = e
+        .with_world(|w, now| {
+            Ok::<_, ApiError>(
+                w.conditions_at(now)
+                    .into_iter()
+                    .map(|(service, c)| {
+                        let mut v = serde_json::to_value(c).unwrap_or_else(|_| json!({}));
+                        v["service"] = service.into();
+                        v
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_default();
+    axum::Json(json!({ "conditions": all })).into_response()
+}
+
+/// `{"service": "projects/P/locations/L/services/S", "incidents": [...], ...}`: replaces
+/// the service's conditions from now on.
+async fn put_conditions(State(e): State<Shared>, body: Bytes) -> Response {
+    let result = json_body(&body, "conditions").and_then(|mut v| {
+        let service = v
+            .as_object_mut()
+            .and_then(|o| o.remove("service"))
+            .and_then(|s| s.as_str().map(str::to_owned))
+            .ok_or_else(|| {
+            ApiError::invalid("conditions", "service: required, projects/P/locations/L/services/S")
+        })?;
+        let conditions: crate::conditions::Conditions =
+            serde_json::from_value(v).map_err(|err| ApiError::invalid("conditions", err.to_string()))?;
+        let mut echo = serde_json::to_value(&conditions).unwrap_or_else(|_| json!({}));
+        echo["service"] = service.clone().into();
+        e.with_world(|w, now| {
+            w.set_conditions(&service, conditions, now).map_err(|m| ApiError::invalid("conditions", m))
+        })?;
+        Ok(echo)
+    });
     match result {
         Ok(v) => axum::Json(v).into_response(),
         Err(err) => err.into_response(),

@@ -35,6 +35,7 @@
 
 pub mod api_error;
 pub mod clock;
+pub mod conditions;
 mod faults;
 mod histogram;
 pub mod http;

@@ -421,3 +421,68 @@ fn from_wire(wire: &Value) -> Histogram {
     h.sum_of_squared_deviation = wire["sumOfSquaredDeviation"].as_f64().unwrap();
     h
 }
+
+/// 5xx ÷ all requests of `revision` in the minutes of `series` ending in (from, to].
+fn error_rate_between(series: &[Value], revision: &str, from: SystemTime, to: SystemTime) -> f64 {
+    let (mut errors, mut all) = (0, 0);
+    for s in series.iter().filter(|s| s["resource"]["labels"]["revision_name"] == revision) {
+        for p in s["points"].as_array().unwrap() {
+            let end = super::clock::parse_rfc3339(p["interval"]["endTime"].as_str().unwrap()).unwrap();
+            if end > from && end <= to {
+                all += int(p);
+                if s["metric"]["labels"]["response_code_class"] == "5xx" {
+                    errors += int(p);
+                }
+            }
+        }
+    }
+    errors as f64 / all.max(1) as f64
+}
+
+#[tokio::test]
+async fn a_shared_incident_hits_every_revision_for_its_period_and_cold_starts_follow_increases() {
+    let f = Fixture::new();
+    let service = f.shop().await;
+    f.load(50.0).await;
+    let (status, body) = f
+        .json(
+            "PUT",
+            "/emulator/v1/conditions",
+            json!({"service": NAME, "incidents": [{"after": "10m", "lasts": "20m", "errorRate": 0.12}],
+                   "coldStart": {"p95Ms": 3000, "minutes": 2}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let set = f.now();
+    let mut body = canary_body(&service, "gcr.io/demo/shop:v2", "shop-v2");
+    body["traffic"][0]["percent"] = 50.into();
+    body["traffic"][1]["percent"] = 50.into();
+    assert_eq!(f.patch(body).await.0, 200);
+    f.advance(50 * 60);
+    let series = f.series(REQUEST_COUNT, set, &[]).await;
+    let minutes = |m: u64| set + Duration::from_secs(m * 60);
+    let mut revisions: Vec<String> =
+        series.iter().map(|s| s["resource"]["labels"]["revision_name"].as_str().unwrap().to_owned()).collect();
+    revisions.dedup();
+    assert_eq!(revisions.len(), 2, "{revisions:?}");
+    for revision in &revisions {
+        let during = error_rate_between(&series, revision, minutes(11), minutes(30));
+        let after = error_rate_between(&series, revision, minutes(31), minutes(46));
+        assert!((0.09..0.15).contains(&during), "{revision}: {during} during the incident");
+        assert!(after < 0.02, "{revision}: {after} after it");
+    }
+    let (status, listed) = f.call("GET", "/emulator/v1/conditions", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["conditions"][0]["service"], NAME);
+    assert_eq!(listed["conditions"][0]["coldStart"]["p95Ms"], 3000.0);
+    // The canary's first minutes after its increase are slow; later ones are not.
+    let latencies = f.series(&format!("{LATENCIES} AND resource.labels.revision_name=\"shop-v2\""), set, &[]).await;
+    let points = latencies[0]["points"].as_array().unwrap();
+    let p95_at = |i: usize| from_wire(&points[points.len() - 1 - i]["value"]["distributionValue"]).quantile(0.95);
+    assert!(p95_at(0).unwrap() > 2000.0, "first minute p95 {:?}", p95_at(0));
+    assert!(p95_at(10).unwrap() < 1000.0, "eleventh minute p95 {:?}", p95_at(10));
+    let (status, err) =
+        f.json("PUT", "/emulator/v1/conditions", json!({"service": NAME, "variation": {"dispersion": 0}})).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("variation.dispersion"), "{err}");
+}

@@ -129,6 +129,38 @@ pub(crate) fn multinomial(rng: &mut Rng, n: u64, probs: &[f64]) -> Vec<u64> {
     out
 }
 
+/// A gamma draw with shape `k` and scale 1 (Marsaglia & Tsang 2000; shapes below 1
+/// through k + 1 and a uniform power).
+pub(crate) fn gamma(rng: &mut Rng, k: f64) -> f64 {
+    if !(k > 0.0 && k.is_finite()) {
+        return 0.0;
+    }
+    if k < 1.0 {
+        let u = rng.unit().max(f64::MIN_POSITIVE);
+        return gamma(rng, k + 1.0) * u.powf(1.0 / k);
+    }
+    let d = k - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        let x = standard_normal(rng);
+        let v = (1.0 + c * x).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u = rng.unit();
+        if u < 1.0 - 0.0331 * x.powi(4) || u.max(f64::MIN_POSITIVE).ln() < 0.5 * x * x + d * (1.0 - v + v.ln()) {
+            return d * v;
+        }
+    }
+}
+
+/// A Beta(a, b) draw, as the share of two gamma draws.
+pub(crate) fn beta(rng: &mut Rng, a: f64, b: f64) -> f64 {
+    let x = gamma(rng, a);
+    let y = gamma(rng, b);
+    if x + y > 0.0 { x / (x + y) } else { a / (a + b) }
+}
+
 /// The standard normal CDF.
 pub(crate) fn normal_cdf(x: f64) -> f64 {
     0.5 * erfc(-x / std::f64::consts::SQRT_2)
@@ -187,6 +219,25 @@ mod tests {
         let split = multinomial(&mut rng, 10_000, &[0.1, 0.2, 0.3, 0.4]);
         assert_eq!(split.iter().sum::<u64>(), 10_000);
         assert!((split[3] as f64 - 4000.0).abs() < 300.0, "{split:?}");
+    }
+
+    #[test]
+    fn gamma_and_beta_have_their_means_and_variances() {
+        let mut rng = Rng::new(21);
+        for k in [0.3, 1.0, 4.5] {
+            let draws: Vec<f64> = (0..40_000).map(|_| gamma(&mut rng, k)).collect();
+            let mean = draws.iter().sum::<f64>() / 40_000.0;
+            let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 39_999.0;
+            assert!((mean - k).abs() < 0.05 * k.max(1.0), "shape {k}: mean {mean}");
+            assert!((var / k - 1.0).abs() < 0.1, "shape {k}: variance {var}");
+        }
+        let (a, b) = (0.4, 70.0);
+        let draws: Vec<f64> = (0..40_000).map(|_| beta(&mut rng, a, b)).collect();
+        let mean = draws.iter().sum::<f64>() / 40_000.0;
+        let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 39_999.0;
+        let (m, v) = (a / (a + b), a * b / ((a + b).powi(2) * (a + b + 1.0)));
+        assert!((mean / m - 1.0).abs() < 0.05, "beta mean {mean} vs {m}");
+        assert!((var / v - 1.0).abs() < 0.15, "beta variance {var} vs {v}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Emulator;
 use super::clock::parse_rfc3339;
+use super::conditions::Conditions;
 use super::faults::Fault;
 use super::profile::Profile;
 use super::traffic::Load;
@@ -36,6 +37,19 @@ struct File {
     services: Vec<ServiceSeed>,
     #[serde(default)]
     faults: Vec<Fault>,
+    #[serde(default)]
+    conditions: Vec<ConditionsSeed>,
+}
+
+/// A service's production conditions from the start (incidents count from `start`).
+/// Unknown fields are refused by `Conditions` (serde's `deny_unknown_fields` does not
+/// combine with `flatten` on this side).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConditionsSeed {
+    service: String,
+    #[serde(flatten)]
+    conditions: Conditions,
 }
 
 /// A service's request rate from the start.
@@ -79,6 +93,7 @@ pub(crate) struct Scenario {
     loads: Vec<LoadSeed>,
     services: Vec<ServiceSeed>,
     faults: Vec<Fault>,
+    conditions: Vec<ConditionsSeed>,
     path: String,
 }
 
@@ -112,6 +127,9 @@ impl Scenario {
         for fault in &file.faults {
             fault.validate().map_err(|m| fail(format!("fault: {m}")))?;
         }
+        for seed in &file.conditions {
+            seed.conditions.validate().map_err(|m| fail(format!("conditions {}: {m}", seed.service)))?;
+        }
         for service in &file.services {
             if ServiceName::parse(&service.name).is_none() {
                 return Err(fail(format!(
@@ -130,6 +148,7 @@ impl Scenario {
             loads: file.loads,
             services: file.services,
             faults: file.faults,
+            conditions: file.conditions,
             path: path.to_owned(),
         })
     }
@@ -172,6 +191,11 @@ impl Scenario {
             emulator
                 .with_world(|w, now| w.set_load(&load.service, setting, now))
                 .map_err(|m| fail(format!("load {}: {m}", load.service)))?;
+        }
+        for seed in self.conditions {
+            emulator
+                .with_world(|w, now| w.set_conditions(&seed.service, seed.conditions, now))
+                .map_err(|m| fail(format!("conditions {}: {m}", seed.service)))?;
         }
         for fault in self.faults {
             emulator.add_fault(fault).map_err(|m| fail(format!("fault: {m}")))?;

@@ -25,14 +25,23 @@ pub struct Load {
 
 /// The daily curve, by UTC hour: quiet nights, busy days, peaks at 09–11, 14–16 and
 /// 21–23. Its mean over a day is 1, so `rps` is the day's average.
-pub(crate) fn daily_factor(t: SystemTime) -> f64 {
-    const SHAPE: [f64; 24] = [
-        0.45, 0.35, 0.3, 0.3, 0.3, 0.35, 0.5, 0.75, 1.0, 1.6, 1.6, 1.1, 1.05, 1.0, 1.6, 1.6, 1.1, 1.0, 1.0, 1.0, 1.05,
-        1.5, 1.5, 0.7,
-    ];
-    let mean = SHAPE.iter().sum::<f64>() / 24.0;
+pub fn daily_factor(t: SystemTime) -> f64 {
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-    SHAPE[((secs / 3600) % 24) as usize] / mean
+    DAILY_SHAPE[((secs / 3600) % 24) as usize] / daily_mean()
+}
+
+const DAILY_SHAPE: [f64; 24] = [
+    0.45, 0.35, 0.3, 0.3, 0.3, 0.35, 0.5, 0.75, 1.0, 1.6, 1.6, 1.1, 1.05, 1.0, 1.6, 1.6, 1.1, 1.0, 1.0, 1.0, 1.05, 1.5,
+    1.5, 0.7,
+];
+
+fn daily_mean() -> f64 {
+    DAILY_SHAPE.iter().sum::<f64>() / 24.0
+}
+
+/// The daily curve's busiest hour, relative to its mean.
+pub fn daily_peak() -> f64 {
+    DAILY_SHAPE.iter().copied().fold(0.0, f64::max) / daily_mean()
 }
 
 impl Load {
@@ -61,8 +70,13 @@ impl<T> Timeline<T> {
     }
 
     pub(crate) fn at(&self, t: SystemTime) -> Option<&T> {
+        self.entry_at(t).map(|(_, v)| v)
+    }
+
+    /// The value in force at `t`, with when it was set.
+    pub(crate) fn entry_at(&self, t: SystemTime) -> Option<&(SystemTime, T)> {
         let i = self.entries.partition_point(|(at, _)| *at <= t);
-        i.checked_sub(1).map(|i| &self.entries[i].1)
+        i.checked_sub(1).map(|i| &self.entries[i])
     }
 
     pub(crate) fn entries(&self) -> &[(SystemTime, T)] {

@@ -188,17 +188,34 @@ struct TriggerEvidence {
 }
 
 impl TriggerEvidence {
-    fn push(&mut self, end: u64, minute: &Minute) {
+    /// The counts this trigger tests in `minute`: (failing, all).
+    fn counts(&self, minute: &Minute) -> (u64, u64) {
+        match self.tested {
+            Tested::Errors => (minute.server_errors, minute.total),
+            Tested::SlowerThan(limit) => minute.latency.as_ref().map_or((0, 0), |d| slower_than(d, limit)),
+        }
+    }
+
+    /// The variance multiple this trigger's counts are discounted by, of `dispersion`.
+    fn discount(&self, dispersion: f64) -> f64 {
+        match self.tested {
+            Tested::Errors => dispersion,
+            // Latency is not estimated: slow requests are taken as independent.
+            Tested::SlowerThan(_) => 1.0,
+        }
+    }
+
+    /// Adds the minute ending at `end`; its evidence is divided by `dispersion`, the
+    /// multiple of the binomial variance that minutes show beyond it.
+    fn push(&mut self, end: u64, minute: &Minute, dispersion: f64) {
         if end <= self.after {
             return;
         }
-        let (x, n) = match self.tested {
-            Tested::Errors => (minute.server_errors, minute.total),
-            Tested::SlowerThan(limit) => minute.latency.as_ref().map_or((0, 0), |d| slower_than(d, limit)),
-        };
+        let (x, n) = self.counts(minute);
+        let discount = self.discount(dispersion);
         if n > 0 {
             for (p1, d) in &mut self.detectors {
-                d.push(end, stats::binomial_llr(x, n, self.limit, *p1));
+                d.push(end, stats::binomial_llr(x, n, self.limit, *p1) / discount);
             }
             self.last_with_data = Some(minute.clone());
         }
@@ -253,7 +270,149 @@ impl TriggerEvidence {
         } else {
             (Outcome::Pass, None)
         };
-        Check { kind: self.metric.into(), observed, threshold: self.threshold, result, requests_needed: needed }
+        Check {
+            kind: self.metric.into(),
+            observed,
+            threshold: self.threshold,
+            result,
+            requests_needed: needed,
+            stable: None,
+            shared: false,
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.detectors.iter().any(|(_, d)| d.fired())
+    }
+
+    /// The observed value and the tested rate over the trigger's newest window.
+    fn window_rate(&self) -> Option<f64> {
+        let (x, n) = self.window.iter().fold((0, 0), |(x, n), (_, m)| {
+            let (a, b) = self.counts(m);
+            (x + a, n + b)
+        });
+        (n > 0).then(|| x as f64 / n as f64)
+    }
+}
+
+/// How evidence is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Each request an independent trial, each revision judged on its own: the judgement
+    /// before shared incidents and extra variation were accounted for, kept so that
+    /// `make judge-eval` measures the change beside it.
+    Binomial,
+    /// Evidence on error counts discounted by the extra variation stable's minutes show,
+    /// and a failed trigger blamed on the canary only when stable does not fail it too
+    /// or the canary is conclusively worse than stable (see [`Blame`]).
+    Robust,
+}
+
+/// Whose a failed rollback trigger is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The canary's: stable does not fail the trigger over the same minutes, or the
+    /// canary is conclusively worse than stable.
+    Canary,
+    /// Shared: stable fails it too over the same minutes, and the canary's share of the
+    /// failing requests is not conclusively above its share of the requests.
+    Shared,
+}
+
+/// Stable's minutes show extra variation: the mean over pairs of consecutive minutes of
+/// (difference of their rates)² ÷ its binomial variance, 1 for independent requests.
+/// The variance is taken at stable's rate over the last [`DISPERSION_LEVEL_MINUTES`]
+/// (a burst is measured against the level around it, not against itself). Successive
+/// differences keep a level shift (an incident starting) from counting as variation
+/// except at its edges, and each pair counts for at most [`DISPERSION_PAIR_CAP`] times
+/// the estimate before it, so those edges move it little.
+#[derive(Debug, Clone, Default)]
+pub struct Dispersion {
+    sum: f64,
+    pairs: u64,
+    last: Option<(u64, u64, u64)>,
+    level: VecDeque<(u64, u64)>,
+}
+
+/// Pairs of minutes a dispersion estimate needs before it is used (until then: 1).
+const MIN_DISPERSION_PAIRS: u64 = 10;
+/// The most one pair of minutes adds, as a multiple of the estimate so far.
+const DISPERSION_PAIR_CAP: f64 = 25.0;
+/// Minutes with fewer requests than this say little about variation and are skipped.
+const MIN_DISPERSION_REQUESTS: u64 = 20;
+/// The minutes whose pooled rate is the level a pair's variance is taken at.
+const DISPERSION_LEVEL_MINUTES: usize = 30;
+
+impl Dispersion {
+    /// Adds stable's minute ending at `end`.
+    pub fn push(&mut self, end: u64, minute: &Minute) {
+        let (x, n) = (minute.server_errors, minute.total);
+        if n < MIN_DISPERSION_REQUESTS {
+            self.last = None;
+            return;
+        }
+        self.level.push_back((x, n));
+        if self.level.len() > DISPERSION_LEVEL_MINUTES {
+            self.level.pop_front();
+        }
+        if let Some((last_end, x0, n0)) = self.last
+            && last_end + 60 == end
+        {
+            let (lx, ln) = self.level.iter().fold((0, 0), |(a, b), (x, n)| (a + x, b + n));
+            let level = lx as f64 / ln as f64;
+            if level > 0.0 && level < 1.0 {
+                let variance = level * (1.0 - level) * (1.0 / n as f64 + 1.0 / n0 as f64);
+                let difference = x as f64 / n as f64 - x0 as f64 / n0 as f64;
+                let cap = DISPERSION_PAIR_CAP * self.estimate().max(1.0);
+                self.sum += (difference * difference / variance).min(cap);
+                self.pairs += 1;
+            }
+        }
+        self.last = Some((end, x, n));
+    }
+
+    fn estimate(&self) -> f64 {
+        if self.pairs == 0 { 1.0 } else { self.sum / self.pairs as f64 }
+    }
+
+    /// The multiple of the binomial variance minutes show, at least 1.
+    pub fn factor(&self) -> f64 {
+        if self.pairs < MIN_DISPERSION_PAIRS { 1.0 } else { self.estimate().max(1.0) }
+    }
+}
+
+/// A test of "the canary's share of a minute's failing requests is above its share of
+/// the minute's requests": anything that moves both revisions alike (an incident in a
+/// shared dependency, load) leaves it alone. For a minute with x failing requests of
+/// which the canary served x_c, and canary share π of the requests, x_c given x is
+/// binomial(x, θ) with θ ≤ π while the canary is no worse than stable (Lindon & Malek
+/// 2022); the alternatives are the canary failing 1.5, 2 and 4 times as often.
+#[derive(Debug, Clone)]
+struct Split {
+    detectors: Vec<(f64, Detector)>,
+}
+
+impl Split {
+    fn new(alpha: f64) -> Split {
+        let ratios = [1.5, 2.0, 4.0];
+        let share = alpha / ratios.len() as f64;
+        Split { detectors: ratios.iter().map(|r| (*r, Detector::new(share))).collect() }
+    }
+
+    fn push(&mut self, canary: (u64, u64), stable: (u64, u64), discount: f64) {
+        let ((xc, nc), (xs, ns)) = (canary, stable);
+        if nc == 0 || ns == 0 || xc + xs == 0 {
+            return;
+        }
+        let pi = nc as f64 / (nc + ns) as f64;
+        for (ratio, d) in &mut self.detectors {
+            let theta = *ratio * pi / (*ratio * pi + 1.0 - pi);
+            d.push(stats::binomial_llr(xc, xc + xs, pi, theta) / discount);
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.detectors.iter().any(|(_, d)| d.fired())
     }
 }
 
@@ -262,7 +421,13 @@ impl TriggerEvidence {
 /// feeds it as minutes are published.
 #[derive(Debug, Clone)]
 pub struct Evidence {
+    method: Method,
     alpha: f64,
+    dispersion: Dispersion,
+    /// Each trigger again, on stable's minutes, and the canary-against-stable split of
+    /// its failing requests: what [`Evidence::blame`] reads.
+    stable_triggers: Vec<TriggerEvidence>,
+    splits: Vec<Split>,
     /// Gate minutes are those ending at or after this.
     gates_from: u64,
     at_full_weight: bool,
@@ -276,6 +441,10 @@ pub struct Evidence {
 
 impl Evidence {
     pub fn new(rollout: &CanaryRollout, window: &Window) -> Evidence {
+        Evidence::with_method(rollout, window, Method::Robust)
+    }
+
+    pub fn with_method(rollout: &CanaryRollout, window: &Window, method: Method) -> Evidence {
         let analysis = &rollout.spec.analysis;
         let alpha = check_alpha(rollout);
         let started = epoch_secs(window.stage_started);
@@ -326,8 +495,13 @@ impl Evidence {
             })
             .collect();
         let promotion = &analysis.promotion;
+        let triggers: Vec<TriggerEvidence> = triggers;
         Evidence {
+            method,
             alpha,
+            dispersion: Dispersion::default(),
+            stable_triggers: triggers.clone(),
+            splits: triggers.iter().map(|_| Split::new(alpha)).collect(),
             gates_from: warm + 60,
             at_full_weight: window.weight >= 100,
             triggers,
@@ -342,8 +516,21 @@ impl Evidence {
     /// Adds the minute ending at `end` (epoch seconds): the canary's, and stable's same
     /// minute (ignored at 100%, where stable's reference comes from [`Evidence::set_reference`]).
     pub fn push(&mut self, end: u64, canary: &Minute, stable: Option<&Minute>) {
+        let stable_serves = stable.filter(|s| !self.at_full_weight && s.total > 0);
+        if let (Method::Robust, Some(s)) = (self.method, stable_serves) {
+            self.dispersion.push(end, s);
+        }
+        let dispersion = self.dispersion_factor();
         for t in &mut self.triggers {
-            t.push(end, canary);
+            t.push(end, canary, dispersion);
+        }
+        if let (Method::Robust, Some(s)) = (self.method, stable_serves) {
+            for ((st, split), t) in self.stable_triggers.iter_mut().zip(&mut self.splits).zip(&self.triggers) {
+                st.push(end, s, dispersion);
+                if end > t.after {
+                    split.push(t.counts(canary), t.counts(s), t.discount(dispersion));
+                }
+            }
         }
         if end >= self.gates_from && canary.total > 0 {
             self.canary.add(canary);
@@ -353,9 +540,51 @@ impl Evidence {
         }
     }
 
+    /// Stable's minute ending at `end` from before the stage: it tells how much minutes
+    /// vary, nothing else.
+    pub fn prime(&mut self, end: u64, stable: &Minute) {
+        if self.method == Method::Robust {
+            self.dispersion.push(end, stable);
+        }
+    }
+
+    /// The multiple of the binomial variance error counts are discounted by now.
+    pub fn dispersion_factor(&self) -> f64 {
+        match self.method {
+            Method::Binomial => 1.0,
+            Method::Robust => self.dispersion.factor(),
+        }
+    }
+
+    /// Whose the first fired trigger is, when one has fired.
+    pub fn blame(&self) -> Option<(CheckKind, Blame)> {
+        let i = self.triggers.iter().position(TriggerEvidence::fired)?;
+        Some((self.triggers[i].metric.into(), self.blame_of(i)))
+    }
+
+    fn blame_of(&self, i: usize) -> Blame {
+        if self.method == Method::Binomial || self.at_full_weight {
+            return Blame::Canary;
+        }
+        let stable = &self.stable_triggers[i];
+        let stable_fails = stable.fired() || stable.window_rate().is_some_and(|r| r > stable.limit);
+        if stable_fails && !self.splits[i].fired() { Blame::Shared } else { Blame::Canary }
+    }
+
     /// Stable's minutes to compare with when the canary has all the traffic.
     pub fn set_reference(&mut self, stable: Totals) {
         self.stable = stable;
+    }
+
+    /// How much stable's minutes varied (what a stage at 100%, with no stable minutes of
+    /// its own, carries from the stage before).
+    pub fn stable_dispersion(&self) -> &Dispersion {
+        &self.dispersion
+    }
+
+    /// Stable's variation from the stage before, for a stage at 100%.
+    pub fn set_dispersion(&mut self, dispersion: Dispersion) {
+        self.dispersion = dispersion;
     }
 
     /// Stable's totals over the compared minutes (the next stage's reference at 100%).
@@ -370,7 +599,19 @@ impl Evidence {
     }
 
     pub(crate) fn triggers(&self) -> Vec<Check> {
-        self.triggers.iter().map(TriggerEvidence::check).collect()
+        self.triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut check = t.check();
+                if self.method == Method::Robust && !self.at_full_weight {
+                    let stable = self.stable_triggers[i].check();
+                    check.stable = stable.observed;
+                    check.shared = check.result == Outcome::Fail && self.blame_of(i) == Blame::Shared;
+                }
+                check
+            })
+            .collect()
     }
 
     pub fn gates(&self) -> Vec<Check> {
@@ -384,6 +625,8 @@ impl Evidence {
                 threshold: min as f64,
                 result: if enough { Outcome::Pass } else { Outcome::Inconclusive },
                 requests_needed: (!enough).then(|| min - canary.total),
+                stable: None,
+                shared: false,
             });
         }
         let enough = canary.total.min(stable.total);
@@ -392,8 +635,11 @@ impl Evidence {
         let alpha = self.alpha / 2.0;
         if let Some(margin) = self.max_error_rate_increase {
             let increase = canary.error_rate().zip(stable.error_rate()).map(|(c, s)| c - s);
+            // Minutes that vary more than binomially carry less evidence: counts divided
+            // by the variance multiple (an effective sample size).
+            let dispersion = self.dispersion_factor();
             let conclusive = |f: f64| {
-                let scale = |v: u64| (v as f64 * f).round() as u64;
+                let scale = |v: u64| (v as f64 * f / dispersion).round() as u64;
                 let (low, _) = stats::rate_bounds(scale(canary.server_errors), scale(canary.total), alpha);
                 let (_, high) = stats::rate_bounds(scale(stable.server_errors), scale(stable.total), alpha);
                 low - high > margin
@@ -462,7 +708,7 @@ fn comparison(
     } else {
         (Outcome::Inconclusive, Some(short.max(1)))
     };
-    Check { kind, observed, threshold: margin, result, requests_needed: needed }
+    Check { kind, observed, threshold: margin, result, requests_needed: needed, stable: None, shared: false }
 }
 
 /// The least factor f > 1 (to 1%) with `conclusive(f)`, if one up to 2^16 is.
@@ -503,11 +749,58 @@ pub(crate) fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Observat
         let reference =
             if from <= started { Totals::of(stable.range(from..=started).map(|(_, m)| m)) } else { Totals::default() };
         evidence.set_reference(reference);
+        // Its variation, over every minute of the stage before that was read.
+        let mut dispersion = Dispersion::default();
+        for (end, minute) in stable.range(..=started) {
+            dispersion.push(*end, minute);
+        }
+        evidence.set_dispersion(dispersion);
+    }
+    if window.weight < 100 {
+        for (end, minute) in stable.range(..=started) {
+            evidence.prime(*end, minute);
+        }
     }
     for (end, minute) in canary.range(started + 1..) {
         evidence.push(*end, minute, stable.get(end));
     }
     (evidence.triggers(), evidence.gates())
+}
+
+/// Whether stable has been within every rollback trigger of `rollout` for
+/// `analysis.incidentRecovery`, over minutes that all end after `since` (when a shared
+/// incident paused the rollout): each minute within the triggers without `for` (what
+/// they measure), and the whole period within those with one. Minutes with fewer than
+/// [`MIN_TRIGGER_REQUESTS`] requests say nothing on their own and count only in the whole.
+pub fn stable_recovered(rollout: &CanaryRollout, stable: &BTreeMap<u64, Minute>, since: SystemTime) -> bool {
+    let analysis = &rollout.spec.analysis;
+    let minutes = (analysis.incident_recovery.as_secs() / 60).max(1) as usize;
+    let since = epoch_secs(since);
+    let recent: Vec<&Minute> = stable.range(since + 60..).rev().take(minutes).map(|(_, m)| m).collect();
+    if recent.len() < minutes || recent.iter().any(|m| m.total == 0) {
+        return false;
+    }
+    let within = |rule: &crate::manifest::types::RollbackTrigger, totals: &Totals| {
+        let bound = rule.above.as_ref().or(rule.below.as_ref());
+        match (rule.metric, bound) {
+            (Metric::ErrorRate, Some(Threshold::Percent(p))) => totals.error_rate().is_some_and(|r| r <= p.fraction()),
+            (Metric::Availability, Some(Threshold::Percent(p))) => {
+                totals.error_rate().is_some_and(|r| 1.0 - r >= p.fraction())
+            }
+            (Metric::P95Latency, Some(Threshold::Latency(d))) => {
+                totals.p95().is_none_or(|p| p <= d.as_std().as_secs_f64() * 1000.0)
+            }
+            _ => true,
+        }
+    };
+    let whole = Totals::of(recent.iter().copied());
+    analysis.rollback.iter().all(|rule| {
+        if rule.window.as_secs() >= 120 {
+            return within(rule, &whole);
+        }
+        recent.iter().all(|m| m.total < MIN_TRIGGER_REQUESTS || within(rule, &Totals::of(std::iter::once(*m))))
+            && within(rule, &whole)
+    })
 }
 
 #[cfg(test)]
@@ -560,6 +853,46 @@ mod tests {
         let (_, gates) = judge(&r, &window, &metrics);
         let increase = gates.iter().find(|g| g.kind.name() == "errorRateIncrease").unwrap();
         assert_eq!(increase.result, Outcome::Inconclusive, "no reference is no evidence: {increase:?}");
+    }
+
+    /// The issue's scenario: at 10% of 50 rps both revisions return 12% errors. The
+    /// canary's trigger fires — its users do see 12% — but stable fails it too and the
+    /// split of the errors is the split of the requests: a shared incident.
+    #[test]
+    fn a_trigger_stable_fails_too_is_shared_unless_the_canary_is_conclusively_worse() {
+        let r = rollout("    rollback:\n      - {metric: errorRate, above: 5%}\n");
+        let run = |method, canary_errors: u64| {
+            let mut e = Evidence::with_method(&r, &window(), method);
+            for m in 1..=20u64 {
+                e.prime(m * 60, &minute(2700, 13));
+            }
+            for m in 21..=27u64 {
+                e.push(m * 60, &minute(300, canary_errors), Some(&minute(2700, 324)));
+            }
+            e
+        };
+        let same = run(Method::Robust, 36);
+        assert_eq!(same.blame(), Some((CheckKind::ErrorRate, Blame::Shared)));
+        let t = &same.triggers()[0];
+        assert!(t.shared && t.result == Outcome::Fail, "{t:?}");
+        assert!((t.stable.unwrap() - 0.12).abs() < 1e-9, "{t:?}");
+        // 30% against stable's 12%: the canary's own fault.
+        assert_eq!(run(Method::Robust, 90).blame(), Some((CheckKind::ErrorRate, Blame::Canary)));
+        // The judgement before: every failed trigger the canary's.
+        assert_eq!(run(Method::Binomial, 36).blame(), Some((CheckKind::ErrorRate, Blame::Canary)));
+    }
+
+    #[test]
+    fn stable_recovers_after_incident_recovery_within_every_trigger() {
+        let r = rollout("    incidentRecovery: 15m\n    rollback:\n      - {metric: errorRate, above: 5%}\n");
+        let since = SystemTime::UNIX_EPOCH + Duration::from_secs(600);
+        let minutes = |bad_until: u64, last: u64| -> BTreeMap<u64, Minute> {
+            (1..=last).map(|m| (m * 60, if m <= bad_until { minute(1000, 120) } else { minute(1000, 5) })).collect()
+        };
+        assert!(!stable_recovered(&r, &minutes(20, 34), since), "14 good minutes are not 15");
+        assert!(stable_recovered(&r, &minutes(20, 35), since));
+        assert!(!stable_recovered(&r, &minutes(30, 40), since), "still failing in the window");
+        assert!(!stable_recovered(&r, &BTreeMap::new(), since), "no data is no recovery");
     }
 
     #[test]
@@ -632,6 +965,43 @@ mod tests {
             let (trigger_more, gate_fails_more) = run(5);
             prop_assert!(!trigger || trigger_more);
             prop_assert!(!gate_fails || gate_fails_more);
+        }
+    }
+}
+
+#[cfg(test)]
+mod dispersion_tests {
+    use super::*;
+    use canary_emulator::conditions::Conditions;
+    use canary_emulator::ids::Rng;
+    use canary_emulator::profile::Behaviour;
+
+    const OWN: Behaviour =
+        Behaviour { error_rate: 0.005, client_error_rate: 0.0, p50_ms: 100.0, p95_ms: 300.0, health_status: 200 };
+
+    fn estimate(conditions: &str, expected: f64, service: f64, minutes: u64) -> f64 {
+        let c: Conditions = serde_json::from_str(conditions).unwrap();
+        let mut rng = Rng::new(8);
+        let mut d = Dispersion::default();
+        for m in 1..=minutes {
+            let counts = c.draw_counts(&mut rng, expected, service, &OWN);
+            d.push(m * 60, &Minute { total: counts.total(), server_errors: counts.server_errors, latency: None });
+        }
+        d.factor()
+    }
+
+    #[test]
+    fn stable_minutes_tell_how_much_more_than_binomial_they_vary() {
+        // Binomial minutes: about 1, at every size.
+        for (n, service) in [(60.0, 120.0), (1140.0, 1200.0), (11_400.0, 12_000.0)] {
+            let f = estimate("{}", n, service, 2000);
+            assert!(f < 1.3, "binomial at {n}: {f}");
+        }
+        // A wobble of 3× binomial at the service's size: 1 + (n − 1)ρ at stable's.
+        for (n, service) in [(60.0, 120.0), (1140.0, 1200.0), (11_400.0, 12_000.0)] {
+            let expected = 1.0 + (n - 1.0) * 8.0 / (service - 1.0);
+            let f = estimate(r#"{"variation": {"dispersion": 3}}"#, n, service, 2000);
+            assert!(f > 0.6 * expected, "3× binomial at {n} of {service}: {f}, expected about {expected}");
         }
     }
 }

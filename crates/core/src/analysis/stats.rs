@@ -77,7 +77,6 @@ impl Detector {
         self.total + self.best
     }
 
-    #[cfg(test)]
     pub(crate) fn fired(&self) -> bool {
         self.statistic() >= 0.0
     }

@@ -147,6 +147,13 @@ pub struct Check {
     /// When inconclusive, how many more requests would make it conclusive.
     #[serde(rename = "requestsNeeded", skip_serializing_if = "Option::is_none")]
     pub(crate) requests_needed: Option<u64>,
+    /// For a rollback trigger: stable's value over the same minutes, when it served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stable: Option<f64>,
+    /// A failed trigger that stable fails too, with the canary not conclusively worse:
+    /// a shared incident, not the canary's fault.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) shared: bool,
 }
 
 /// What the smoke tests found.
@@ -164,6 +171,9 @@ pub(crate) struct Verdict {
     pub(crate) gates: Vec<Check>,
     /// Metrics could not be read this pass: nothing may advance on missing data.
     pub(crate) metrics_error: Option<String>,
+    /// Paused by a shared incident: whether stable has since been within every trigger
+    /// for `analysis.incidentRecovery`.
+    pub(crate) stable_recovered: Option<bool>,
 }
 
 impl Verdict {

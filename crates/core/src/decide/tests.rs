@@ -70,15 +70,31 @@ fn observed(view: ServiceView) -> Observed {
 }
 
 fn gate(result: Outcome) -> Check {
-    Check { kind: CheckKind::MinRequests, observed: Some(500.0), threshold: 1000.0, result, requests_needed: None }
+    Check {
+        kind: CheckKind::MinRequests,
+        observed: Some(500.0),
+        threshold: 1000.0,
+        result,
+        requests_needed: None,
+        stable: None,
+        shared: false,
+    }
 }
 
 fn trigger(result: Outcome) -> Check {
-    Check { kind: CheckKind::ErrorRate, observed: Some(0.12), threshold: 0.05, result, requests_needed: None }
+    Check {
+        kind: CheckKind::ErrorRate,
+        observed: Some(0.12),
+        threshold: 0.05,
+        result,
+        requests_needed: None,
+        stable: None,
+        shared: false,
+    }
 }
 
 fn verdict(gates: Outcome, triggers: Outcome) -> Verdict {
-    Verdict { smoke: None, triggers: vec![trigger(triggers)], gates: vec![gate(gates)], metrics_error: None }
+    Verdict { triggers: vec![trigger(triggers)], gates: vec![gate(gates)], ..Verdict::default() }
 }
 
 /// Cloud Run applying a change: the new template's revision is created (Ready or still
@@ -308,6 +324,69 @@ fn a_failed_trigger_rolls_back_at_once_in_any_stage() {
     assert!(traffic.iter().all(|t| t.tag.as_deref() != Some("canary")), "the canary tag goes with it");
 }
 
+fn shared(result: Outcome, stable_recovered: Option<bool>) -> Verdict {
+    let check = Check { shared: true, stable: Some(0.118), ..trigger(result) };
+    Verdict { triggers: vec![check], gates: vec![gate(Outcome::Inconclusive)], stable_recovered, ..Verdict::default() }
+}
+
+/// The scenario: both revisions fail a shared dependency. The canary's traffic
+/// goes back to stable at once, its image is kept, and once stable has recovered the
+/// stage starts again with a fresh hold; a second shared incident is the canary's.
+#[test]
+fn a_shared_incident_pauses_with_the_canary_at_zero_and_the_stage_starts_again_once_stable_recovers() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 2, 0);
+    let (plan, view) = step(&r, &view, &shared(Outcome::Fail, None), at(600));
+    assert_eq!((plan.action, plan.phase_after, plan.result), (Action::SetTraffic, Phase::Paused, PassResult::Steady));
+    assert_eq!(plan.state.pause, Some(crate::state::Pause::SharedIncident));
+    assert_eq!(plan.traffic_after, split(&[(STABLE, 100)]));
+    let written = plan.change.as_ref().and_then(|c| c.traffic.clone()).unwrap();
+    assert!(
+        written
+            .iter()
+            .any(|t| t.revision.as_deref() == Some(&canary) && t.percent == 0 && t.tag.as_deref() == Some("canary")),
+        "the canary keeps its tag at 0%: {written:?}"
+    );
+    assert!(plan.state.rejected.is_empty(), "the image is not the canary's fault");
+    assert!(
+        plan.reason.starts_with("SharedIncident: rollback trigger errorRate failed: observed 12.00%"),
+        "{}",
+        plan.reason
+    );
+    assert!(plan.reason.contains("stable fails it too (11.80%)"), "{}", plan.reason);
+    assert_eq!(RolloutState::read(&view.annotations).incidents, 1);
+    // Stable not yet recovered: nothing is written, the evidence of the incident stays.
+    let (plan, view) = step(&r, &view, &shared(Outcome::Fail, Some(false)), at(900));
+    assert!(plan.change.is_none(), "{:?}: {}", plan.action, plan.reason);
+    // Recovered: stage 2 again, at its weight, its hold counted from now.
+    let (plan, view) = step(&r, &view, &shared(Outcome::Fail, Some(true)), at(2400));
+    assert_eq!((plan.action, plan.phase_after), (Action::SetTraffic, Phase::Progressing));
+    assert_eq!(plan.traffic_after, split(&[(STABLE, 75), (canary.as_str(), 25)]));
+    assert_eq!((plan.state.stage, plan.state.stage_started), (2, Some(at(2400))));
+    // A second shared incident in the rollout rolls back and rejects the image.
+    let (plan, _) = step(&r, &view, &shared(Outcome::Fail, None), at(3000));
+    assert_eq!((plan.action, plan.phase_after), (Action::Rollback, Phase::RolledBack));
+    assert!(plan.reason.contains("second shared incident"), "{}", plan.reason);
+    assert_eq!(plan.state.rejected, vec![IMAGE.to_owned()]);
+}
+
+#[test]
+fn a_shared_incident_is_the_canarys_fault_under_canary_fault_and_abort_still_rolls_back() {
+    let strict = rollout("    sharedIncidents: canaryFault");
+    let (view, _) = at_stage(&strict, 1, 0);
+    let plan = decide(&strict, &observed(view), &shared(Outcome::Fail, None), at(600));
+    assert_eq!((plan.action, plan.phase_after), (Action::Rollback, Phase::RolledBack));
+    let r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    let (_, view) = step(&r, &view, &shared(Outcome::Fail, None), at(600));
+    let aborted = with_request(&view, crate::state::Request::Abort);
+    let plan = decide(&r, &observed(aborted), &shared(Outcome::Pass, Some(false)), at(700));
+    assert_eq!((plan.action, plan.phase_after), (Action::Rollback, Phase::RolledBack));
+    let resumed = with_request(&view, crate::state::Request::Resume);
+    let plan = decide(&r, &observed(resumed), &shared(Outcome::Pass, Some(false)), at(700));
+    assert_eq!((plan.action, plan.phase_after, plan.state.stage), (Action::SetTraffic, Phase::Progressing, 1));
+}
+
 #[test]
 fn inconclusive_gates_wait_then_pause_after_max_wait() {
     let r = rollout("");
@@ -472,14 +551,17 @@ fn any_outcome() -> impl Strategy<Value = Outcome> {
 }
 
 fn any_verdict() -> impl Strategy<Value = Verdict> {
-    (any_outcome(), any_outcome(), any::<bool>(), proptest::option::of(any::<bool>())).prop_map(
-        |(g, t, metrics_error, smoke)| Verdict {
+    (
+        (any_outcome(), any_outcome(), any::<bool>(), proptest::option::of(any::<bool>())),
+        (any::<bool>(), proptest::option::of(any::<bool>())),
+    )
+        .prop_map(|((g, t, metrics_error, smoke), (shared, stable_recovered))| Verdict {
             smoke: smoke.map(|ok| if ok { Smoke::Passed } else { Smoke::Failed("GET /health -> 500".into()) }),
-            triggers: vec![trigger(t)],
+            triggers: vec![Check { shared: shared && t == Outcome::Fail, stable: Some(0.12), ..trigger(t) }],
             gates: vec![gate(g)],
             metrics_error: metrics_error.then(|| "timeout".to_owned()),
-        },
-    )
+            stable_recovered,
+        })
 }
 
 proptest! {
@@ -509,8 +591,19 @@ proptest! {
             let canary_ready = view.latest_ready.is_some() && view.latest_ready == RolloutState::read(&view.annotations).canary && view.settled();
             let judged = phase.is_some_and(|p| matches!(p, Phase::Progressing | Phase::Waiting | Phase::Paused))
                 || (phase.is_some_and(|p| matches!(p, Phase::Deploying | Phase::Verifying)) && canary_ready);
-            if verdict.failed_trigger().is_some() && judged {
-                prop_assert_eq!(plan.action, Action::Rollback);
+            // A failed trigger takes the canary's traffic away at once: rolled back, or,
+            // a first shared incident in a stage, paused with the canary at 0%. Paused by a
+            // shared incident already, the verdict is about minutes before the pause.
+            let before_state = RolloutState::read(&view.annotations);
+            let in_incident = before_state.phase == Some(Phase::Paused) && before_state.pause == Some(crate::state::Pause::SharedIncident);
+            if let (Some(check), true, false) = (verdict.failed_trigger(), judged, in_incident) {
+                let first_shared = check.shared && before_state.incidents == 0 && before_state.stage >= 1;
+                if first_shared {
+                    prop_assert_eq!(plan.state.pause, Some(crate::state::Pause::SharedIncident));
+                    prop_assert!(!plan.state.rejected.contains(&IMAGE.to_owned()));
+                } else {
+                    prop_assert_eq!(plan.action, Action::Rollback);
+                }
                 prop_assert_eq!(plan.traffic_after.get(canary.as_deref().unwrap_or_default()).copied().unwrap_or(0), 0);
             }
             // A stage advances only after its hold, with every gate passing.

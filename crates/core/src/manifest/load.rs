@@ -317,6 +317,7 @@ mod tests {
                             } else {
                                 GateFailurePolicy::Rollback
                             },
+                            ..Analysis::default()
                         },
                         notify: vec![Notify::Slack(WebhookTarget { url_from_env: "SLACK_URL".to_owned() })],
                         paused,

@@ -260,6 +260,31 @@ pub struct Analysis {
     /// `pause` to wait for a person.
     #[serde(default)]
     pub(crate) on_gate_failure: GateFailurePolicy,
+    /// Whose fault a rollback trigger is when stable fails it too over the same minutes
+    /// and the canary is not conclusively worse than stable: `pause` (a shared incident:
+    /// traffic goes back to stable, the image is not rejected, and the stage starts again
+    /// once stable has recovered; a second one in the rollout counts as the canary's) or
+    /// `canaryFault` (always roll back and reject the image).
+    #[serde(default)]
+    pub shared_incidents: SharedIncidentPolicy,
+    /// After a shared incident, how long stable must stay within every rollback trigger
+    /// before the stage starts again with a fresh hold.
+    #[serde(default = "default_incident_recovery")]
+    #[schemars(extend("default" = "15m"))]
+    pub incident_recovery: Duration,
+}
+
+/// What a rollback trigger that stable fails too does (`analysis.sharedIncidents`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SharedIncidentPolicy {
+    /// Traffic back to stable, phase `Paused` with reason `SharedIncident`, the image not
+    /// rejected; the stage starts again once stable recovers. A second shared incident in
+    /// one rollout is the canary's fault.
+    #[default]
+    Pause,
+    /// The strict reading: every failed trigger rolls back and rejects the image.
+    CanaryFault,
 }
 
 impl Default for Analysis {
@@ -271,8 +296,14 @@ impl Default for Analysis {
             promotion: Promotion::default(),
             rollback: Vec::new(),
             on_gate_failure: GateFailurePolicy::default(),
+            shared_incidents: SharedIncidentPolicy::default(),
+            incident_recovery: default_incident_recovery(),
         }
     }
+}
+
+fn default_incident_recovery() -> Duration {
+    Duration::from_std(std::time::Duration::from_secs(15 * 60))
 }
 
 fn default_interval() -> Duration {

@@ -178,6 +178,8 @@ mod tests {
             threshold: 0.05,
             result: Outcome::Pass,
             requests_needed: None,
+            stable: None,
+            shared: false,
         };
         Snapshot {
             statuses: vec![Status {

@@ -11,7 +11,7 @@ fn at(seconds: u64) -> SystemTime {
 }
 
 fn check(kind: CheckKind, observed: Option<f64>, threshold: f64, result: Outcome, needed: Option<u64>) -> Check {
-    Check { kind, observed, threshold, result, requests_needed: needed }
+    Check { kind, observed, threshold, result, requests_needed: needed, stable: None, shared: false }
 }
 
 /// A status with nothing in it but its name, to build others from.

@@ -361,6 +361,8 @@ mod tests {
                 threshold: 0.005,
                 result: Outcome::Pass,
                 requests_needed: None,
+                stable: None,
+                shared: false,
             }],
         }
     }

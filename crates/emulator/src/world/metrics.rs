@@ -30,6 +30,43 @@ impl World {
         Ok(())
     }
 
+    /// Sets the production conditions every revision of `service` meets from `now` on
+    /// (replacing any set before; incidents count from `now`).
+    pub fn set_conditions(&mut self, service: &str, conditions: Conditions, now: SystemTime) -> Result<(), String> {
+        if ServiceName::parse(service).is_none() {
+            return Err(format!("service: `{service}` is not projects/P/locations/L/services/S"));
+        }
+        conditions.validate()?;
+        self.conditions.entry(service.to_owned()).or_default().set(now, conditions);
+        Ok(())
+    }
+
+    /// Every service's conditions in force at `now`.
+    pub(crate) fn conditions_at(&self, now: SystemTime) -> Vec<(String, Conditions)> {
+        let mut all: Vec<(String, Conditions)> =
+            self.conditions.iter().filter_map(|(s, t)| Some((s.clone(), t.at(now)?.clone()))).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// When `short`'s share of `service`'s traffic last went up, at or before `t`.
+    fn last_increase(&self, service: &str, short: &str, t: SystemTime) -> Option<SystemTime> {
+        let history = self.splits.get(service)?;
+        let share = |split: &Vec<(String, u64)>| split.iter().find(|(r, _)| r == short).map_or(0, |(_, p)| *p);
+        let entries = history.entries();
+        let mut last = None;
+        for (i, (at, split)) in entries.iter().enumerate() {
+            if *at > t {
+                break;
+            }
+            let before = i.checked_sub(1).map_or(0, |j| share(&entries[j].1));
+            if share(split) > before {
+                last = Some(*at);
+            }
+        }
+        last
+    }
+
     /// No metric points for revisions whose name contains `matches`, for minutes ending
     /// in `[start, end)`.
     pub fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
@@ -115,14 +152,34 @@ impl World {
 
     pub(super) fn behaviour(&self, revision: &RevisionRecord, minute: u64) -> crate::profile::Behaviour {
         let start = at(minute);
-        match self.profile_at(&revision.image, start) {
+        let own = match self.profile_at(&revision.image, start) {
             Some(profile) => {
                 let elapsed =
                     self.first_serving(&revision.service, &revision.short).and_then(|f| start.duration_since(f).ok());
                 profile.behaviour(elapsed)
             }
             None => crate::profile::Behaviour::HEALTHY,
+        };
+        match self.conditions_for(&revision.service, start) {
+            Some((set, conditions)) => {
+                let secs =
+                    |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+                let load = self.loads.get(&revision.service).and_then(|l| l.at(start));
+                let context = MinuteContext {
+                    since_set: minute as i64 - secs(*set),
+                    load: load.filter(|l| l.daily).map_or(1.0, |_| crate::traffic::daily_factor(start)),
+                    since_increase: self
+                        .last_increase(&revision.service, &revision.short, at(minute + 59))
+                        .map(|t| minute as i64 - secs(t)),
+                };
+                conditions.behaviour(own, context)
+            }
+            None => own,
         }
+    }
+
+    fn conditions_for(&self, service: &str, t: SystemTime) -> Option<&(SystemTime, Conditions)> {
+        self.conditions.get(service)?.entry_at(t)
     }
 
     /// A revision's request counts in the minute starting at `minute` (epoch seconds).
@@ -133,7 +190,15 @@ impl World {
             return MinuteCounts::default();
         }
         let mut rng = minute_rng(self.config.seed, revision, minute, 1);
-        draw_counts(&mut rng, expected, &self.behaviour(rev, minute))
+        let behaviour = self.behaviour(rev, minute);
+        match self.conditions_for(&rev.service, at(minute)) {
+            Some((_, conditions)) => {
+                let start = at(minute);
+                let service = self.loads.get(&rev.service).and_then(|l| l.at(start)).map_or(0.0, |l| l.rps_at(start));
+                conditions.draw_counts(&mut rng, expected, service * 60.0, &behaviour)
+            }
+            None => draw_counts(&mut rng, expected, &behaviour),
+        }
     }
 
     /// A revision's request latencies in the minute starting at `minute`.

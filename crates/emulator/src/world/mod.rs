@@ -29,6 +29,7 @@ use std::collections::HashMap;
 
 use super::api_error::ApiError;
 use super::clock::{later, rfc3339, seconds};
+use super::conditions::{Conditions, MinuteContext};
 use super::ids::Rng;
 use super::profile::Profile;
 use super::proto;
@@ -226,6 +227,7 @@ pub struct World {
     /// Per service: the traffic split in force from each moment on (revision, percent).
     splits: HashMap<String, Timeline<Vec<(String, u64)>>>,
     loads: HashMap<String, Timeline<Load>>,
+    conditions: HashMap<String, Timeline<Conditions>>,
     profile_history: HashMap<String, Timeline<Profile>>,
     gaps: Vec<Gap>,
     shapes: LatencyShapes,
@@ -244,6 +246,7 @@ impl World {
             route_counter: 0,
             splits: HashMap::new(),
             loads: HashMap::new(),
+            conditions: HashMap::new(),
             profile_history: HashMap::new(),
             gaps: Vec::new(),
             shapes: LatencyShapes::default(),
