@@ -1007,3 +1007,51 @@ fn traffic_changed_by_hand_with_googles_client_pauses_and_resume_carries_on() {
     assert_eq!(results[0]["action"], "setTraffic", "{results:?}");
     assert_eq!(annotation(&r, "canary/stage"), "2");
 }
+
+/// The scenario: a healthy canary at 5% of a 50 rps service, then a downstream
+/// both revisions call fails and both return 12% errors for 20 minutes. canary takes
+/// the canary's traffic away at once but keeps the image: Paused, SharedIncident; once
+/// stable has been within every trigger for 15 minutes the stage starts again.
+#[test]
+fn a_shared_incident_pauses_without_rejecting_the_image_and_the_stage_starts_again() {
+    let r = Rollout::at_first_stage(50.0);
+    let canary = annotation(&r, "canary/canary");
+    let stable = annotation(&r, "canary/stable");
+    r.advance(600);
+    let (_, results) = r.reconcile();
+    assert_eq!(phase_and_action(&results), ("Progressing", Some("none")), "{results:?}");
+    r.emulator.control(
+        reqwest::Method::PUT,
+        "conditions",
+        &json!({"service": api(), "incidents": [{"lasts": "20m", "errorRate": 0.12}]}),
+    );
+    let steps = r.run_until(60, 15, |res| res["phaseAfter"] == "Paused");
+    let last = &steps.last().unwrap()["result"];
+    assert_eq!(
+        (last["phaseAfter"].as_str(), last["action"].as_str()),
+        (Some("Paused"), Some("setTraffic")),
+        "{steps:#?}"
+    );
+    assert_eq!(steps.last().unwrap()["exit"], 0, "not a rollback: {steps:#?}");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(reason.starts_with("SharedIncident: rollback trigger errorRate failed: observed "), "{reason}");
+    assert!(reason.contains("stable fails it too"), "{reason}");
+    assert_eq!(last["trafficAfter"], json!({stable.clone(): 100}), "{last}");
+    assert_eq!(annotation(&r, "canary/paused-for"), "shared-incident");
+    assert_eq!(annotation(&r, "canary/incidents"), "1");
+    assert_eq!(annotation(&r, "canary/rejected"), "", "the image is not rejected");
+    let status: Value =
+        serde_json::from_slice(&r.canary(&["status", "api", "-f", "manifests", "-o", "json"]).stdout).unwrap();
+    assert_eq!(status[0]["pausedFor"], "shared-incident", "{status}");
+    // Within 20 minutes of the incident's end, plus recovery and publishing: stage 1 again.
+    let steps = r.run_until(60, 45, |res| res["phaseAfter"] == "Progressing");
+    let last = &steps.last().unwrap()["result"];
+    assert_eq!(
+        (last["phaseAfter"].as_str(), last["action"].as_str()),
+        (Some("Progressing"), Some("setTraffic")),
+        "{steps:#?}"
+    );
+    assert_eq!(last["trafficAfter"], json!({stable.clone(): 95, canary.clone(): 5}), "{last}");
+    assert!(steps.len() >= 15, "stable needs 15 good minutes after the incident: {} passes", steps.len());
+    assert_eq!(annotation(&r, "canary/stage"), "1");
+}

@@ -322,7 +322,9 @@ pub enum Blame {
 /// Stable's minutes show extra variation: the mean over pairs of consecutive minutes of
 /// (difference of their rates)² ÷ its binomial variance, 1 for independent requests.
 /// The variance is taken at stable's rate over the last [`DISPERSION_LEVEL_MINUTES`]
-/// (a burst is measured against the level around it, not against itself). Successive
+/// (a burst is measured against the level around it, not against itself), or at the
+/// median of the last [`DISPERSION_SHIFT_MINUTES`] when that is higher (a level that
+/// has moved). Successive
 /// differences keep a level shift (an incident starting) from counting as variation
 /// except at its edges, and each pair counts for at most [`DISPERSION_PAIR_CAP`] times
 /// the estimate before it, so those edges move it little.
@@ -340,6 +342,8 @@ const MIN_DISPERSION_PAIRS: u64 = 10;
 const DISPERSION_PAIR_CAP: f64 = 25.0;
 /// Minutes with fewer requests than this say little about variation and are skipped.
 const MIN_DISPERSION_REQUESTS: u64 = 20;
+/// The newest minutes whose median rate, when higher, is the level instead.
+const DISPERSION_SHIFT_MINUTES: usize = 5;
 /// The minutes whose pooled rate is the level a pair's variance is taken at.
 const DISPERSION_LEVEL_MINUTES: usize = 30;
 
@@ -359,7 +363,13 @@ impl Dispersion {
             && last_end + 60 == end
         {
             let (lx, ln) = self.level.iter().fold((0, 0), |(a, b), (x, n)| (a + x, b + n));
-            let level = lx as f64 / ln as f64;
+            // A sustained shift (an incident) moves the median of the last minutes within
+            // three of them, where the 30-minute level lags; a one-minute burst does not.
+            let mut recent: Vec<f64> =
+                self.level.iter().rev().take(DISPERSION_SHIFT_MINUTES).map(|(x, n)| *x as f64 / *n as f64).collect();
+            recent.sort_by(f64::total_cmp);
+            let median = recent.get(recent.len() / 2).copied().unwrap_or(0.0);
+            let level = (lx as f64 / ln as f64).max(median);
             if level > 0.0 && level < 1.0 {
                 let variance = level * (1.0 - level) * (1.0 / n as f64 + 1.0 / n0 as f64);
                 let difference = x as f64 / n as f64 - x0 as f64 / n0 as f64;
@@ -997,11 +1007,30 @@ mod dispersion_tests {
             let f = estimate("{}", n, service, 2000);
             assert!(f < 1.3, "binomial at {n}: {f}");
         }
-        // A wobble of 3× binomial at the service's size: 1 + (n − 1)ρ at stable's.
-        for (n, service) in [(60.0, 120.0), (1140.0, 1200.0), (11_400.0, 12_000.0)] {
+        // A wobble of 3× binomial at the service's size: 1 + (n − 1)ρ at stable's. At 60
+        // requests a minute and 0.5% errors the beta is so skewed that the cap on one pair
+        // trims the rare bursts that carry the variance: the estimate runs low there.
+        for (n, service, at_least) in [(60.0, 120.0, 0.5), (1140.0, 1200.0, 0.7), (11_400.0, 12_000.0, 0.7)] {
             let expected = 1.0 + (n - 1.0) * 8.0 / (service - 1.0);
             let f = estimate(r#"{"variation": {"dispersion": 3}}"#, n, service, 2000);
-            assert!(f > 0.6 * expected, "3× binomial at {n} of {service}: {f}, expected about {expected}");
+            assert!(f > at_least * expected, "3× binomial at {n} of {service}: {f}, expected about {expected}");
+            assert!(f < 1.5 * expected, "3× binomial at {n} of {service}: {f}, expected about {expected}");
         }
+    }
+
+    #[test]
+    fn an_incident_starting_and_ending_is_not_taken_for_variation() {
+        // Binomial minutes at 2,700 requests, 0.5% errors, then 12% for 20 minutes, then
+        // 0.5% again: a level that moved, not minutes that vary.
+        let mut rng = Rng::new(3);
+        let mut d = Dispersion::default();
+        let mut worst: f64 = 1.0;
+        for m in 1..=90u64 {
+            let rate = if (31..=50).contains(&m) { 0.12 } else { 0.005 };
+            let errors = canary_emulator::sampling::binomial(&mut rng, 2700, rate);
+            d.push(m * 60, &Minute { total: 2700, server_errors: errors, latency: None });
+            worst = worst.max(d.factor());
+        }
+        assert!(worst < 3.0, "the estimate reached {worst}");
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct Chart<'a> {
     pub(crate) error_threshold: Option<f64>,
     /// The p95 trigger's bound, ms.
     pub(crate) p95_threshold: Option<f64>,
+    /// Shared incidents the rollout paused for, epoch seconds (start, end).
+    pub(crate) incidents: &'a [(u64, u64)],
 }
 
 /// One panel: which metric, how to read it from a point, and its unit.
@@ -97,6 +99,28 @@ pub(crate) fn svg(chart: &Chart) -> String {
         thresholds |= draw_panel(&mut drawn, chart, panel, top);
     }
     legend(&mut out, chart, thresholds);
+    // Shared incidents: shaded behind the lines, labelled once.
+    for &(start, end) in chart.incidents {
+        // Within the axis: a hand-edited history can say anything.
+        let start = start.clamp(chart.from, chart.to.max(chart.from));
+        let end = end.clamp(start, chart.to.max(start));
+        let (x1, x2) = (x_of(chart, start as f64), x_of(chart, end as f64));
+        let _ = writeln!(out, r#"<g class="marker incident" data-from="{start}" data-to="{end}">"#);
+        for top in PANEL_TOPS {
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x1:.1}" y="{top}" width="{:.1}" height="{PANEL_HEIGHT}" fill="{THRESHOLD}" fill-opacity="0.12"/>"#,
+                (x2 - x1).max(1.0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{x1:.1}" y="{:.1}" fill="{THRESHOLD}">shared incident {}</text>"#,
+            PANEL_TOPS[1] - 6.0,
+            clock(start)
+        );
+        let _ = writeln!(out, "</g>");
+    }
     out.push_str(&drawn);
     if let Some((end, at)) = chart.end {
         let (class, colour, label) = match end {
@@ -376,6 +400,7 @@ mod tests {
             end: Some((End::RolledBack, 10_000)),
             error_threshold: Some(f64::NAN),
             p95_threshold: Some(-1.0),
+            incidents: &[(u64::MAX, 0), (30, 20)],
         };
         let text = svg(&chart);
         assert!(text.contains("a &lt;b&gt; &amp; &quot;c&quot;"));

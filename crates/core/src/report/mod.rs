@@ -149,6 +149,9 @@ pub(crate) fn build(
         t.image.as_deref().unwrap_or(&rollout.spec.template.image),
         t.outcome.words()
     );
+    let to = epoch_secs(range.to);
+    let incidents: Vec<(u64, u64)> =
+        t.incidents().into_iter().map(|(from, until)| (epoch_secs(from), until.map_or(to, epoch_secs))).collect();
     let svg = chart::svg(&chart::Chart {
         title,
         from: epoch_secs(range.from),
@@ -161,6 +164,7 @@ pub(crate) fn build(
         end,
         error_threshold,
         p95_threshold: trigger(Metric::P95Latency),
+        incidents: &incidents,
     });
     let chart_file = format!("{stem}.svg");
     let markdown = markdown::markdown(&markdown::Document {

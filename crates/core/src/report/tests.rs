@@ -128,6 +128,33 @@ fn the_report_of_a_rollback() {
     assert_eq!(stages, ["5%", "25%", "5%", "25%"], "each stage start, labelled, in both panels");
 }
 
+/// A shared incident paused stage 1 from 08:05 until 08:25, when it started again: the
+/// chart shades that period in both panels.
+#[test]
+fn the_chart_shows_a_shared_incident() {
+    let r = rollout();
+    let mut state = rolled_back();
+    state.history.insert(
+        2,
+        transition(300, Phase::Paused, 1, "SharedIncident: rollback trigger errorRate failed: observed 12.00%"),
+    );
+    state.history.insert(3, transition(1500, Phase::Progressing, 1, "holding 5% (stage 1 of 3); started again"));
+    for t in &mut state.history[4..] {
+        t.at = rfc3339(crate::time::parse_rfc3339(&t.at).unwrap() + Duration::from_secs(1200));
+    }
+    let t = timeline::timeline(&r, &state).unwrap();
+    assert_eq!(t.incidents(), vec![(at(300), Some(at(1500)))]);
+    let report = build(&r, &t, &metrics(), range(&t, at(7200)), at(7200));
+    let svg = roxmltree::Document::parse(&report.svg).expect("well-formed SVG");
+    let band = svg.descendants().find(|n| n.attribute("class") == Some("marker incident")).expect("an incident band");
+    assert_eq!(band.attribute("data-from"), Some((T0 + 300).to_string().as_str()));
+    assert_eq!(band.attribute("data-to"), Some((T0 + 1500).to_string().as_str()));
+    assert_eq!(band.children().filter(|c| c.has_tag_name("rect")).count(), 2, "one band per panel");
+    // The rollback report above, with no incident, draws none.
+    let plain = timeline::timeline(&r, &rolled_back()).unwrap();
+    assert!(plain.incidents().is_empty());
+}
+
 #[test]
 fn without_metrics_the_report_is_still_written_and_says_no_data() {
     let (r, state) = (rollout(), rolled_back());

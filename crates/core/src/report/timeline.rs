@@ -78,6 +78,20 @@ pub(crate) struct Timeline {
     pub(crate) image: Option<String>,
 }
 
+impl Timeline {
+    /// The shared incidents this rollout paused for: from the `SharedIncident` pause to
+    /// the next transition (the stage starting again, or the end), or open until now.
+    pub(crate) fn incidents(&self) -> Vec<(SystemTime, Option<SystemTime>)> {
+        let at = |t: &Transition| parse_rfc3339(&t.at);
+        self.transitions
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.phase == Phase::Paused && t.reason.starts_with(crate::decide::SHARED_INCIDENT))
+            .filter_map(|(i, t)| Some((at(t)?, self.transitions.get(i + 1).and_then(at))))
+            .collect()
+    }
+}
+
 /// Why a report cannot be written: the rollout has not deployed a canary yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NotStarted(pub(crate) String);
