@@ -550,7 +550,13 @@ impl<'a> Decision<'a> {
         }
         if let Some(check) = self.verdict.failed_trigger().cloned() {
             let why = format!("rollback trigger {}", describe(&check));
-            let pauses = self.rollout.spec.analysis.shared_incidents == SharedIncidentPolicy::Pause;
+            // Only a rollout under way and free to move pauses for a shared incident. One
+            // paused already (by a person or a change outside canary), or held by its
+            // manifest (`spec.paused`, frozen), has a hold a recovery must not lift, so its
+            // failed trigger rolls back as it always did.
+            let pauses = self.rollout.spec.analysis.shared_incidents == SharedIncidentPolicy::Pause
+                && self.state.phase != Some(Phase::Paused)
+                && !self.held();
             return match (check.shared && pauses, self.state.incidents) {
                 (true, 0) => self.shared_incident(&check),
                 (true, _) => self.roll_back(format!(
@@ -744,6 +750,12 @@ impl<'a> Decision<'a> {
             Some(Request::Abort) => {
                 self.state.request = None;
                 return self.roll_back("aborted with `canary abort` during a shared incident".to_owned());
+            }
+            _ if let Some(outside) = self.changed_outside() => {
+                // Someone moved traffic (or deployed) while the canary stood at 0%: canary
+                // does not put it back on its own; a person decides.
+                self.pause(Pause::ChangedOutside, &outside.reason);
+                return self.write(Action::Annotate, None, None, PassResult::Steady, interval);
             }
             Some(Request::Resume) if !self.held() => self.state.paused_by = None,
             // Recovery is over minutes after the pause began: never in the pass that paused.

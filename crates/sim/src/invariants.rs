@@ -108,6 +108,10 @@ pub(crate) fn check_write(shared: &Shared, before: &Value, body: &Value, now: Sy
     let moves_traffic = canarys(&old_traffic) != canarys(&new_traffic);
     let asked = was.request.is_some();
     let new_rollout = image(body) != image(before) || is.canary != was.canary;
+    // A failed trigger takes the canary's traffic away: by a rollback, or by a pause for
+    // a shared incident. Either may move traffic a person set, as a rollback always could.
+    let shared_pause = is.phase == Some(Phase::Paused) && is.pause == Some(canary_core::state::Pause::SharedIncident);
+    let takes_the_canary_off = is.phase == Some(Phase::RolledBack) || (shared_pause && was.pause != is.pause);
 
     // traffic sums to 100 in every write
     let sum: u64 = new_traffic.iter().map(|(_, p, _)| p).sum();
@@ -184,7 +188,7 @@ pub(crate) fn check_write(shared: &Shared, before: &Value, body: &Value, now: Sy
     // no write silently undoes a person's change
     let record = written(before);
     let changed_outside = in_progress(was.phase) && !record.is_empty() && canarys(&old_traffic) != record;
-    if moves_traffic && changed_outside && !asked && !new_rollout && is.phase != Some(Phase::RolledBack) {
+    if moves_traffic && changed_outside && !asked && !new_rollout && !takes_the_canary_off {
         found.push(violation(
             "people_changes_are_not_undone",
             format!(
@@ -218,6 +222,29 @@ pub(crate) fn check_write(shared: &Shared, before: &Value, body: &Value, now: Sy
         found.push(violation(
             "person_held_pauses_wait_for_a_person",
             format!("{name}: paused for {:?} and went to {:?} with nobody asking", was.pause, is.phase),
+        ));
+    }
+
+    // a shared incident takes the canary's traffic to 0% and rejects nothing
+    if shared_pause
+        && let Some(canary) = &is.canary
+        && (percent_of(&new_traffic, canary) > 0 || is.rejected.len() > was.rejected.len())
+    {
+        found.push(violation(
+            "shared_incidents_take_the_canary_to_zero",
+            format!(
+                "{name}: paused for a shared incident with the canary at {}% and rejected {:?}",
+                percent_of(&new_traffic, canary),
+                is.rejected
+            ),
+        ));
+    }
+
+    // a rollout pauses for one shared incident at most: the second is the canary's
+    if !new_rollout && was.incidents >= 1 && is.incidents > was.incidents {
+        found.push(violation(
+            "one_shared_incident_per_rollout",
+            format!("{name}: paused for shared incident {} of one rollout", is.incidents),
         ));
     }
 

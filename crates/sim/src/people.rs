@@ -3,7 +3,7 @@
 //! manual commands at random moments, hand changes to the service (100% to stable,
 //! another split, the canary tag removed, the canary revision deleted, a hotfix
 //! deployed over the canary), hand-edited or corrupted `canary/` annotations, traffic
-//! that stops, and metric gaps.
+//! that stops, metric gaps, and shared incidents (every revision failing for a while).
 
 use std::time::Duration;
 
@@ -145,6 +145,17 @@ pub(crate) fn act(sim: &mut Sim, step: usize) {
                 };
                 Some(())
             })
+        }
+        18 if sim.chance(0.3) => {
+            // A downstream every revision calls fails for a while: a shared incident.
+            let minutes = 5 + sim.pick(25);
+            let rate = [0.12, 0.3, 0.6][sim.pick(3)];
+            let full = service_name(PROJECT, name);
+            let conditions: canary_emulator::conditions::Conditions =
+                serde_json::from_value(json!({"incidents": [{"lasts": format!("{minutes}m"), "errorRate": rate}]}))
+                    .expect("the incident parses");
+            sim.world.with_world(|w, now| w.set_conditions(&full, conditions, now)).expect("the incident is set");
+            format!("{name}: shared incident, every revision {rate} errors for {minutes} min")
         }
         18 => {
             let rps = if sim.chance(0.5) { 0.0 } else { 10.0 + sim.pick(30) as f64 };

@@ -111,3 +111,13 @@ fn seeds_12972_and_19817_a_deploy_with_its_tag_or_start_edited_away() {
     keeps_every_rule(19817);
     keeps_every_rule(24164);
 }
+
+/// A shared incident while a person's 50/50 split stood: the pause took the canary to 0%
+/// (allowed: a failed trigger takes the canary off, as a rollback does), and under a
+/// frozen manifest the recovery would have moved traffic without a rollback — now a
+/// rollout held by its manifest or already paused rolls back as before
+/// (decide: traffic_set_by_hand_during_a_shared_incident_is_not_undone_on_recovery).
+#[test]
+fn seed_233_a_shared_incident_over_a_persons_split() {
+    keeps_every_rule(233);
+}

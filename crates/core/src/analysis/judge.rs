@@ -30,7 +30,7 @@ use super::observations::{Minute, Observations};
 use super::stats::{self, Detector, WindowDetector};
 use super::verdict::{Check, CheckKind, Outcome};
 use crate::manifest::quantity::Threshold;
-use crate::manifest::types::{CanaryRollout, Metric};
+use crate::manifest::types::{CanaryRollout, Metric, RollbackTrigger};
 
 /// The most likely a rollout is to roll back (or pause on a failed gate) a canary that
 /// meets every trigger and gate, over all its stages and looks.
@@ -138,6 +138,28 @@ enum Tested {
     SlowerThan(f64),
 }
 
+/// What `rule` tests, the limit on the tested rate, and its threshold as the manifest
+/// says it (a fraction, or milliseconds); `None` for a rule with no usable bound.
+fn tested(rule: &RollbackTrigger) -> Option<(Tested, f64, f64)> {
+    match (rule.metric, rule.above.as_ref().or(rule.below.as_ref())?) {
+        (Metric::ErrorRate, Threshold::Percent(p)) => Some((Tested::Errors, p.fraction(), p.fraction())),
+        (Metric::Availability, Threshold::Percent(p)) => Some((Tested::Errors, 1.0 - p.fraction(), p.fraction())),
+        (Metric::P95Latency, Threshold::Latency(d)) => {
+            let ms = d.as_std().as_secs_f64() * 1000.0;
+            Some((Tested::SlowerThan(ms), TAIL, ms))
+        }
+        _ => None,
+    }
+}
+
+/// The counts `tested` reads in `minute`: (failing, all).
+fn tested_counts(tested: Tested, minute: &Minute) -> (u64, u64) {
+    match tested {
+        Tested::Errors => (minute.server_errors, minute.total),
+        Tested::SlowerThan(limit) => minute.latency.as_ref().map_or((0, 0), |d| slower_than(d, limit)),
+    }
+}
+
 /// A trigger's sequential test: without `for`, evidence from any start minute of the
 /// stage (the newest minute always included); with `for: D` (2 minutes or more), the
 /// last D alone.
@@ -190,10 +212,7 @@ struct TriggerEvidence {
 impl TriggerEvidence {
     /// The counts this trigger tests in `minute`: (failing, all).
     fn counts(&self, minute: &Minute) -> (u64, u64) {
-        match self.tested {
-            Tested::Errors => (minute.server_errors, minute.total),
-            Tested::SlowerThan(limit) => minute.latency.as_ref().map_or((0, 0), |d| slower_than(d, limit)),
-        }
+        tested_counts(self.tested, minute)
     }
 
     /// The variance multiple this trigger's counts are discounted by, of `dispersion`.
@@ -459,21 +478,15 @@ impl Evidence {
         let alpha = check_alpha(rollout);
         let started = epoch_secs(window.stage_started);
         let warm = started + analysis.warmup.as_secs();
-        let triggers = analysis
+        let triggers: Vec<TriggerEvidence> = analysis
             .rollback
             .iter()
             .filter_map(|rule| {
-                let bound = rule.above.as_ref().or(rule.below.as_ref())?;
-                let (tested, limit, threshold, after) = match (rule.metric, bound) {
-                    (Metric::ErrorRate, Threshold::Percent(p)) => (Tested::Errors, p.fraction(), p.fraction(), started),
-                    (Metric::Availability, Threshold::Percent(p)) => {
-                        (Tested::Errors, 1.0 - p.fraction(), p.fraction(), started)
-                    }
-                    (Metric::P95Latency, Threshold::Latency(d)) => {
-                        let ms = d.as_std().as_secs_f64() * 1000.0;
-                        (Tested::SlowerThan(ms), TAIL, ms, warm + 59)
-                    }
-                    _ => return None,
+                let (tested, limit, threshold) = tested(rule)?;
+                // Latency leaves warm-up out; errors in warm-up are errors users saw.
+                let after = match tested {
+                    Tested::Errors => started,
+                    Tested::SlowerThan(_) => warm + 59,
                 };
                 // A limit of 100% (or availability below 0%) can never be exceeded.
                 let detectors = if limit >= 1.0 {
@@ -505,7 +518,6 @@ impl Evidence {
             })
             .collect();
         let promotion = &analysis.promotion;
-        let triggers: Vec<TriggerEvidence> = triggers;
         Evidence {
             method,
             alpha,
@@ -779,9 +791,10 @@ pub(crate) fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Observat
 
 /// Whether stable has been within every rollback trigger of `rollout` for
 /// `analysis.incidentRecovery`, over minutes that all end after `since` (when a shared
-/// incident paused the rollout): each minute within the triggers without `for` (what
-/// they measure), and the whole period within those with one. Minutes with fewer than
-/// [`MIN_TRIGGER_REQUESTS`] requests say nothing on their own and count only in the whole.
+/// incident paused the rollout), measured as the triggers measure (the tested rate
+/// within its limit): each minute within the triggers without `for`, and the whole
+/// period within every trigger. Minutes with fewer than [`MIN_TRIGGER_REQUESTS`]
+/// requests say nothing on their own and count only in the whole.
 pub fn stable_recovered(rollout: &CanaryRollout, stable: &BTreeMap<u64, Minute>, since: SystemTime) -> bool {
     let analysis = &rollout.spec.analysis;
     let minutes = (analysis.incident_recovery.as_secs() / 60).max(1) as usize;
@@ -790,26 +803,15 @@ pub fn stable_recovered(rollout: &CanaryRollout, stable: &BTreeMap<u64, Minute>,
     if recent.len() < minutes || recent.iter().any(|m| m.total == 0) {
         return false;
     }
-    let within = |rule: &crate::manifest::types::RollbackTrigger, totals: &Totals| {
-        let bound = rule.above.as_ref().or(rule.below.as_ref());
-        match (rule.metric, bound) {
-            (Metric::ErrorRate, Some(Threshold::Percent(p))) => totals.error_rate().is_some_and(|r| r <= p.fraction()),
-            (Metric::Availability, Some(Threshold::Percent(p))) => {
-                totals.error_rate().is_some_and(|r| 1.0 - r >= p.fraction())
-            }
-            (Metric::P95Latency, Some(Threshold::Latency(d))) => {
-                totals.p95().is_none_or(|p| p <= d.as_std().as_secs_f64() * 1000.0)
-            }
-            _ => true,
-        }
-    };
-    let whole = Totals::of(recent.iter().copied());
-    analysis.rollback.iter().all(|rule| {
-        if rule.window.as_secs() >= 120 {
-            return within(rule, &whole);
-        }
-        recent.iter().all(|m| m.total < MIN_TRIGGER_REQUESTS || within(rule, &Totals::of(std::iter::once(*m))))
-            && within(rule, &whole)
+    analysis.rollback.iter().filter_map(|rule| Some((rule, tested(rule)?))).all(|(rule, (what, limit, _))| {
+        let within = |(x, n): (u64, u64)| n == 0 || x as f64 / n as f64 <= limit;
+        let whole = recent.iter().fold((0, 0), |(x, n), m| {
+            let (a, b) = tested_counts(what, m);
+            (x + a, n + b)
+        });
+        let each = rule.window.as_secs() >= 120
+            || recent.iter().all(|m| m.total < MIN_TRIGGER_REQUESTS || within(tested_counts(what, m)));
+        each && within(whole)
     })
 }
 

@@ -370,6 +370,39 @@ fn a_shared_incident_pauses_with_the_canary_at_zero_and_the_stage_starts_again_o
     assert_eq!(plan.state.rejected, vec![IMAGE.to_owned()]);
 }
 
+/// Found in review: a recovery resume wrote canary's split over traffic a person had set
+/// during the incident. Now the change outside canary pauses for a person instead.
+#[test]
+fn traffic_set_by_hand_during_a_shared_incident_is_not_undone_on_recovery() {
+    let r = rollout("");
+    let (view, canary) = at_stage(&r, 1, 0);
+    let (_, view) = step(&r, &view, &shared(Outcome::Fail, None), at(600));
+    let view = by_hand(&view, vec![(STABLE, 50, Some("stable")), (canary.as_str(), 50, Some("canary"))], None);
+    let plan = decide(&r, &observed(view), &shared(Outcome::Pass, Some(true)), at(2400));
+    assert_eq!((plan.action, plan.phase_after), (Action::Annotate, Phase::Paused), "{}", plan.reason);
+    assert_eq!(plan.state.pause, Some(crate::state::Pause::ChangedOutside));
+    assert!(plan.change.unwrap().traffic.is_none(), "the person's split stays");
+}
+
+/// Found by the simulation (seed 233): a rollout held by its manifest, or paused already,
+/// must not be lifted by a recovery, so its failed trigger rolls back as before.
+#[test]
+fn a_held_or_paused_rollout_rolls_back_on_a_shared_trigger() {
+    let mut r = rollout("");
+    let (view, _) = at_stage(&r, 1, 0);
+    r.spec.paused = true;
+    let plan = decide(&r, &observed(view.clone()), &shared(Outcome::Fail, None), at(600));
+    assert_eq!((plan.action, plan.phase_after), (Action::Rollback, Phase::RolledBack), "{}", plan.reason);
+    r.spec.paused = false;
+    let paused = with_request(&view, crate::state::Request::Resume);
+    let mut state = RolloutState::read(&paused.annotations);
+    state.enter_pause(crate::state::Pause::GateFailed, "GateFailed: …", at(300));
+    let change = Change { template: None, traffic: None, annotations: state.annotations() };
+    let paused = apply(&view, &change, true);
+    let plan = decide(&r, &observed(paused), &shared(Outcome::Fail, None), at(600));
+    assert_eq!((plan.action, plan.phase_after), (Action::Rollback, Phase::RolledBack), "{}", plan.reason);
+}
+
 #[test]
 fn a_shared_incident_is_the_canarys_fault_under_canary_fault_and_abort_still_rolls_back() {
     let strict = rollout("    sharedIncidents: canaryFault");
@@ -597,7 +630,11 @@ proptest! {
             let before_state = RolloutState::read(&view.annotations);
             let in_incident = before_state.phase == Some(Phase::Paused) && before_state.pause == Some(crate::state::Pause::SharedIncident);
             if let (Some(check), true, false) = (verdict.failed_trigger(), judged, in_incident) {
-                let first_shared = check.shared && before_state.incidents == 0 && before_state.stage >= 1;
+                let first_shared = check.shared
+                    && before_state.incidents == 0
+                    && before_state.stage >= 1
+                    && before_state.phase != Some(Phase::Paused)
+                    && !r.spec.paused;
                 if first_shared {
                     prop_assert_eq!(plan.state.pause, Some(crate::state::Pause::SharedIncident));
                     prop_assert!(!plan.state.rejected.contains(&IMAGE.to_owned()));
