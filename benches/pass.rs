@@ -9,9 +9,12 @@
 //! with the fastest and slowest beside it. `CANARY_BENCH_BIN=/path/to/canary` measures
 //! another build of canary against the same emulator (to compare two builds).
 
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+mod common;
+
+use common::{canary, own_cpu_seconds};
 
 use canary_emulator::Emulator;
 use canary_emulator::clock::VirtualClock;
@@ -101,34 +104,16 @@ fn run(n: usize) -> Vec<Measured> {
     let pass = |label: &'static str| {
         emulator.clear_requests();
         let emulator_cpu = own_cpu_seconds();
-        let start = Instant::now();
-        let canary = std::env::var("CANARY_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canary").to_owned());
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%e %U %S %M", &canary, "reconcile", "--once", "-o", "json"])
-            .arg(dir.path())
-            .env("CLOUD_RUN_EMULATOR_HOST", addr.to_string())
-            .output()
-            .unwrap();
-        let wall = start.elapsed();
+        let run = canary(&addr.to_string(), &["reconcile", "--once", "-o", "json"], dir.path());
         let emulator_cpu = own_cpu_seconds() - emulator_cpu;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        // A pass that failed is not a measurement.
-        assert!(out.status.success(), "{label} failed: {}", stderr.lines().take(5).collect::<Vec<_>>().join("\n"));
-        let stats: Vec<f64> =
-            stderr.lines().last().unwrap_or_default().split_whitespace().filter_map(|v| v.parse().ok()).collect();
-        let (user, sys, rss_kb) = (
-            stats.get(1).copied().unwrap_or(0.0),
-            stats.get(2).copied().unwrap_or(0.0),
-            stats.get(3).copied().unwrap_or(0.0),
-        );
         let requests = emulator.requests();
         let count = |m: &str| requests.iter().filter(|r| r["method"] == m).count();
         Measured {
             label,
-            wall: wall.as_secs_f64(),
-            cpu: user + sys,
+            wall: run.wall,
+            cpu: run.cpu,
             emulator_cpu,
-            rss_mb: rss_kb / 1024.0,
+            rss_mb: run.rss_mb,
             calls: requests.len(),
             gets: count("GET"),
             series: requests.iter().filter(|r| r["path"].as_str().unwrap_or_default().contains("timeSeries")).count(),
@@ -142,16 +127,4 @@ fn run(n: usize) -> Vec<Measured> {
     let idle = pass("idle pass");
     drop(runtime);
     vec![deploy, to_five, idle]
-}
-
-/// User + system CPU seconds this process has used (Linux `/proc/self/stat`, in clock
-/// ticks of 1/100 s), 0 where that cannot be read.
-fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }

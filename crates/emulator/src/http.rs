@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use serde_json::{Value, json};
 
-use super::Emulator;
 use super::api_error::ApiError;
 use super::faults::{Fault, FaultKind};
 use super::profile::Profile;
+use super::{Answered, Emulator};
 use super::{clock, monitoring, proto, traffic};
 
 /// The largest request body the emulator reads.
@@ -89,9 +89,15 @@ async fn handle(emulator: Shared, mut request: Request, next: Next) -> Response 
             next.run(request).await
         }
     };
-    emulator.log_request(&method, &path, &query, response.status().as_u16());
+    let bytes = axum::body::HttpBody::size_hint(response.body()).exact();
+    let points = response.extensions().get::<Points>().map(|p| p.0);
+    emulator.log_request(&method, &path, &query, response.status().as_u16(), Answered { bytes, points });
     response
 }
+
+/// How many points a `timeSeries.list` answer holds (for the request log).
+#[derive(Debug, Clone, Copy)]
+struct Points(u64);
 
 fn fault_response(fault: &Fault) -> Response {
     let mut error = ApiError::new(fault.status, format!("Injected fault: {}", proto_status_text(fault.status)));
@@ -352,7 +358,13 @@ async fn list_time_series(State(e): State<Shared>, Path(p): Path<String>, RawQue
     let query = Query::parse(q.as_deref());
     let result = monitoring::Query::parse(&query.0)
         .and_then(|parsed| e.with_world(|w, now| monitoring::list(w, &p, &parsed, now)));
-    answer(result, &query)
+    let points = result.as_ref().map_or(0, |answer| {
+        let series = answer["timeSeries"].as_array().map_or(&[][..], Vec::as_slice);
+        series.iter().map(|s| s["points"].as_array().map_or(0, Vec::len) as u64).sum()
+    });
+    let mut response = answer(result, &query);
+    response.extensions_mut().insert(Points(points));
+    response
 }
 
 // ---- apps ---------------------------------------------------------------------------

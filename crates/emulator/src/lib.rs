@@ -145,10 +145,19 @@ impl Emulator {
         self.lock().faults.list().to_vec()
     }
 
-    pub(crate) fn log_request(&self, method: &str, path: &str, query: &str, status: u16) {
-        self.lock().log.push(json!({"method": method, "path": path, "query": query, "status": status}));
+    pub(crate) fn log_request(&self, method: &str, path: &str, query: &str, status: u16, answered: Answered) {
+        let mut entry = json!({"method": method, "path": path, "query": query, "status": status});
+        if let Some(bytes) = answered.bytes {
+            entry["bytes"] = bytes.into();
+        }
+        if let Some(points) = answered.points {
+            entry["points"] = points.into();
+        }
+        self.lock().log.push(entry);
     }
 
+    /// Every API call since the log was last cleared: method, path, query, status, and
+    /// the answer's size in bytes and, for `timeSeries.list`, its points.
     pub fn requests(&self) -> Vec<Value> {
         self.lock().log.clone()
     }
@@ -156,6 +165,13 @@ impl Emulator {
     pub fn clear_requests(&self) {
         self.lock().log.clear();
     }
+}
+
+/// What the request log keeps of an answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Answered {
+    pub(crate) bytes: Option<u64>,
+    pub(crate) points: Option<u64>,
 }
 
 /// How `canary emulator` was asked to run.

@@ -486,3 +486,103 @@ async fn a_shared_incident_hits_every_revision_for_its_period_and_cold_starts_fo
     assert_eq!(status, 400, "{err}");
     assert!(err.to_string().contains("variation.dispersion"), "{err}");
 }
+
+/// Sums of the per-minute points of `series` into periods of `period` seconds ending at
+/// `end`, by (revision, class or "latency", period end): counts, and latency bucket counts.
+fn bucketed(series: &[Value], end: u64, period: u64) -> std::collections::BTreeMap<(String, String, u64), Vec<u64>> {
+    let mut out: std::collections::BTreeMap<(String, String, u64), Vec<u64>> = Default::default();
+    for s in series {
+        let revision = s["resource"]["labels"]["revision_name"].as_str().unwrap().to_owned();
+        let class = s["metric"]["labels"]["response_code_class"].as_str().unwrap_or("latency").to_owned();
+        for p in s["points"].as_array().unwrap() {
+            let e = super::clock::parse_rfc3339(p["interval"]["endTime"].as_str().unwrap()).unwrap();
+            let e = super::clock::epoch_secs(e);
+            let bucket = end - (end - e) / period * period;
+            let values: Vec<u64> = match p["value"].get("distributionValue") {
+                Some(d) => from_wire(d).counts,
+                None => vec![int(p)],
+            };
+            let sum = out.entry((revision.clone(), class.clone(), bucket)).or_insert_with(|| vec![0; values.len()]);
+            for (a, b) in sum.iter_mut().zip(values) {
+                *a += b;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn long_periods_sum_exactly_the_minutes_they_hold_before_and_after_their_hours_are_kept() {
+    let f = Fixture::new();
+    let service = f.shop().await;
+    f.load(30.0).await;
+    let (status, body) = f
+        .json(
+            "PUT",
+            "/emulator/v1/conditions",
+            json!({"service": NAME, "variation": {"dispersion": 3},
+                   "incidents": [{"after": "70m", "lasts": "40m", "errorRate": 0.1}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let start = f.now();
+    let mut body = canary_body(&service, "gcr.io/demo/shop:v2", "shop-v2");
+    body["traffic"][0]["percent"] = 70.into();
+    body["traffic"][1]["percent"] = 30.into();
+    assert_eq!(f.patch(body).await.0, 200);
+    // Ends on an odd second, so periods do not line up with hours.
+    f.advance(5 * 3600 + 37 * 60 + 13);
+    let end = super::clock::epoch_secs(f.now());
+    for metric in [REQUEST_COUNT, LATENCIES] {
+        let minutes = f
+            .series(
+                metric,
+                start,
+                &[("aggregation.alignmentPeriod", "60s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")],
+            )
+            .await;
+        let busiest = minutes.iter().map(|s| s["points"].as_array().unwrap().len()).max();
+        assert!(busiest > Some(300), "minute points over 5 h: {busiest:?}");
+        for period in [3600u64, 7200, 600, 4 * 3600 + 60, 86_400] {
+            let p = format!("{period}s");
+            let extra = [("aggregation.alignmentPeriod", p.as_str()), ("aggregation.perSeriesAligner", "ALIGN_DELTA")];
+            let first = f.series(metric, start, &extra).await;
+            let expected = bucketed(&minutes, end, 60);
+            let regrouped: std::collections::BTreeMap<_, Vec<u64>> =
+                expected.iter().fold(Default::default(), |mut acc, ((r, c, e), v)| {
+                    let bucket = end - (end - e) / period * period;
+                    let sum = acc.entry((r.clone(), c.clone(), bucket)).or_insert_with(|| vec![0; v.len()]);
+                    for (a, b) in sum.iter_mut().zip(v) {
+                        *a += b;
+                    }
+                    acc
+                });
+            assert_eq!(bucketed(&first, end, period), regrouped, "{metric} over {period} s");
+            // Asked again, from the kept hours: the same answer.
+            assert_eq!(f.series(metric, start, &extra).await, first, "{metric} over {period} s, kept");
+        }
+    }
+    let kept = f.emulator.with_world(|w, _| Ok::<_, ()>(w.kept_hours())).unwrap();
+    assert!(kept >= 8, "two revisions' whole hours are kept: {kept}");
+    // A gap over past minutes: kept hours are dropped and the sums leave those minutes out.
+    let gap_from = start + Duration::from_secs(2 * 3600 + 600);
+    f.emulator
+        .with_world(|w, _| {
+            w.add_gap("shop", gap_from, gap_from + Duration::from_secs(1800));
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+    let extra = [("aggregation.alignmentPeriod", "3600s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")];
+    let minutes = f
+        .series(
+            REQUEST_COUNT,
+            start,
+            &[("aggregation.alignmentPeriod", "60s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")],
+        )
+        .await;
+    let hours = f.series(REQUEST_COUNT, start, &extra).await;
+    assert_eq!(total(&hours, "2xx"), total(&minutes, "2xx"));
+    assert_eq!(total(&hours, "5xx"), total(&minutes, "5xx"));
+    let before_gap: u64 = bucketed(&minutes, end, 60).values().map(|v| v[0]).sum();
+    assert_eq!(before_gap, total(&minutes, "2xx") + total(&minutes, "5xx") + total(&minutes, "4xx"));
+}

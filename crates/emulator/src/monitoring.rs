@@ -261,6 +261,10 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
         {
             continue;
         }
+        if let Some(period) = query.period.filter(|_| matches!(query.aligner, Aligner::Delta | Aligner::Sum)) {
+            raw.extend(summed(world, &revision, resource_labels, query, period, until));
+            continue;
+        }
         let minute_list: Vec<u64> = minutes(query.start, until).filter(|m| !world.in_gap(&revision.full, *m)).collect();
         match query.metric {
             Metric::RequestCount => {
@@ -317,6 +321,8 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
             .all(|c| matches(c, &s.metric_labels, "metric.labels."))
     });
     let aligned = match query.period {
+        // Summed series are aligned already.
+        Some(_) if matches!(query.aligner, Aligner::Delta | Aligner::Sum) => raw,
         Some(period) if query.aligner != Aligner::None => {
             raw.into_iter().map(|s| align(s, query, period)).collect::<Result<Vec<_>, _>>()?
         }
@@ -332,6 +338,75 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
         out["nextPageToken"] = format!("p{}", query.offset + query.page_size.max(1)).into();
     }
     Ok(out)
+}
+
+/// One revision's series aligned by a summing aligner (`ALIGN_DELTA`, `ALIGN_SUM`):
+/// each period's sum read straight from the world's range sums, so a long period
+/// costs its whole hours, not every minute in it. Periods end at the query's end time,
+/// as in [`align`]; a minute counts in the period that holds its end.
+fn summed(
+    world: &mut World,
+    revision: &RevisionLabels,
+    resource_labels: BTreeMap<String, String>,
+    query: &Query,
+    period: u64,
+    until: SystemTime,
+) -> Vec<Series> {
+    let end = epoch_secs(query.end);
+    let first = epoch_secs(query.start).div_ceil(60) * 60;
+    let last = epoch_secs(until) / 60 * 60;
+    let floor = |t: u64| t / 60 * 60;
+    // Periods (end − k·P − P, end − k·P], newest first, while they reach the first minute.
+    let periods = (0..).map(|k| end.saturating_sub(k * period)).take_while(|&b| b > first);
+    let mut by_class: BTreeMap<&str, Series> = BTreeMap::new();
+    let mut latency = Series {
+        metric_labels: BTreeMap::new(),
+        resource_labels: resource_labels.clone(),
+        points: BTreeMap::new(),
+        kind: "DELTA",
+        value_type: "DISTRIBUTION",
+    };
+    for b in periods {
+        let (from, to) = (floor(b.saturating_sub(period)).max(first), floor(b).min(last));
+        if from >= to {
+            continue;
+        }
+        match query.metric {
+            Metric::RequestCount => {
+                let counts = world.range_counts(&revision.full, from, to);
+                for (class, code, n) in [
+                    ("2xx", "200", counts.ok),
+                    ("4xx", "404", counts.client_errors),
+                    ("5xx", "500", counts.server_errors),
+                ] {
+                    if n == 0 {
+                        continue;
+                    }
+                    let series = by_class.entry(class).or_insert_with(|| Series {
+                        metric_labels: BTreeMap::from([
+                            ("response_code".to_owned(), code.to_owned()),
+                            ("response_code_class".to_owned(), class.to_owned()),
+                        ]),
+                        resource_labels: resource_labels.clone(),
+                        points: BTreeMap::new(),
+                        kind: "DELTA",
+                        value_type: "INT64",
+                    });
+                    series.points.insert(b, (b.saturating_sub(period), Val::Int(i64::try_from(n).unwrap_or(i64::MAX))));
+                }
+            }
+            Metric::RequestLatencies => {
+                if let Some(d) = world.range_latency(&revision.full, from, to) {
+                    latency.points.insert(b, (b.saturating_sub(period), Val::Dist(d)));
+                }
+            }
+        }
+    }
+    let mut out: Vec<Series> = by_class.into_values().collect();
+    if !latency.points.is_empty() {
+        out.push(latency);
+    }
+    out
 }
 
 fn resource_labels(r: &RevisionLabels) -> BTreeMap<String, String> {

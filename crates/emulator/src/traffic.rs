@@ -100,6 +100,12 @@ impl MinuteCounts {
     pub fn total(&self) -> u64 {
         self.ok + self.client_errors + self.server_errors
     }
+
+    pub(crate) fn add(&mut self, other: &MinuteCounts) {
+        self.ok += other.ok;
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
+    }
 }
 
 /// The seed of one revision's one minute, for one stream (`counts`, `latency`).

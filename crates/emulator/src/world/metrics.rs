@@ -8,6 +8,7 @@ impl World {
     /// keep the behaviour that was in force then).
     pub fn put_profile(&mut self, profile: Profile, now: SystemTime) -> Result<(), String> {
         profile.validate()?;
+        self.forget_cells_after(now);
         self.profile_history.entry(profile.image.clone()).or_default().set(now, profile.clone());
         self.profiles.insert(profile.image.clone(), profile);
         Ok(())
@@ -26,6 +27,7 @@ impl World {
         if !(load.rps.is_finite() && load.rps >= 0.0 && load.rps <= 1_000_000.0) {
             return Err(format!("rps: {} is not a request rate from 0 to 1000000", load.rps));
         }
+        self.forget_cells_after(now);
         self.loads.entry(service.to_owned()).or_default().set(now, load);
         Ok(())
     }
@@ -37,6 +39,7 @@ impl World {
             return Err(format!("service: `{service}` is not projects/P/locations/L/services/S"));
         }
         conditions.validate()?;
+        self.forget_cells_after(now);
         self.conditions.entry(service.to_owned()).or_default().set(now, conditions);
         Ok(())
     }
@@ -70,6 +73,7 @@ impl World {
     /// No metric points for revisions whose name contains `matches`, for minutes ending
     /// in `[start, end)`.
     pub fn add_gap(&mut self, matches: &str, start: SystemTime, end: SystemTime) {
+        self.forget_all_cells();
         self.gaps.push(Gap { matches: matches.to_owned(), start, end });
     }
 

@@ -7,6 +7,7 @@
 //! fields the emulator does not interpret — VPC access, volumes, secrets, probes,
 //! anything newer than this code — survive every round trip.
 
+mod cells;
 mod metrics;
 mod operations;
 mod paging;
@@ -231,6 +232,8 @@ pub struct World {
     profile_history: HashMap<String, Timeline<Profile>>,
     gaps: Vec<Gap>,
     shapes: LatencyShapes,
+    /// Per revision: the sums of its published hours (`cells.rs`).
+    cells: HashMap<String, BTreeMap<u64, cells::Cell>>,
 }
 
 impl World {
@@ -250,6 +253,7 @@ impl World {
             profile_history: HashMap::new(),
             gaps: Vec::new(),
             shapes: LatencyShapes::default(),
+            cells: HashMap::new(),
         }
     }
 

@@ -56,6 +56,7 @@ impl World {
         }
         let output = self.revision_output(name, now).unwrap_or(Value::Null);
         self.revisions.remove(name);
+        self.forget_cells_of(name);
         let parent = ServiceName::parse(&revision.service).map(|n| n.parent()).unwrap_or_default();
         let op_name = format!("{parent}/operations/{}", self.rng.uuid());
         let mut op = proto::object([

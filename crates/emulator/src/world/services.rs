@@ -171,6 +171,7 @@ impl World {
         let record = self.services.remove(name).ok_or_else(|| ApiError::not_found(name))?;
         let prefix = format!("{name}/revisions/");
         self.revisions.retain(|k, _| !k.starts_with(&prefix));
+        self.forget_cells_of(&prefix);
         let op_name = format!("{}/operations/{}", record.name.parent(), self.rng.uuid());
         self.remember_operation(
             op_name.clone(),

@@ -1,0 +1,155 @@
+//! `make bench`: one `canary reconcile --once` pass deep in a long hold, the issue's
+//! operator setting: rollouts at 20 rps each, in stage 2 of 3 (50%, hold 24h), gates on
+//! error rate and p95, triggers on error rate and p95 `for: 5m`, against the HTTP
+//! emulator in this process. For each size, a pass at hour 1 and at hour 23 of the hold:
+//! wall time, canary's CPU and peak RSS, the emulator's CPU and peak RSS during the
+//! pass, Monitoring calls per project, and the points and bytes of Monitoring answers per
+//! rollout (from the emulator's request log).
+//!
+//! `CANARY_BENCH_SIZES` (comma-separated, default `100`) and
+//! `CANARY_BENCH_HOURS` (default `1,23`) choose what runs; `CANARY_BENCH_BIN` measures
+//! another build of canary (to compare two builds).
+//!
+//! Before the hour-23 pass the emulator is asked once for the hours so far (what Cloud
+//! Monitoring has stored by then), so the pass measures reading them, not the emulator
+//! drawing 23 hours of simulated traffic for the first time.
+
+mod common;
+
+use common::{canary, own_cpu_seconds, own_peak_rss_mb, reset_own_peak_rss};
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use canary_emulator::clock::VirtualClock;
+use canary_emulator::traffic::Load;
+use canary_emulator::world::{ServiceName, WorldConfig};
+use canary_emulator::{Emulator, monitoring};
+use serde_json::{Value, json};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PROJECTS: usize = 5;
+
+fn main() {
+    let list = |var: &str, default: &str| -> Vec<u64> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.to_owned())
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    };
+    let sizes = list("CANARY_BENCH_SIZES", "100");
+    let hours = list("CANARY_BENCH_HOURS", "1,23");
+    for n in sizes {
+        run(n as usize, &hours);
+    }
+}
+
+fn run(n: usize, hours: &[u64]) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (emulator, addr) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = WorldConfig { seed: 3, base_url: format!("http://{addr}"), ..WorldConfig::default() };
+        let emulator = Arc::new(Emulator::new(
+            config,
+            VirtualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_046_400), 0.0),
+        ));
+        let served = emulator.clone();
+        tokio::spawn(async move { axum::serve(listener, canary_emulator::http::router(served)).await });
+        (emulator, addr.to_string())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        let (project, region) =
+            (format!("hold-project-{}", i % PROJECTS), ["us-central1", "europe-west4"][i / PROJECTS % 2]);
+        let name = ServiceName::parse(&format!("projects/{project}/locations/{region}/services/svc-{i:05}")).unwrap();
+        emulator
+            .with_world(|w, now| {
+                w.seed_service(&name, json!({"template": {"containers": [{"image": "gcr.io/b/app:v1"}]}}), now)
+            })
+            .unwrap();
+        emulator.set_load(&name.full(), Load { rps: 20.0, daily: false }).unwrap();
+        let manifest = format!(
+            "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: svc-{i:05}}}\nspec:\n  project: {project}\n  region: {region}\n  service: svc-{i:05}\n  adopt: true\n  template: {{image: \"gcr.io/b/app:v2\"}}\n  stages: [{{weight: 5, hold: 10m}}, {{weight: 50, hold: 24h}}, {{weight: 100, hold: 1h}}]\n  analysis:\n    interval: 1m\n    warmup: 2m\n    maxWait: 2h\n    promotion: {{maxErrorRateIncrease: 1%, maxP95Increase: 25%, minRequests: 100}}\n    rollback:\n      - {{metric: errorRate, above: 5%, for: 5m}}\n      - {{metric: p95Latency, above: 2s, for: 5m}}\n"
+        );
+        std::fs::write(dir.path().join(format!("svc-{i:05}.yaml")), manifest).unwrap();
+    }
+    // Into stage 2: deploy, 5% once Ready, then 50% after stage 1's hold (and the
+    // minutes Cloud Monitoring withholds), repeated for any still waiting on data.
+    let once = ["reconcile", "--once", "-o", "json"];
+    canary(&addr, &once, dir.path());
+    emulator.advance(Duration::from_secs(15));
+    canary(&addr, &once, dir.path());
+    emulator.advance(Duration::from_secs(14 * 60));
+    let mut started = emulator.now();
+    for _ in 0..6 {
+        started = emulator.now();
+        canary(&addr, &once, dir.path());
+        let status: Value =
+            serde_json::from_str(&canary(&addr, &["status", "-o", "json", "-f"], dir.path()).stdout).unwrap();
+        let at_stage_2 = status.as_array().unwrap().iter().filter(|s| s["stage"] == 2).count();
+        if at_stage_2 == n {
+            break;
+        }
+        emulator.advance(Duration::from_secs(300));
+    }
+    for &hour in hours {
+        let at = started + Duration::from_secs(hour * 3600);
+        let now = emulator.now();
+        if at > now {
+            emulator.advance(at.duration_since(now).unwrap());
+        }
+        warm(&emulator, n);
+        emulator.clear_requests();
+        reset_own_peak_rss();
+        let emulator_cpu = own_cpu_seconds();
+        let run = canary(&addr, &once, dir.path());
+        let emulator_cpu = own_cpu_seconds() - emulator_cpu;
+        let emulator_rss = own_peak_rss_mb();
+        let requests = emulator.requests();
+        let series: Vec<&Value> =
+            requests.iter().filter(|r| r["path"].as_str().unwrap_or_default().contains("timeSeries")).collect();
+        let sum = |key: &str| series.iter().map(|r| r[key].as_u64().unwrap_or(0)).sum::<u64>();
+        let patches = requests.iter().filter(|r| r["method"] == "PATCH").count();
+        println!(
+            "{n:>6} rollouts, hour {hour:>2}: wall {:>6.2} s | canary CPU {:>6.2} s, peak RSS {:>7.1} MB | emulator CPU {:>6.2} s, peak RSS {:>7.1} MB | Monitoring calls/project {:>4.1} | per rollout {:>6.0} points, {:>8.0} bytes | {} PATCH",
+            run.wall,
+            run.cpu,
+            run.rss_mb,
+            emulator_cpu,
+            emulator_rss,
+            series.len() as f64 / PROJECTS as f64,
+            sum("points") as f64 / n as f64,
+            sum("bytes") as f64 / n as f64,
+            patches,
+        );
+    }
+    drop(runtime);
+}
+
+/// Asks the emulator once for every published hour of every revision, hour by hour, so
+/// the simulated traffic so far is drawn (and its hours kept) before a pass is timed.
+fn warm(emulator: &Emulator, n: usize) {
+    // Hour-aligned, so each period is one whole hour the emulator keeps.
+    let secs = emulator.now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
+    let start = end - Duration::from_secs(26 * 3600);
+    let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    for project in 0..PROJECTS.min(n) {
+        for metric in ["run.googleapis.com/request_count", "run.googleapis.com/request_latencies"] {
+            let params = vec![
+                ("filter".to_owned(), format!("metric.type=\"{metric}\"")),
+                ("interval.startTime".to_owned(), rfc(start)),
+                ("interval.endTime".to_owned(), rfc(end)),
+                ("aggregation.alignmentPeriod".to_owned(), "3600s".to_owned()),
+                ("aggregation.perSeriesAligner".to_owned(), "ALIGN_DELTA".to_owned()),
+                ("pageSize".to_owned(), "100000".to_owned()),
+            ];
+            let query = monitoring::Query::parse(&params).unwrap();
+            emulator.with_world(|w, now| monitoring::list(w, &format!("hold-project-{project}"), &query, now)).unwrap();
+        }
+    }
+}
