@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use canary_core::analysis::distribution::Distribution;
 use canary_core::analysis::judge::{self, Blame, Dispersion, Evidence, Method, Totals, Window};
-use canary_core::analysis::observations::Minute;
+use canary_core::analysis::observations::{Minute, ReadPlan};
 use canary_core::analysis::stats;
 use canary_core::analysis::verdict::Outcome;
 use canary_core::manifest::types::CanaryRollout;
@@ -262,7 +262,7 @@ impl Sim<'_> {
             let drawn = self.shapes.draw(&mut rng, total, &behaviour).to_wire();
             Distribution::from_wire(&drawn).expect("the emulator writes distributions canary reads")
         });
-        Minute { total, server_errors: counts.server_errors, latency }
+        Minute::new(total, counts.server_errors, latency)
     }
 
     /// Stable alone serving before the rollout: the minutes a first stage is primed with.
@@ -385,8 +385,10 @@ impl Sim<'_> {
                         return (End::Promoted, incidents, off);
                     }
                     let carried = match &judge {
-                        Judge::Sequential(e) => (e.stable_totals().clone(), e.stable_dispersion().clone()),
-                        Judge::Naive { stable, .. } => (stable.clone(), Default::default()),
+                        Judge::Sequential(e) => {
+                            (e.stable_totals().clone(), e.stable_dispersion().clone(), e.gates_share())
+                        }
+                        Judge::Naive { stable, .. } => (stable.clone(), Default::default(), 1.0),
                     };
                     stage += 1;
                     previous_start = Some(stage_start);
@@ -405,7 +407,7 @@ impl Sim<'_> {
         start: u64,
         previous: Option<u64>,
         weight: u8,
-        reference: Option<(Totals, Dispersion)>,
+        reference: Option<(Totals, Dispersion, f64)>,
     ) -> Judge {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let method = match policy {
@@ -425,6 +427,7 @@ impl Sim<'_> {
             stage_started: at(start),
             previous_stage_started: previous.map(at),
             weight,
+            plan: ReadPlan::every_minute(),
         };
         let mut e = Evidence::with_method(self.rollout, &window, method);
         if weight < 100 {
@@ -432,8 +435,8 @@ impl Sim<'_> {
                 e.prime(*end, m);
             }
         }
-        if let Some((totals, dispersion)) = reference {
-            e.set_reference(totals);
+        if let Some((totals, dispersion, share)) = reference {
+            e.set_reference(totals, share);
             e.set_dispersion(dispersion);
         }
         Judge::Sequential(e)

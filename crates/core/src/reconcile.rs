@@ -9,13 +9,13 @@
 //! - A metrics error is not a failed check: nothing advances on missing data.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::analysis::judge::{self, Window};
-use crate::analysis::observations::{self, Observations};
+use crate::analysis::observations::{self, Observations, ReadPlan};
 use crate::analysis::verdict::{Smoke, Verdict};
 use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
@@ -298,34 +298,47 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
             }
         })
         .collect();
-    // Judge: metrics only where a decision needs them, one pair of queries per project.
-    let mut earliest: BTreeMap<&str, (SystemTime, bool)> = BTreeMap::new();
+    // Judge: metrics only where a decision needs them, a few aligned queries per project
+    // (the newest minutes, 10-minute periods, hours: `observations::ReadPlan`).
+    let mut needed: BTreeMap<&str, Needed> = BTreeMap::new();
     for (r, o) in rollouts.iter().zip(&observed) {
         if let Ok(o) = o
             && let Some(window) = metrics_window(r, o, now)
         {
-            let start = judge::window_start(r, &window, now);
-            let latency = judge::needs_latency(r);
-            earliest
+            let this = Needed {
+                start: judge::window_start(r, &window, now),
+                latency: judge::needs_latency(r),
+                minutes: judge::minutes_needed(r),
+            };
+            needed
                 .entry(r.spec.project.as_str())
-                .and_modify(|(t, l)| {
-                    *t = (*t).min(start);
-                    *l |= latency;
+                .and_modify(|n| {
+                    n.start = n.start.min(this.start);
+                    n.latency |= this.latency;
+                    n.minutes = n.minutes.max(this.minutes);
                 })
-                .or_insert((start, latency));
+                .or_insert(this);
         }
     }
-    let metrics: BTreeMap<String, Result<Observations, String>> = futures_util::stream::iter(earliest)
-        .map(|(project, (start, latency))| async move {
-            let [counts, latencies] = observations::project_queries(start, now);
-            // Latency distributions are the bulk of the data: read them only when a p95
-            // gate or trigger in this project needs them.
-            let (counts, latencies) = futures_util::join!(platform.time_series(project, &counts), async {
-                if latency { platform.time_series(project, &latencies).await } else { Ok(Vec::new()) }
-            });
-            let read = match (counts, latencies) {
-                (Ok(c), Ok(l)) => Ok(observations::parse(&c, &l)),
-                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+    let metrics: BTreeMap<String, Result<Read, String>> = futures_util::stream::iter(needed)
+        .map(|(project, n)| async move {
+            let plan = ReadPlan::at(now, n.minutes);
+            let queries = plan.queries(n.start, now, n.latency);
+            let answers =
+                futures_util::future::join_all(queries.iter().map(|q| platform.time_series(project, q))).await;
+            let (mut counts, mut latencies) = (Vec::new(), Vec::new());
+            let mut failed = None;
+            for (query, answer) in queries.iter().zip(answers) {
+                let latency = query.iter().any(|(_, v)| v.contains("request_latencies"));
+                match answer {
+                    Ok(series) if latency => latencies.extend(series),
+                    Ok(series) => counts.extend(series),
+                    Err(e) => failed = Some(e.to_string()),
+                }
+            }
+            let read = match failed {
+                None => Ok(Read { observations: observations::parse(&counts, &latencies), plan }),
+                Some(e) => Err(e),
             };
             (project.to_owned(), read)
         })
@@ -353,6 +366,20 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
+/// What the rollouts of one project need read: from when, latency or not, and how many
+/// of the newest minutes one by one.
+struct Needed {
+    start: SystemTime,
+    latency: bool,
+    minutes: Duration,
+}
+
+/// One project's metrics as a pass read them, and how they were read.
+pub(crate) struct Read {
+    observations: Observations,
+    plan: ReadPlan,
+}
+
 /// The revisions and minutes to judge, when the rollout has traffic to judge.
 fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Option<Window> {
     let Observed::Service(s) = observed else { return None };
@@ -367,6 +394,7 @@ fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Op
         stage_started: state.stage_started.unwrap_or(now),
         previous_stage_started: state.previous_stage_started,
         weight: r.spec.stages.get(stage - 1).map_or(100, |s| s.weight),
+        plan: ReadPlan::every_minute(),
     })
 }
 
@@ -395,7 +423,7 @@ async fn one<P: CloudRun + Prober>(
     platform: &P,
     r: &CanaryRollout,
     mut observed: Observed,
-    metrics: Option<&Result<Observations, String>>,
+    metrics: Option<&Result<Read, String>>,
     frozen: Option<&str>,
     mode: Mode,
     now: SystemTime,
@@ -491,7 +519,7 @@ async fn judge_now<P: Prober>(
     platform: &P,
     r: &CanaryRollout,
     observed: &Observed,
-    metrics: Option<&Result<Observations, String>>,
+    metrics: Option<&Result<Read, String>>,
     mode: Mode,
     now: SystemTime,
 ) -> Verdict {
@@ -502,7 +530,8 @@ async fn judge_now<P: Prober>(
     }
     if let Some(window) = metrics_window(r, observed, now) {
         match metrics {
-            Some(Ok(metrics)) => {
+            Some(Ok(Read { observations: metrics, plan })) => {
+                let window = Window { plan: *plan, ..window };
                 let (triggers, gates) = judge::judge(r, &window, metrics);
                 verdict.triggers = triggers;
                 verdict.gates = gates;

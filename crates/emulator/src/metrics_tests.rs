@@ -583,6 +583,35 @@ async fn long_periods_sum_exactly_the_minutes_they_hold_before_and_after_their_h
     let hours = f.series(REQUEST_COUNT, start, &extra).await;
     assert_eq!(total(&hours, "2xx"), total(&minutes, "2xx"));
     assert_eq!(total(&hours, "5xx"), total(&minutes, "5xx"));
+    // Pages hold at most pageSize points (a series whole, one at least), as Cloud
+    // Monitoring counts them.
+    let (mut token, mut pages, mut series_seen) = (String::new(), 0, 0);
+    loop {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("filter", REQUEST_COUNT),
+                ("interval.startTime", &rfc3339(start)),
+                ("interval.endTime", &rfc3339(f.now())),
+                ("aggregation.alignmentPeriod", "60s"),
+                ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+                ("pageSize", "400"),
+                ("pageToken", &token),
+            ])
+            .finish();
+        let (status, page) = f.call("GET", &format!("/v3/projects/demo/timeSeries?{query}"), None).await;
+        assert_eq!(status, 200, "{page}");
+        let series = page["timeSeries"].as_array().unwrap();
+        let points: usize = series.iter().map(|s| s["points"].as_array().unwrap().len()).sum();
+        assert!(points <= 400 || series.len() == 1, "{points} points in {} series", series.len());
+        pages += 1;
+        series_seen += series.len();
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = t.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(series_seen, minutes.len());
+    assert!(pages >= 2, "{pages} pages");
     let before_gap: u64 = bucketed(&minutes, end, 60).values().map(|v| v[0]).sum();
     assert_eq!(before_gap, total(&minutes, "2xx") + total(&minutes, "5xx") + total(&minutes, "4xx"));
 }

@@ -20,7 +20,8 @@ const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
 const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
 const RESOURCE_TYPE: &str = "cloud_run_revision";
 const RESOURCE_LABELS: [&str; 5] = ["project_id", "service_name", "revision_name", "location", "configuration_name"];
-const DEFAULT_PAGE: usize = 1000;
+/// Points per page when the query does not say (Cloud Monitoring's largest page).
+const DEFAULT_PAGE: usize = 100_000;
 /// How far back data is kept (Cloud Monitoring's retention for these metrics).
 const MAX_SPAN: Duration = Duration::from_secs(42 * 86_400);
 
@@ -330,12 +331,22 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
     };
     let mut output = reduce(aligned, query)?;
     output.retain(|s| !s.points.is_empty());
-    let total = output.len();
-    let page: Vec<Value> =
-        output.iter().skip(query.offset).take(query.page_size.max(1)).map(|s| series_json(s, query)).collect();
+    // A page holds at most `pageSize` points (series, with view=HEADERS), as Cloud
+    // Monitoring counts them; a series is never split, and a page holds at least one.
+    let limit = query.page_size.max(1);
+    let (mut taken, mut used) = (0, 0);
+    for s in output.iter().skip(query.offset) {
+        let size = if query.headers_only { 1 } else { s.points.len() };
+        if taken > 0 && used + size > limit {
+            break;
+        }
+        taken += 1;
+        used += size;
+    }
+    let page: Vec<Value> = output.iter().skip(query.offset).take(taken).map(|s| series_json(s, query)).collect();
     let mut out = object([("timeSeries", Value::Array(page)), ("executionErrors", Value::Array(Vec::new()))]);
-    if query.offset + query.page_size.max(1) < total {
-        out["nextPageToken"] = format!("p{}", query.offset + query.page_size.max(1)).into();
+    if query.offset + taken < output.len() {
+        out["nextPageToken"] = format!("p{}", query.offset + taken).into();
     }
     Ok(out)
 }

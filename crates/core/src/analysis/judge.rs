@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use super::distribution::Distribution;
-use super::observations::{Minute, Observations};
+use super::observations::{Anchor, Minute, Observations, ReadPlan};
 use super::stats::{self, Detector, WindowDetector};
 use super::verdict::{Check, CheckKind, Outcome};
 use crate::manifest::quantity::Threshold;
@@ -53,6 +53,8 @@ pub struct Window {
     pub stage_started: SystemTime,
     pub previous_stage_started: Option<SystemTime>,
     pub weight: u8,
+    /// How the pass read the minutes (what a sample starting at a given moment covers).
+    pub plan: ReadPlan,
 }
 
 /// The earliest moment a judgement of `window` looks at: the stage's start (at 100%, the
@@ -66,6 +68,16 @@ pub(crate) fn window_start(rollout: &CanaryRollout, window: &Window, now: System
     };
     let from_triggers = now.checked_sub(longest_for + Duration::from_secs(600)).unwrap_or(from_stage);
     from_stage.min(from_triggers)
+}
+
+/// How many of the newest minutes judging `rollout` needs one by one: every trigger's
+/// `for` window, the minutes a shared incident's end is judged on, and ten at least (the
+/// newest starts of the triggers without `for`), plus the minutes Cloud Monitoring
+/// withholds.
+pub(crate) fn minutes_needed(rollout: &CanaryRollout) -> Duration {
+    let analysis = &rollout.spec.analysis;
+    let longest_for = analysis.rollback.iter().map(|t| t.window.as_std()).max().unwrap_or_default();
+    longest_for.max(analysis.incident_recovery.as_std()).max(Duration::from_secs(600)) + Duration::from_secs(300)
 }
 
 /// Whether judging `rollout` needs latency distributions (a p95 gate or trigger).
@@ -170,10 +182,14 @@ enum Test {
 }
 
 impl Test {
-    fn push(&mut self, end: u64, llr: f64) {
+    /// Adds the period ending at `end`, `span` seconds long, whose first minute is the
+    /// k-th of the test's minutes.
+    fn push(&mut self, end: u64, span: u64, llr: f64, k: u64) {
         match self {
-            Test::Since(d) => d.push(llr),
-            Test::Window(d) => d.push(end, llr),
+            Test::Since(d) => d.push_at(llr, k),
+            // A window is the newest minutes only; longer periods are older than it.
+            Test::Window(d) if span <= 60 => d.push_at(end, llr, k),
+            Test::Window(d) => d.seen_from(end + 60 - span),
         }
     }
 
@@ -224,19 +240,29 @@ impl TriggerEvidence {
         }
     }
 
-    /// Adds the minute ending at `end`; its evidence is divided by `dispersion`, the
-    /// multiple of the binomial variance that minutes show beyond it.
+    /// The minute index (from 1) of the first minute of the period ending at `end`
+    /// among this trigger's minutes; `None` for a period that starts before them (a
+    /// period holding minutes from before the stage or from warm-up is left out).
+    fn index(&self, end: u64, span: u64) -> Option<u64> {
+        let first_end = (end + 60).checked_sub(span.max(60))?;
+        (first_end > self.after).then(|| (first_end - self.after).div_ceil(60))
+    }
+
+    /// Adds the period ending at `end` (a minute, or an older 10 minutes or hour); its
+    /// evidence is divided by `dispersion`, the multiple of the binomial variance that
+    /// minutes show beyond it.
     fn push(&mut self, end: u64, minute: &Minute, dispersion: f64) {
-        if end <= self.after {
-            return;
-        }
+        let Some(k) = self.index(end, minute.span) else { return };
         let (x, n) = self.counts(minute);
         let discount = self.discount(dispersion);
         if n > 0 {
             for (p1, d) in &mut self.detectors {
-                d.push(end, stats::binomial_llr(x, n, self.limit, *p1) / discount);
+                d.push(end, minute.span, stats::binomial_llr(x, n, self.limit, *p1) / discount, k);
             }
             self.last_with_data = Some(minute.clone());
+        }
+        if minute.span > 60 {
+            return;
         }
         self.window.push_back((end, minute.clone()));
         while self.window.front().is_some_and(|(e, _)| *e + self.span.max(60) <= end) {
@@ -351,8 +377,10 @@ pub enum Blame {
 pub struct Dispersion {
     sum: f64,
     pairs: u64,
-    last: Option<(u64, u64, u64)>,
-    level: VecDeque<(u64, u64)>,
+    /// The period before: its end, length, failing and all requests.
+    last: Option<(u64, u64, u64, u64)>,
+    /// The periods ending within the last [`DISPERSION_LEVEL_MINUTES`]: end, failing, all.
+    level: VecDeque<(u64, u64, u64)>,
 }
 
 /// Pairs of minutes a dispersion estimate needs before it is used (until then: 1).
@@ -364,28 +392,33 @@ const MIN_DISPERSION_REQUESTS: u64 = 20;
 /// The newest minutes whose median rate, when higher, is the level instead.
 const DISPERSION_SHIFT_MINUTES: usize = 5;
 /// The minutes whose pooled rate is the level a pair's variance is taken at.
-const DISPERSION_LEVEL_MINUTES: usize = 30;
+const DISPERSION_LEVEL_MINUTES: u64 = 30;
+/// Pairs of periods up to this long count (minutes, and the 10-minute periods of older
+/// minutes); hours vary with the daily load far more than by chance, and are left out.
+const DISPERSION_MAX_SPAN: u64 = 600;
 
 impl Dispersion {
-    /// Adds stable's minute ending at `end`.
+    /// Adds stable's period ending at `end` (in order); a pair is two adjacent periods
+    /// of the same length.
     pub fn push(&mut self, end: u64, minute: &Minute) {
-        let (x, n) = (minute.server_errors, minute.total);
-        if n < MIN_DISPERSION_REQUESTS {
+        let (x, n, span) = (minute.server_errors, minute.total, minute.span.max(60));
+        if n < MIN_DISPERSION_REQUESTS || span > DISPERSION_MAX_SPAN {
             self.last = None;
             return;
         }
-        self.level.push_back((x, n));
-        if self.level.len() > DISPERSION_LEVEL_MINUTES {
+        self.level.push_back((end, x, n));
+        while self.level.front().is_some_and(|(e, _, _)| e + DISPERSION_LEVEL_MINUTES * 60 <= end) {
             self.level.pop_front();
         }
-        if let Some((last_end, x0, n0)) = self.last
-            && last_end + 60 == end
+        if let Some((last_end, last_span, x0, n0)) = self.last
+            && last_span == span
+            && last_end + span == end
         {
-            let (lx, ln) = self.level.iter().fold((0, 0), |(a, b), (x, n)| (a + x, b + n));
+            let (lx, ln) = self.level.iter().fold((0, 0), |(a, b), (_, x, n)| (a + x, b + n));
             // A sustained shift (an incident) moves the median of the last minutes within
             // three of them, where the 30-minute level lags; a one-minute burst does not.
             let mut recent: Vec<f64> =
-                self.level.iter().rev().take(DISPERSION_SHIFT_MINUTES).map(|(x, n)| *x as f64 / *n as f64).collect();
+                self.level.iter().rev().take(DISPERSION_SHIFT_MINUTES).map(|(_, x, n)| *x as f64 / *n as f64).collect();
             recent.sort_by(f64::total_cmp);
             let median = recent.get(recent.len() / 2).copied().unwrap_or(0.0);
             let level = (lx as f64 / ln as f64).max(median);
@@ -397,7 +430,7 @@ impl Dispersion {
                 self.pairs += 1;
             }
         }
-        self.last = Some((end, x, n));
+        self.last = Some((end, span, x, n));
     }
 
     fn estimate(&self) -> f64 {
@@ -428,7 +461,10 @@ impl Split {
         Split { detectors: ratios.iter().map(|r| (*r, Detector::new(share))).collect() }
     }
 
-    fn push(&mut self, canary: (u64, u64), stable: (u64, u64), discount: f64) {
+    /// Adds a period's failing and all requests of each side; its first minute is the
+    /// k-th of the trigger's minutes. A longer period's split is judged at its pooled
+    /// share of the requests.
+    fn push(&mut self, canary: (u64, u64), stable: (u64, u64), discount: f64, k: u64) {
         let ((xc, nc), (xs, ns)) = (canary, stable);
         if nc == 0 || ns == 0 || xc + xs == 0 {
             return;
@@ -436,7 +472,7 @@ impl Split {
         let pi = nc as f64 / (nc + ns) as f64;
         for (ratio, d) in &mut self.detectors {
             let theta = *ratio * pi / (*ratio * pi + 1.0 - pi);
-            d.push(stats::binomial_llr(xc, xc + xs, pi, theta) / discount);
+            d.push_at(stats::binomial_llr(xc, xc + xs, pi, theta) / discount, k);
         }
     }
 
@@ -457,8 +493,13 @@ pub struct Evidence {
     /// its failing requests: what [`Evidence::blame`] reads.
     stable_triggers: Vec<TriggerEvidence>,
     splits: Vec<Split>,
-    /// Gate minutes are those ending at or after this.
-    gates_from: u64,
+    /// Stable's variation is set for the whole stage (estimated from the periods a pass
+    /// read), not learnt minute by minute.
+    dispersion_fixed: bool,
+    /// Gate periods are those starting at or after this, as the pass read them.
+    gates_from: Anchor,
+    /// The share of a gate's budget stable's side has (its reference's anchor at 100%).
+    stable_share: f64,
     at_full_weight: bool,
     triggers: Vec<TriggerEvidence>,
     canary: Totals,
@@ -478,6 +519,7 @@ impl Evidence {
         let alpha = check_alpha(rollout);
         let started = epoch_secs(window.stage_started);
         let warm = started + analysis.warmup.as_secs();
+        let gates_from = window.plan.anchor(warm);
         let triggers: Vec<TriggerEvidence> = analysis
             .rollback
             .iter()
@@ -524,7 +566,9 @@ impl Evidence {
             dispersion: Dispersion::default(),
             stable_triggers: triggers.clone(),
             splits: triggers.iter().map(|_| Split::new(alpha)).collect(),
-            gates_from: warm + 60,
+            dispersion_fixed: false,
+            gates_from,
+            stable_share: gates_from.share(),
             at_full_weight: window.weight >= 100,
             triggers,
             canary: Totals::default(),
@@ -535,11 +579,12 @@ impl Evidence {
         }
     }
 
-    /// Adds the minute ending at `end` (epoch seconds): the canary's, and stable's same
-    /// minute (ignored at 100%, where stable's reference comes from [`Evidence::set_reference`]).
+    /// Adds the period ending at `end` (epoch seconds; a minute, or an older 10 minutes
+    /// or hour, in order): the canary's, and stable's same period (ignored at 100%,
+    /// where stable's reference comes from [`Evidence::set_reference`]).
     pub fn push(&mut self, end: u64, canary: &Minute, stable: Option<&Minute>) {
         let stable_serves = stable.filter(|s| !self.at_full_weight && s.total > 0);
-        if let (Method::Robust, Some(s)) = (self.method, stable_serves) {
+        if let (Method::Robust, Some(s), false) = (self.method, stable_serves, self.dispersion_fixed) {
             self.dispersion.push(end, s);
         }
         let dispersion = self.dispersion_factor();
@@ -549,12 +594,13 @@ impl Evidence {
         if let (Method::Robust, Some(s)) = (self.method, stable_serves) {
             for ((st, split), t) in self.stable_triggers.iter_mut().zip(&mut self.splits).zip(&self.triggers) {
                 st.push(end, s, dispersion);
-                if end > t.after {
-                    split.push(t.counts(canary), t.counts(s), t.discount(dispersion));
+                if let Some(k) = t.index(end, canary.span) {
+                    split.push(t.counts(canary), t.counts(s), t.discount(dispersion), k);
                 }
             }
         }
-        if end >= self.gates_from && canary.total > 0 {
+        let start = end.saturating_sub(canary.span.max(60));
+        if start >= self.gates_from.at() && canary.total > 0 {
             self.canary.add(canary);
             if let (Some(s), false) = (stable, self.at_full_weight) {
                 self.stable.add(s);
@@ -593,9 +639,11 @@ impl Evidence {
         if stable_fails && !self.splits[i].fired() { Blame::Shared } else { Blame::Canary }
     }
 
-    /// Stable's minutes to compare with when the canary has all the traffic.
-    pub fn set_reference(&mut self, stable: Totals) {
+    /// Stable's minutes to compare with when the canary has all the traffic, and the
+    /// share of a gate's budget their sample has (its anchor's, [`Anchor::share`]).
+    pub fn set_reference(&mut self, stable: Totals, share: f64) {
         self.stable = stable;
+        self.stable_share = share;
     }
 
     /// How much stable's minutes varied (what a stage at 100%, with no stable minutes of
@@ -604,9 +652,17 @@ impl Evidence {
         &self.dispersion
     }
 
-    /// Stable's variation from the stage before, for a stage at 100%.
+    /// Stable's variation as estimated for the whole stage (from the stage before, at
+    /// 100%): pushed minutes no longer change it.
     pub fn set_dispersion(&mut self, dispersion: Dispersion) {
         self.dispersion = dispersion;
+        self.dispersion_fixed = true;
+    }
+
+    /// The share of each gate's budget this stage's sample has (a reference taken from
+    /// it carries it to the stage at 100%).
+    pub fn gates_share(&self) -> f64 {
+        self.gates_from.share()
     }
 
     /// Stable's totals over the compared minutes (the next stage's reference at 100%).
@@ -653,8 +709,10 @@ impl Evidence {
         }
         let enough = canary.total.min(stable.total);
         let short = MIN_COMPARISON_REQUESTS.saturating_sub(enough);
-        // Each side of a comparison gets half of the check's budget.
-        let alpha = self.alpha / 2.0;
+        // Each side of a comparison gets half of the check's budget, times the share of
+        // the sample its periods start at (one per kind of anchor may be read).
+        let alpha = self.alpha / 2.0 * self.gates_from.share();
+        let stable_alpha = self.alpha / 2.0 * self.stable_share;
         if let Some(margin) = self.max_error_rate_increase {
             let increase = canary.error_rate().zip(stable.error_rate()).map(|(c, s)| c - s);
             // Minutes that vary more than binomially carry less evidence: counts divided
@@ -663,7 +721,7 @@ impl Evidence {
             let conclusive = |f: f64| {
                 let scale = |v: u64| (v as f64 * f / dispersion).round() as u64;
                 let (low, _) = stats::rate_bounds(scale(canary.server_errors), scale(canary.total), alpha);
-                let (_, high) = stats::rate_bounds(scale(stable.server_errors), scale(stable.total), alpha);
+                let (_, high) = stats::rate_bounds(scale(stable.server_errors), scale(stable.total), stable_alpha);
                 low - high > margin
             };
             gates.push(comparison(CheckKind::ErrorRateIncrease, increase, margin, short, canary.total, conclusive));
@@ -673,7 +731,8 @@ impl Evidence {
             let failing = increase.is_some_and(|i| i > margin);
             // p95 above (1 + margin) × stable's p95: more than 5% of canary requests are
             // slower than (1 + margin) × a bound stable's p95 is surely under.
-            let bound = if failing { stable.latency.as_ref().and_then(|d| p95_upper_bound(d, alpha)) } else { None };
+            let bound =
+                if failing { stable.latency.as_ref().and_then(|d| p95_upper_bound(d, stable_alpha)) } else { None };
             let slow = match (bound, &canary.latency) {
                 (Some(b), Some(d)) => Some(slower_than(d, b * (1.0 + margin))),
                 _ => None,
@@ -754,34 +813,40 @@ fn scale_needed(conclusive: &impl Fn(f64) -> bool) -> Option<f64> {
     Some(high)
 }
 
-/// Judges the rollback triggers and the promotion gates of the current stage.
+/// Judges the rollback triggers and the promotion gates of the current stage, on the
+/// periods a pass read (`window.plan`).
 pub(crate) fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Observations) -> (Vec<Check>, Vec<Check>) {
     let empty = BTreeMap::new();
     let canary = metrics.get(&window.canary).unwrap_or(&empty);
     let stable = metrics.get(&window.stable).unwrap_or(&empty);
     let mut evidence = Evidence::new(rollout, window);
     let started = epoch_secs(window.stage_started);
-    if window.weight >= 100 {
-        // Stable has no traffic now: its minutes from the stage before, after warm-up.
+    let at_full_weight = window.weight >= 100;
+    // Stable's variation, from every period read (at 100%, those before the stage, when
+    // it last served), estimated once and applied to the whole stage.
+    let mut dispersion = Dispersion::default();
+    for (end, minute) in stable.range(..=if at_full_weight { started } else { u64::MAX }) {
+        dispersion.push(*end, minute);
+    }
+    evidence.set_dispersion(dispersion);
+    if at_full_weight {
+        // Stable has no traffic now: its periods from the stage before, after warm-up.
         let warmup = rollout.spec.analysis.warmup.as_secs();
-        let from = window.previous_stage_started.map_or(started, epoch_secs) + warmup + 60;
+        let anchor = window.plan.anchor(window.previous_stage_started.map_or(started, epoch_secs) + warmup);
         // The stage before may have ended within its warm-up (`canary promote`), or the
         // times on the service may be hand-edited: then there is no reference, never a
         // reversed range (which panics).
-        let reference =
-            if from <= started { Totals::of(stable.range(from..=started).map(|(_, m)| m)) } else { Totals::default() };
-        evidence.set_reference(reference);
-        // Its variation, over every minute of the stage before that was read.
-        let mut dispersion = Dispersion::default();
-        for (end, minute) in stable.range(..=started) {
-            dispersion.push(*end, minute);
-        }
-        evidence.set_dispersion(dispersion);
-    }
-    if window.weight < 100 {
-        for (end, minute) in stable.range(..=started) {
-            evidence.prime(*end, minute);
-        }
+        let reference = if anchor.at() <= started {
+            Totals::of(
+                stable
+                    .range(anchor.at()..=started)
+                    .filter(|(end, m)| end.saturating_sub(m.span) >= anchor.at())
+                    .map(|(_, m)| m),
+            )
+        } else {
+            Totals::default()
+        };
+        evidence.set_reference(reference, anchor.share());
     }
     for (end, minute) in canary.range(started + 1..) {
         evidence.push(*end, minute, stable.get(end));
@@ -799,7 +864,8 @@ pub fn stable_recovered(rollout: &CanaryRollout, stable: &BTreeMap<u64, Minute>,
     let analysis = &rollout.spec.analysis;
     let minutes = (analysis.incident_recovery.as_secs() / 60).max(1) as usize;
     let since = epoch_secs(since);
-    let recent: Vec<&Minute> = stable.range(since + 60..).rev().take(minutes).map(|(_, m)| m).collect();
+    let recent: Vec<&Minute> =
+        stable.range(since + 60..).rev().filter(|(_, m)| m.span <= 60).take(minutes).map(|(_, m)| m).collect();
     if recent.len() < minutes || recent.iter().any(|m| m.total == 0) {
         return false;
     }
@@ -836,11 +902,12 @@ mod tests {
             stage_started: SystemTime::UNIX_EPOCH,
             previous_stage_started: None,
             weight: 5,
+            plan: ReadPlan::every_minute(),
         }
     }
 
     fn minute(total: u64, server_errors: u64) -> Minute {
-        Minute { total, server_errors, latency: None }
+        Minute::new(total, server_errors, None)
     }
 
     fn gate(e: &Evidence, name: &str) -> Check {
@@ -997,7 +1064,7 @@ mod dispersion_tests {
         let mut d = Dispersion::default();
         for m in 1..=minutes {
             let counts = c.draw_counts(&mut rng, expected, service, &OWN);
-            d.push(m * 60, &Minute { total: counts.total(), server_errors: counts.server_errors, latency: None });
+            d.push(m * 60, &Minute::new(counts.total(), counts.server_errors, None));
         }
         d.factor()
     }
@@ -1030,7 +1097,7 @@ mod dispersion_tests {
         for m in 1..=90u64 {
             let rate = if (31..=50).contains(&m) { 0.12 } else { 0.005 };
             let errors = canary_emulator::sampling::binomial(&mut rng, 2700, rate);
-            d.push(m * 60, &Minute { total: 2700, server_errors: errors, latency: None });
+            d.push(m * 60, &Minute::new(2700, errors, None));
             worst = worst.max(d.factor());
         }
         assert!(worst < 3.0, "the estimate reached {worst}");

@@ -8,3 +8,6 @@ pub mod judge;
 pub mod observations;
 pub mod stats;
 pub mod verdict;
+
+#[cfg(test)]
+mod periods_tests;

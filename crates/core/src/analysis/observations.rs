@@ -1,7 +1,14 @@
-//! What canary asks Cloud Monitoring, and the minutes its answers become: the queries
-//! (request counts by response class, latency distributions, by revision and minute)
-//! and the parse of their series into [`Observations`]. No statistics here: the judge
-//! (`judge.rs`) reads the minutes.
+//! What canary asks Cloud Monitoring, and the periods its answers become: the queries
+//! (request counts by response class, latency distributions, by revision) and the parse
+//! of their series into [`Observations`]. No statistics here: the judge (`judge.rs`)
+//! reads the periods.
+//!
+//! A pass reads a stage's history at three resolutions ([`ReadPlan`]): the newest
+//! minutes one by one, the hour or two before them in 10-minute periods, and everything
+//! older in hours, each aligned to the clock (periods end on a whole minute, 10 minutes
+//! or hour). Cloud Monitoring adds them up server-side, so a pass 23 hours into a hold
+//! reads about as much as one an hour in, and what it reads never depends on when the
+//! previous pass ran.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -9,25 +16,136 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::distribution::Distribution;
-use crate::time::{parse_rfc3339, rfc3339};
+use crate::time::{epoch_secs, parse_rfc3339, rfc3339};
 
-/// One minute of one revision.
-#[derive(Debug, Clone, Default)]
+/// One period of one revision: a minute, or an aligned 10 minutes or hour.
+#[derive(Debug, Clone)]
 pub struct Minute {
     pub total: u64,
     pub server_errors: u64,
     pub latency: Option<Distribution>,
+    /// How long the period is, in seconds: 60 for a minute.
+    pub span: u64,
 }
 
-/// Minutes by revision, keyed by the minute's end (epoch seconds).
+impl Default for Minute {
+    fn default() -> Self {
+        Minute { total: 0, server_errors: 0, latency: None, span: MINUTE }
+    }
+}
+
+impl Minute {
+    /// One minute's counts.
+    pub fn new(total: u64, server_errors: u64, latency: Option<Distribution>) -> Minute {
+        Minute { total, server_errors, latency, span: MINUTE }
+    }
+}
+
+/// Periods by revision, keyed by the period's end (epoch seconds).
 pub type Observations = BTreeMap<String, BTreeMap<u64, Minute>>;
 
-/// The two `timeSeries.list` queries that serve every judgement in a project: request
-/// counts by revision and response class, and latency distributions by revision, minute
-/// by minute, across all services — one pair of calls per project, whatever the number
-/// of rollouts.
-pub(crate) fn project_queries(start: SystemTime, now: SystemTime) -> [Vec<(String, String)>; 2] {
-    queries("", start, now, Duration::from_secs(60))
+const MINUTE: u64 = 60;
+const TEN_MINUTES: u64 = 600;
+const HOUR: u64 = 3600;
+
+/// Which periods a pass reads: minutes ending after `minutes_from`, 10-minute periods
+/// ending in (`hours_until`, `minutes_from`], hours ending at or before `hours_until`.
+/// Both bounds are aligned (to 10 minutes and to the hour) and depend only on the time
+/// of the pass, so every pass at the same moment reads the same periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPlan {
+    pub hours_until: u64,
+    pub minutes_from: u64,
+}
+
+/// Where a sample that should start at some moment does start, as a pass reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// At the minute itself (recent enough to be read minute by minute).
+    Minute(u64),
+    /// At the next 10-minute boundary.
+    TenMinutes(u64),
+    /// At the next hour.
+    Hour(u64),
+}
+
+impl Anchor {
+    /// Epoch seconds.
+    pub fn at(self) -> u64 {
+        match self {
+            Anchor::Minute(t) | Anchor::TenMinutes(t) | Anchor::Hour(t) => t,
+        }
+    }
+
+    /// The share of a check's budget the samples starting at this kind of anchor have:
+    /// one sample per kind may be read over a stage, so their shares add up to 1.
+    pub fn share(self) -> f64 {
+        match self {
+            Anchor::Minute(_) => 0.5,
+            Anchor::TenMinutes(_) | Anchor::Hour(_) => 0.25,
+        }
+    }
+}
+
+impl ReadPlan {
+    /// The plan of a pass at `now` that needs at least `minutes` of the newest minutes
+    /// one by one.
+    pub fn at(now: SystemTime, minutes: Duration) -> ReadPlan {
+        let end = epoch_secs(now) / MINUTE * MINUTE;
+        let minutes_from = end.saturating_sub(minutes.as_secs()) / TEN_MINUTES * TEN_MINUTES;
+        let hours_until = minutes_from.saturating_sub(HOUR) / HOUR * HOUR;
+        ReadPlan { hours_until, minutes_from }
+    }
+
+    /// Every minute one by one (what a judge fed minute by minute sees).
+    pub fn every_minute() -> ReadPlan {
+        ReadPlan { hours_until: 0, minutes_from: 0 }
+    }
+
+    /// Where a sample of the minutes starting at or after `t` (epoch seconds) starts as
+    /// this plan reads it: at `t` (to the minute) while it is read minute by minute, else
+    /// at the first boundary of the periods that hold it.
+    pub fn anchor(&self, t: u64) -> Anchor {
+        let minute = t.div_ceil(MINUTE) * MINUTE;
+        if minute >= self.minutes_from {
+            return Anchor::Minute(minute);
+        }
+        let ten = minute.div_ceil(TEN_MINUTES) * TEN_MINUTES;
+        if ten >= self.hours_until {
+            return Anchor::TenMinutes(ten);
+        }
+        Anchor::Hour(minute.div_ceil(HOUR) * HOUR)
+    }
+
+    /// The `timeSeries.list` queries that read [`start`, `now`] by this plan, for request
+    /// counts (by revision and response class) and, when `latency`, latency
+    /// distributions (by revision), across every service of a project: at most three of
+    /// each, whatever the number of rollouts and hours.
+    pub(crate) fn queries(&self, start: SystemTime, now: SystemTime, latency: bool) -> Vec<Vec<(String, String)>> {
+        let start = epoch_secs(start);
+        let end = epoch_secs(now) / MINUTE * MINUTE;
+        let at = |t: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(t);
+        let mut periods = Vec::new();
+        if start < self.hours_until {
+            periods.push((start / HOUR * HOUR, self.hours_until, HOUR));
+        }
+        if start < self.minutes_from && self.hours_until < self.minutes_from {
+            periods.push(((start / TEN_MINUTES * TEN_MINUTES).max(self.hours_until), self.minutes_from, TEN_MINUTES));
+        }
+        let fine_from = (start / MINUTE * MINUTE).max(self.minutes_from);
+        if fine_from < end {
+            periods.push((fine_from, end, MINUTE));
+        }
+        let mut out = Vec::new();
+        for (from, to, period) in periods {
+            let [counts, latencies] = queries("", at(from), at(to), Duration::from_secs(period));
+            out.push(counts);
+            if latency {
+                out.push(latencies);
+            }
+        }
+        out
+    }
 }
 
 /// Request counts (by revision and response class) and latency distributions (by
@@ -65,10 +183,14 @@ pub(crate) fn key(location: &str, revision: &str) -> String {
 /// Reads the two queries' series into minutes by revision.
 pub(crate) fn parse(counts: &[Value], latencies: &[Value]) -> Observations {
     let mut metrics = Observations::new();
-    let end_of = |point: &Value| -> Option<u64> {
-        let end = parse_rfc3339(point.pointer("/interval/endTime")?.as_str()?)?;
-        Some(end.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs())
+    let time = |point: &Value, which: &str| -> Option<u64> {
+        let t = parse_rfc3339(point.pointer(&format!("/interval/{which}"))?.as_str()?)?;
+        Some(t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs())
     };
+    let end_of = |point: &Value| time(point, "endTime");
+    // A period without a start (a minute, as some answers give it) is one minute long.
+    let span_of =
+        |point: &Value, end: u64| time(point, "startTime").map_or(MINUTE, |s| end.saturating_sub(s).max(MINUTE));
     for series in counts {
         let revision = series_key(series);
         let class = series.pointer("/metric/labels/response_code_class").and_then(Value::as_str).unwrap_or_default();
@@ -77,6 +199,7 @@ pub(crate) fn parse(counts: &[Value], latencies: &[Value]) -> Observations {
                 point.pointer("/value/int64Value").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
             let (Some(end), Some(value)) = (end_of(point), value) else { continue };
             let minute = metrics.entry(revision.clone()).or_default().entry(end).or_default();
+            minute.span = span_of(point, end);
             minute.total += value;
             if class == "5xx" {
                 minute.server_errors += value;
@@ -88,7 +211,9 @@ pub(crate) fn parse(counts: &[Value], latencies: &[Value]) -> Observations {
         for point in series.get("points").and_then(Value::as_array).into_iter().flatten() {
             let dist = point.pointer("/value/distributionValue").and_then(Distribution::from_wire);
             let (Some(end), Some(dist)) = (end_of(point), dist) else { continue };
-            metrics.entry(revision.clone()).or_default().entry(end).or_default().latency = Some(dist);
+            let minute = metrics.entry(revision.clone()).or_default().entry(end).or_default();
+            minute.span = span_of(point, end);
+            minute.latency = Some(dist);
         }
     }
     metrics

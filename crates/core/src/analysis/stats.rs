@@ -64,8 +64,18 @@ impl Detector {
     }
 
     /// Adds the next minute's log-likelihood ratio; the minute is also a new start.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, llr: f64) {
-        self.starts += 1;
+        self.push_at(llr, self.starts + 1);
+    }
+
+    /// Adds the log-likelihood ratio of the next period, whose start is start number
+    /// `k` (from 1, increasing): the k-th minute of the test's minutes. A period longer
+    /// than a minute is one start only (starts inside it are not tested), so reading
+    /// older minutes in longer periods tests fewer starts with the same shares —
+    /// conservative, never more false alarms.
+    pub(crate) fn push_at(&mut self, llr: f64, k: u64) {
+        self.starts = k.max(self.starts + 1);
         let k = self.starts as f64;
         self.best = self.best.max(self.ln_alpha - (k * (k + 1.0)).ln() - self.total);
         self.total += llr;
@@ -110,8 +120,16 @@ impl WindowDetector {
     }
 
     /// Adds the minute ending at `end` with log-likelihood ratio `llr`, in order.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, end: u64, llr: f64) {
-        self.looks += 1;
+        self.push_at(end, llr, self.looks + 1);
+    }
+
+    /// Adds the minute ending at `end`, the n-th minute of the test's minutes (from 1,
+    /// increasing), with log-likelihood ratio `llr`: the window ending there has share
+    /// a/(n(n+1)).
+    pub(crate) fn push_at(&mut self, end: u64, llr: f64, n: u64) {
+        self.looks = n.max(self.looks + 1);
         self.first_end.get_or_insert(end);
         self.window.push_back((end, llr));
         while self.window.front().is_some_and(|&(old, _)| old + self.span <= end) {
@@ -120,6 +138,12 @@ impl WindowDetector {
         // Summed afresh (a window is at most a few hundred minutes): a running sum that
         // subtracts what leaves would carry rounding from minutes long gone.
         self.sum = self.window.iter().map(|(_, v)| v).sum();
+    }
+
+    /// Notes that the test's minutes began by `first_end` (the end of their first minute)
+    /// in periods too long for a window, which count towards a whole window having been seen.
+    pub(crate) fn seen_from(&mut self, first_end: u64) {
+        self.first_end.get_or_insert(first_end);
     }
 
     /// ln a_n + the newest window's evidence; −∞ until a whole window has been seen.

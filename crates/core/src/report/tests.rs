@@ -75,11 +75,11 @@ fn metrics() -> Observations {
     let mut canary = BTreeMap::new();
     for minute in 1..=30u64 {
         let end = T0 + minute * 60;
-        stable.insert(end, Minute { total: 1000, server_errors: 10, latency: Some(latency_around(250.0, 1000)) });
+        stable.insert(end, Minute::new(1000, 10, Some(latency_around(250.0, 1000))));
         if (2..=16).contains(&minute) {
             let bad = minute > 12;
             let (errors, ms) = if bad { (10, 900.0) } else { (1, 250.0) };
-            canary.insert(end, Minute { total: 100, server_errors: errors, latency: Some(latency_around(ms, 100)) });
+            canary.insert(end, Minute::new(100, errors, Some(latency_around(ms, 100))));
         }
     }
     BTreeMap::from([("us-central1/api-00001-xyz".to_owned(), stable), ("us-central1/api-3f9c2a1".to_owned(), canary)])

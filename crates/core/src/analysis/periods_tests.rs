@@ -1,0 +1,183 @@
+//! A stage read as a pass reads it (`ReadPlan`: hours, then 10-minute periods, then
+//! minutes): the plan's bounds and queries, and the judgement over long periods — old
+//! evidence still counts, a period reaching back before the stage never does, and `for`
+//! windows see minutes only.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use super::judge::{self, Window};
+use super::observations::{self, Anchor, Minute, Observations, ReadPlan};
+use super::verdict::{Check, Outcome};
+use crate::manifest::types::CanaryRollout;
+
+const HOUR: u64 = 3600;
+/// 2026-11-19 00:00 UTC.
+const DAY: u64 = 1_795_046_400;
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[test]
+fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
+    let now = DAY + 10 * HOUR + 37 * 60 + 20;
+    let plan = ReadPlan::at(at(now), Duration::from_secs(20 * 60));
+    assert_eq!(plan.minutes_from, DAY + 10 * HOUR + 10 * 60);
+    assert_eq!(plan.hours_until, DAY + 9 * HOUR);
+    assert_eq!(plan.anchor(DAY + 10 * HOUR + 15 * 60 + 30), Anchor::Minute(DAY + 10 * HOUR + 16 * 60));
+    assert_eq!(plan.anchor(DAY + 9 * HOUR + 43 * 60 + 10), Anchor::TenMinutes(DAY + 9 * HOUR + 50 * 60));
+    assert_eq!(plan.anchor(DAY + 7 * HOUR + 5 * 60), Anchor::Hour(DAY + 8 * HOUR));
+    assert_eq!(ReadPlan::every_minute().anchor(DAY + 7), Anchor::Minute(DAY + 60));
+    let shares: f64 = [Anchor::Minute(0), Anchor::TenMinutes(0), Anchor::Hour(0)].iter().map(|a| a.share()).sum();
+    assert!((shares - 1.0).abs() < 1e-12, "one sample per kind of anchor: {shares}");
+
+    let queries = plan.queries(at(DAY + 6 * HOUR + 30 * 60), at(now), true);
+    let param = |q: &Vec<(String, String)>, key: &str| q.iter().find(|(k, _)| k == key).unwrap().1.clone();
+    let read: Vec<(String, String, String)> = queries
+        .iter()
+        .map(|q| {
+            (param(q, "interval.startTime"), param(q, "interval.endTime"), param(q, "aggregation.alignmentPeriod"))
+        })
+        .collect();
+    let t = |h: u64, m: u64| crate::time::rfc3339(at(DAY + h * HOUR + m * 60));
+    let (hours, tens, minutes) = (
+        (t(6, 0), t(9, 0), "3600s".to_owned()),
+        (t(9, 0), t(10, 10), "600s".to_owned()),
+        (t(10, 10), t(10, 37), "60s".to_owned()),
+    );
+    assert_eq!(read, vec![hours.clone(), hours, tens.clone(), tens, minutes.clone(), minutes]);
+    assert!(param(&queries[1], "filter").contains("request_latencies"));
+    // Without latency, one query per resolution; a young stage reads minutes only.
+    assert_eq!(plan.queries(at(DAY + 6 * HOUR), at(now), false).len(), 3);
+    assert_eq!(plan.queries(at(DAY + 10 * HOUR + 20 * 60), at(now), true).len(), 2);
+}
+
+#[test]
+fn an_aligned_point_is_one_period_as_long_as_its_interval() {
+    let series = json!({
+        "resource": {"labels": {"location": "r", "revision_name": "api-1"}},
+        "metric": {"labels": {"response_code_class": "5xx"}},
+        "points": [
+            {"interval": {"startTime": "2026-11-19T01:00:00Z", "endTime": "2026-11-19T02:00:00Z"}, "value": {"int64Value": "7"}},
+            {"interval": {"endTime": "2026-11-19T02:01:00Z"}, "value": {"int64Value": "1"}},
+        ],
+    });
+    let read = observations::parse(&[series], &[]);
+    let periods = &read["r/api-1"];
+    assert_eq!(periods[&(DAY + 2 * HOUR)].span, 3600);
+    assert_eq!(periods[&(DAY + 2 * HOUR)].server_errors, 7);
+    assert_eq!(periods[&(DAY + 2 * HOUR + 60)].span, 60);
+}
+
+fn rollout(analysis: &str) -> CanaryRollout {
+    let text = format!(
+        "apiVersion: canary/v1alpha1\nkind: CanaryRollout\nmetadata: {{name: api}}\nspec:\n  project: p\n  \
+         region: r\n  service: api\n  template: {{image: \"gcr.io/p/api:v2\"}}\n  stages:\n    - {{weight: 5, hold: 1h}}\n    \
+         - {{weight: 50, hold: 24h}}\n    - {{weight: 100}}\n  analysis:\n    warmup: 2m\n{analysis}"
+    );
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+/// One revision's minutes starting in [`from`, `to`), summed as a pass at `to` reads them.
+fn read(plan: ReadPlan, from: u64, to: u64, minute: impl Fn(u64) -> (u64, u64)) -> BTreeMap<u64, Minute> {
+    let mut out: BTreeMap<u64, Minute> = BTreeMap::new();
+    for m in (from..to).step_by(60) {
+        let span = if m + 60 <= plan.hours_until {
+            HOUR
+        } else if m + 60 <= plan.minutes_from {
+            600
+        } else {
+            60
+        };
+        let end = m / span * span + span;
+        let (total, errors) = minute(m);
+        let period = out.entry(end).or_insert_with(|| Minute { span, ..Minute::default() });
+        period.total += total;
+        period.server_errors += errors;
+    }
+    out
+}
+
+struct Stage {
+    started: u64,
+    now: u64,
+    plan: ReadPlan,
+}
+
+impl Stage {
+    /// 20 hours into stage 2 (which started at 00:07), read as a pass then reads it.
+    fn deep() -> Stage {
+        let (started, now) = (DAY + 7 * 60, DAY + 20 * HOUR + 7 * 60 + 30);
+        Stage { started, now, plan: ReadPlan::at(at(now), Duration::from_secs(20 * 60)) }
+    }
+
+    fn judge(
+        &self,
+        r: &CanaryRollout,
+        canary: impl Fn(u64) -> (u64, u64),
+        stable: impl Fn(u64) -> (u64, u64),
+    ) -> (Vec<Check>, Vec<Check>) {
+        let window = Window {
+            canary: "r/c".into(),
+            stable: "r/s".into(),
+            stage_started: at(self.started),
+            previous_stage_started: Some(at(self.started - HOUR)),
+            weight: 50,
+            plan: self.plan,
+        };
+        let from = DAY - 2 * HOUR;
+        let metrics: Observations = BTreeMap::from([
+            ("r/c".to_owned(), read(self.plan, from, self.now - 180, canary)),
+            ("r/s".to_owned(), read(self.plan, from, self.now - 180, stable)),
+        ]);
+        judge::judge(r, &window, &metrics)
+    }
+}
+
+fn result(checks: &[Check], name: &str) -> Outcome {
+    checks.iter().find(|c| c.kind.name() == name).unwrap_or_else(|| panic!("{name} in {checks:?}")).result
+}
+
+#[test]
+fn a_period_reaching_back_before_the_stage_is_left_out_and_old_hours_still_count() {
+    let r = rollout("    promotion: {maxErrorRateIncrease: 0.5%}\n    rollback: [{metric: errorRate, above: 5%}]\n");
+    let stage = Stage::deep();
+    assert!(stage.plan.hours_until > stage.started + 17 * HOUR, "most of the stage is read in hours");
+    // Every request failed in the minutes before the stage (in the hour the stage
+    // started in); the canary is healthy since.
+    let started = stage.started;
+    let canary = |m: u64| if m < started { (60, 60) } else { (600, 3) };
+    let (triggers, gates) = stage.judge(&r, canary, |_| (600, 3));
+    assert_eq!(result(&triggers, "errorRate"), Outcome::Pass, "{triggers:?}");
+    assert_eq!(result(&gates, "errorRateIncrease"), Outcome::Pass, "{gates:?}");
+
+    // 3% against 0.5%, all stage long: the gate fails on the hours as it did on minutes.
+    let (triggers, gates) = stage.judge(&r, |_| (600, 18), |_| (600, 3));
+    assert_eq!(result(&gates, "errorRateIncrease"), Outcome::Fail, "{gates:?}");
+    assert_eq!(result(&triggers, "errorRate"), Outcome::Pass, "3% is within a 5% trigger: {triggers:?}");
+    // A quiet canary at 10% against a 5% trigger: an hour of it is not conclusive, the
+    // stage's 20 hours (read in hours) are.
+    let last_hour = stage.now - HOUR;
+    let (triggers, _) = stage.judge(&r, |m| if m >= last_hour { (10, 1) } else { (10, 0) }, |_| (600, 3));
+    assert_eq!(result(&triggers, "errorRate"), Outcome::Inconclusive, "{triggers:?}");
+    let (triggers, _) = stage.judge(&r, |_| (10, 1), |_| (600, 3));
+    assert_eq!(result(&triggers, "errorRate"), Outcome::Fail, "{triggers:?}");
+}
+
+#[test]
+fn a_for_window_reads_the_newest_minutes_only() {
+    let r = rollout("    rollback: [{metric: errorRate, above: 5%, for: 5m}]\n");
+    let stage = Stage::deep();
+    // Bad for the newest 8 minutes only, after 20 healthy hours.
+    let recent = stage.now - 11 * 60;
+    let (triggers, _) = stage.judge(&r, |m| if m >= recent { (600, 300) } else { (600, 3) }, |_| (600, 3));
+    assert_eq!(result(&triggers, "errorRate"), Outcome::Fail, "{triggers:?}");
+    // Bad for an hour long ago, healthy since: the window is over.
+    let (old_from, old_to) = (stage.started + 5 * HOUR, stage.started + 6 * HOUR);
+    let (triggers, _) =
+        stage.judge(&r, |m| if (old_from..old_to).contains(&m) { (600, 300) } else { (600, 3) }, |_| (600, 3));
+    assert_eq!(result(&triggers, "errorRate"), Outcome::Pass, "{triggers:?}");
+}
