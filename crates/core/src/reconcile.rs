@@ -8,14 +8,14 @@
 //! - One rollout's error never stops another.
 //! - A metrics error is not a failed check: nothing advances on missing data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::analysis::judge::{self, Window};
-use crate::analysis::observations::{self, Observations, ReadPlan};
+use crate::analysis::observations::{self, HourSums, Minute, Observations, ReadPlan};
 use crate::analysis::verdict::{Smoke, Verdict};
 use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
@@ -305,43 +305,20 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
         if let Ok(o) = o
             && let Some(window) = metrics_window(r, o, now)
         {
-            let this = Needed {
-                start: judge::window_start(r, &window, now),
-                latency: judge::needs_latency(r),
-                minutes: judge::minutes_needed(r),
-            };
-            needed
-                .entry(r.spec.project.as_str())
-                .and_modify(|n| {
-                    n.start = n.start.min(this.start);
-                    n.latency |= this.latency;
-                    n.minutes = n.minutes.max(this.minutes);
-                })
-                .or_insert(this);
+            let n = needed.entry(r.spec.project.as_str()).or_insert_with(|| Needed {
+                start: now,
+                latency: false,
+                minutes: Duration::ZERO,
+                windows: Vec::new(),
+            });
+            n.start = n.start.min(judge::window_start(r, &window, now));
+            n.latency |= judge::needs_latency(r);
+            n.minutes = n.minutes.max(judge::minutes_needed(r));
+            n.windows.push((r, window));
         }
     }
     let metrics: BTreeMap<String, Result<Read, String>> = futures_util::stream::iter(needed)
-        .map(|(project, n)| async move {
-            let plan = ReadPlan::at(now, n.minutes);
-            let queries = plan.queries(n.start, now, n.latency);
-            let answers =
-                futures_util::future::join_all(queries.iter().map(|q| platform.time_series(project, q))).await;
-            let (mut counts, mut latencies) = (Vec::new(), Vec::new());
-            let mut failed = None;
-            for (query, answer) in queries.iter().zip(answers) {
-                let latency = query.iter().any(|(_, v)| v.contains("request_latencies"));
-                match answer {
-                    Ok(series) if latency => latencies.extend(series),
-                    Ok(series) => counts.extend(series),
-                    Err(e) => failed = Some(e.to_string()),
-                }
-            }
-            let read = match failed {
-                None => Ok(Read { observations: observations::parse(&counts, &latencies), plan }),
-                Some(e) => Err(e),
-            };
-            (project.to_owned(), read)
-        })
+        .map(|(project, n)| async move { (project.to_owned(), read_project(platform, project, n, now).await) })
         .buffer_unordered(LIST_CONCURRENCY)
         .collect()
         .await;
@@ -366,18 +343,72 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
-/// What the rollouts of one project need read: from when, latency or not, and how many
-/// of the newest minutes one by one.
-struct Needed {
+/// What the rollouts of one project need read: from when, latency or not, how many of
+/// the newest minutes one by one, and each rollout's window (for its hour anchors).
+struct Needed<'a> {
     start: SystemTime,
     latency: bool,
     minutes: Duration,
+    windows: Vec<(&'a CanaryRollout, Window)>,
 }
 
-/// One project's metrics as a pass read them, and how they were read.
+/// One project's metrics as a pass read them: the newest minutes and 10-minute periods,
+/// the hour sums from each anchor, and the plan they were read by.
 pub(crate) struct Read {
-    observations: Observations,
+    recent: Observations,
+    sums: HourSums,
     plan: ReadPlan,
+}
+
+impl Read {
+    /// One revision's periods as `window`'s judgement reads them.
+    fn periods(&self, rollout: &CanaryRollout, window: &Window, revision: &str) -> BTreeMap<u64, Minute> {
+        let anchors = judge::hour_anchors(rollout, window);
+        observations::periods(self.recent.get(revision), self.sums.get(revision), &anchors, self.plan.hours_until)
+    }
+}
+
+/// Reads one project's metrics: a handful of aligned queries, whatever the number of
+/// rollouts and hours (`ReadPlan`).
+async fn read_project<P: Monitoring>(
+    platform: &P,
+    project: &str,
+    n: Needed<'_>,
+    now: SystemTime,
+) -> Result<Read, String> {
+    let plan = ReadPlan::at(now, n.minutes);
+    let anchors: BTreeSet<u64> =
+        n.windows.iter().flat_map(|(r, w)| judge::hour_anchors(r, &Window { plan, ..w.clone() })).collect();
+    let hours = plan.hour_queries(&anchors, n.latency);
+    let recent = plan.recent_queries(n.start, now, n.latency);
+    let all: Vec<&Vec<(String, String)>> = hours.iter().map(|(_, q)| q).chain(&recent).collect();
+    let answers = futures_util::future::join_all(all.iter().map(|q| platform.time_series(project, q))).await;
+    let mut answers = answers.into_iter();
+    let is_latency = |q: &[(String, String)]| q.iter().any(|(_, v)| v.contains("request_latencies"));
+    // Each query's series, counts and latencies apart, grouped as the sums need them.
+    let mut groups: BTreeMap<Option<u64>, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut fine = (Vec::new(), Vec::new());
+    for (i, query) in all.iter().enumerate() {
+        let series = answers.next().expect("one answer per query").map_err(|e| e.to_string())?;
+        let into = match hours.get(i) {
+            Some((anchor, _)) => groups.entry(*anchor).or_default(),
+            None => &mut fine,
+        };
+        if is_latency(query) { into.1.extend(series) } else { into.0.extend(series) }
+    }
+    let mut sums = HourSums::new();
+    let mut anchored = Vec::new();
+    for (anchor, (counts, latencies)) in groups {
+        let read = observations::parse(&counts, &latencies);
+        match anchor {
+            Some(a) => anchored.push((a, read)),
+            None => sums = observations::sum_hours(&read, &anchors, plan.hours_until),
+        }
+    }
+    if !anchored.is_empty() {
+        sums = observations::sums_of(anchored);
+    }
+    Ok(Read { recent: observations::parse(&fine.0, &fine.1), sums, plan })
 }
 
 /// The revisions and minutes to judge, when the rollout has traffic to judge.
@@ -530,15 +561,15 @@ async fn judge_now<P: Prober>(
     }
     if let Some(window) = metrics_window(r, observed, now) {
         match metrics {
-            Some(Ok(Read { observations: metrics, plan })) => {
-                let window = Window { plan: *plan, ..window };
-                let (triggers, gates) = judge::judge(r, &window, metrics);
+            Some(Ok(read)) => {
+                let window = Window { plan: read.plan, ..window };
+                let stable = read.periods(r, &window, &window.stable);
+                let (triggers, gates) = judge::judge(r, &window, &read.periods(r, &window, &window.canary), &stable);
                 verdict.triggers = triggers;
                 verdict.gates = gates;
                 if let Observed::Service(service) = observed {
                     let state = service.state();
                     if let (Some(state::Pause::SharedIncident), Some(since)) = (state.pause, state.paused_at) {
-                        let stable = metrics.get(&window.stable).cloned().unwrap_or_default();
                         verdict.stable_recovered = Some(judge::stable_recovered(r, &stable, since));
                     }
                 }

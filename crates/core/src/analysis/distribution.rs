@@ -123,6 +123,35 @@ impl Distribution {
         true
     }
 
+    /// Takes away a part of this distribution (what [`Distribution::merge`] added), as
+    /// the sum of some periods less the sum of the later ones. Returns false, changing
+    /// nothing, if the buckets differ or `part` is not within this one.
+    pub(crate) fn subtract(&mut self, part: &Distribution) -> bool {
+        let within =
+            self.counts.len() >= part.counts.len() && self.counts.iter().zip(&part.counts).all(|(a, b)| a >= b);
+        if part.options != self.options || part.count > self.count || !within {
+            return false;
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&part.counts) {
+            *mine -= theirs;
+        }
+        let (n, n2) = (self.count as f64, part.count as f64);
+        let n1 = n - n2;
+        if n1 <= 0.0 {
+            self.mean = 0.0;
+            self.sum_of_squared_deviation = 0.0;
+        } else {
+            // Chan et al.'s update, solved for the first part.
+            let mean1 = (n * self.mean - n2 * part.mean) / n1;
+            let delta = part.mean - mean1;
+            self.sum_of_squared_deviation =
+                (self.sum_of_squared_deviation - part.sum_of_squared_deviation - delta * delta * n1 * n2 / n).max(0.0);
+            self.mean = mean1;
+        }
+        self.count -= part.count;
+        true
+    }
+
     /// The `q` quantile (0–1): find the bucket holding rank q·count and interpolate
     /// linearly inside it. `None` when there is no data. An open-ended bucket answers
     /// with its finite bound.

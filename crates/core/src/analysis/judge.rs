@@ -22,11 +22,11 @@
 //!   Everything is recomputed from Cloud Monitoring each pass: no state of its own.
 
 use crate::time::epoch_secs;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use super::distribution::Distribution;
-use super::observations::{Anchor, Minute, Observations, ReadPlan};
+use super::observations::{Anchor, Minute, ReadPlan};
 use super::stats::{self, Detector, WindowDetector};
 use super::verdict::{Check, CheckKind, Outcome};
 use crate::manifest::quantity::Threshold;
@@ -68,6 +68,30 @@ pub(crate) fn window_start(rollout: &CanaryRollout, window: &Window, now: System
     };
     let from_triggers = now.checked_sub(longest_for + Duration::from_secs(600)).unwrap_or(from_stage);
     from_stage.min(from_triggers)
+}
+
+/// The hours a judgement of `window` needs its older minutes summed from (the pass reads
+/// one sum from each, see `observations::HourSums`): where the triggers' minutes start
+/// (errors from the stage's start, latency after warm-up), where the gates' sample
+/// starts, and at 100% where stable's reference from the stage before starts and ends.
+/// Only hours before the plan's `hours_until` (later minutes are read finer).
+pub(crate) fn hour_anchors(rollout: &CanaryRollout, window: &Window) -> BTreeSet<u64> {
+    let hour = |t: u64| t.div_ceil(3600) * 3600;
+    let warmup = rollout.spec.analysis.warmup.as_secs();
+    let started = epoch_secs(window.stage_started);
+    let warm = started + warmup;
+    // A period counts for a trigger when its first minute ends after the trigger's start.
+    let mut anchors = BTreeSet::from([hour(started.saturating_sub(59)), hour(warm)]);
+    if let Anchor::Hour(h) = window.plan.anchor(warm) {
+        anchors.insert(h);
+    }
+    if window.weight >= 100 {
+        let from = window.previous_stage_started.map_or(started, epoch_secs) + warmup;
+        anchors.insert(window.plan.anchor(from).at().div_ceil(3600) * 3600);
+        anchors.insert(started / 3600 * 3600);
+    }
+    anchors.retain(|a| *a < window.plan.hours_until);
+    anchors
 }
 
 /// How many of the newest minutes judging `rollout` needs one by one: every trigger's
@@ -815,10 +839,12 @@ fn scale_needed(conclusive: &impl Fn(f64) -> bool) -> Option<f64> {
 
 /// Judges the rollback triggers and the promotion gates of the current stage, on the
 /// periods a pass read (`window.plan`).
-pub(crate) fn judge(rollout: &CanaryRollout, window: &Window, metrics: &Observations) -> (Vec<Check>, Vec<Check>) {
-    let empty = BTreeMap::new();
-    let canary = metrics.get(&window.canary).unwrap_or(&empty);
-    let stable = metrics.get(&window.stable).unwrap_or(&empty);
+pub(crate) fn judge(
+    rollout: &CanaryRollout,
+    window: &Window,
+    canary: &BTreeMap<u64, Minute>,
+    stable: &BTreeMap<u64, Minute>,
+) -> (Vec<Check>, Vec<Check>) {
     let mut evidence = Evidence::new(rollout, window);
     let started = epoch_secs(window.stage_started);
     let at_full_weight = window.weight >= 100;
@@ -928,8 +954,7 @@ mod tests {
             ..window()
         };
         let minutes: BTreeMap<u64, Minute> = (1..=5).map(|m| (epoch_secs(start) + 60 * m, minute(100, 0))).collect();
-        let metrics = Observations::from([("canary".to_owned(), minutes.clone()), ("stable".to_owned(), minutes)]);
-        let (_, gates) = judge(&r, &window, &metrics);
+        let (_, gates) = judge(&r, &window, &minutes, &minutes);
         let increase = gates.iter().find(|g| g.kind.name() == "errorRateIncrease").unwrap();
         assert_eq!(increase.result, Outcome::Inconclusive, "no reference is no evidence: {increase:?}");
     }

@@ -10,7 +10,7 @@
 //! reads about as much as one an hour in, and what it reads never depends on when the
 //! previous pass ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -117,35 +117,147 @@ impl ReadPlan {
         Anchor::Hour(minute.div_ceil(HOUR) * HOUR)
     }
 
-    /// The `timeSeries.list` queries that read [`start`, `now`] by this plan, for request
-    /// counts (by revision and response class) and, when `latency`, latency
-    /// distributions (by revision), across every service of a project: at most three of
-    /// each, whatever the number of rollouts and hours.
-    pub(crate) fn queries(&self, start: SystemTime, now: SystemTime, latency: bool) -> Vec<Vec<(String, String)>> {
-        let start = epoch_secs(start);
+    /// The `timeSeries.list` queries that read the newest part of [`start`, `now`] by
+    /// this plan — 10-minute periods, then minutes — for request counts (by revision and
+    /// response class) and, when `latency`, latency distributions (by revision), across
+    /// every service of a project. The older part is read as [`HourSums`].
+    pub(crate) fn recent_queries(
+        &self,
+        start: SystemTime,
+        now: SystemTime,
+        latency: bool,
+    ) -> Vec<Vec<(String, String)>> {
+        let start = epoch_secs(start).max(self.hours_until);
         let end = epoch_secs(now) / MINUTE * MINUTE;
-        let at = |t: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(t);
         let mut periods = Vec::new();
-        if start < self.hours_until {
-            periods.push((start / HOUR * HOUR, self.hours_until, HOUR));
-        }
-        if start < self.minutes_from && self.hours_until < self.minutes_from {
-            periods.push(((start / TEN_MINUTES * TEN_MINUTES).max(self.hours_until), self.minutes_from, TEN_MINUTES));
+        if start < self.minutes_from {
+            periods.push((start / TEN_MINUTES * TEN_MINUTES, self.minutes_from, TEN_MINUTES));
         }
         let fine_from = (start / MINUTE * MINUTE).max(self.minutes_from);
         if fine_from < end {
             periods.push((fine_from, end, MINUTE));
         }
-        let mut out = Vec::new();
-        for (from, to, period) in periods {
-            let [counts, latencies] = queries("", at(from), at(to), Duration::from_secs(period));
-            out.push(counts);
-            if latency {
-                out.push(latencies);
+        periods.into_iter().flat_map(|(from, to, period)| pair(from, to, period, latency)).collect()
+    }
+
+    /// The queries that read the hours before `hours_until`: one sum per anchor (an
+    /// aligned period from the anchor to `hours_until`) while there are at most
+    /// [`MAX_HOUR_ANCHORS`], else every hour from the first anchor (summed here).
+    /// Each comes with the anchor it sums from, `None` for the hours.
+    pub(crate) fn hour_queries(
+        &self,
+        anchors: &BTreeSet<u64>,
+        latency: bool,
+    ) -> Vec<(Option<u64>, Query)> {
+        let anchors: Vec<u64> = anchors.iter().copied().filter(|a| *a < self.hours_until).collect();
+        match anchors.first() {
+            None => Vec::new(),
+            Some(&first) if anchors.len() > MAX_HOUR_ANCHORS => {
+                pair(first, self.hours_until, HOUR, latency).into_iter().map(|q| (None, q)).collect()
+            }
+            Some(_) => anchors
+                .iter()
+                .flat_map(|&a| {
+                    pair(a, self.hours_until, self.hours_until - a, latency).into_iter().map(move |q| (Some(a), q))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A `timeSeries.list` query's parameters.
+pub(crate) type Query = Vec<(String, String)>;
+
+/// How many hour anchors a project's pass reads one sum each for; beyond, it reads the
+/// hours one by one (a query per metric, a point per hour and series) and sums them.
+pub(crate) const MAX_HOUR_ANCHORS: usize = 4;
+
+/// The counts query, and the latency one when `latency`, over (`from`, `to`] in
+/// periods of `period` seconds.
+fn pair(from: u64, to: u64, period: u64, latency: bool) -> Vec<Vec<(String, String)>> {
+    let at = |t: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(t);
+    let [counts, latencies] = queries("", at(from), at(to), Duration::from_secs(period));
+    if latency { vec![counts, latencies] } else { vec![counts] }
+}
+
+/// Per revision, the sum of its whole hours from each anchor to the plan's
+/// `hours_until` (epoch seconds → the sum, a period `hours_until − anchor` long).
+pub type HourSums = BTreeMap<String, BTreeMap<u64, Minute>>;
+
+/// [`HourSums`] for `anchors` out of hours read one by one.
+pub(crate) fn sum_hours(hours: &Observations, anchors: &BTreeSet<u64>, until: u64) -> HourSums {
+    let mut sums = HourSums::new();
+    for (revision, periods) in hours {
+        for &anchor in anchors.iter().filter(|a| **a < until) {
+            let mut sum = Minute { span: until - anchor, ..Minute::default() };
+            for (_, m) in periods.range(anchor + HOUR..=until) {
+                add(&mut sum, m);
+            }
+            if sum.total > 0 {
+                sums.entry(revision.clone()).or_default().insert(anchor, sum);
             }
         }
-        out
     }
+    sums
+}
+
+/// [`HourSums`] out of the answers to one sum per anchor.
+pub(crate) fn sums_of(read: Vec<(u64, Observations)>) -> HourSums {
+    let mut sums = HourSums::new();
+    for (anchor, observations) in read {
+        for (revision, periods) in observations {
+            for (_, m) in periods {
+                sums.entry(revision.clone()).or_default().insert(anchor, m);
+            }
+        }
+    }
+    sums
+}
+
+fn add(sum: &mut Minute, m: &Minute) {
+    sum.total += m.total;
+    sum.server_errors += m.server_errors;
+    if let Some(d) = &m.latency {
+        match &mut sum.latency {
+            Some(s) => {
+                s.merge(d);
+            }
+            None => sum.latency = Some(d.clone()),
+        }
+    }
+}
+
+/// One revision's periods as a judgement reads them: its hours between consecutive
+/// `anchors` (each the difference of two hour sums, so a sample starting at an anchor
+/// is exact), then the 10-minute periods and minutes read after `until`.
+pub(crate) fn periods(
+    recent: Option<&BTreeMap<u64, Minute>>,
+    sums: Option<&BTreeMap<u64, Minute>>,
+    anchors: &BTreeSet<u64>,
+    until: u64,
+) -> BTreeMap<u64, Minute> {
+    let mut out: BTreeMap<u64, Minute> =
+        recent.map(|r| r.range(until + 1..).map(|(e, m)| (*e, m.clone())).collect()).unwrap_or_default();
+    let Some(sums) = sums else { return out };
+    let anchors: Vec<u64> = anchors.iter().copied().filter(|a| *a < until).collect();
+    for (i, &anchor) in anchors.iter().enumerate() {
+        let next = anchors.get(i + 1).copied().unwrap_or(until);
+        let Some(mut period) = sums.get(&anchor).cloned() else { continue };
+        if let Some(later) = sums.get(&next) {
+            period.total = period.total.saturating_sub(later.total);
+            period.server_errors = period.server_errors.saturating_sub(later.server_errors);
+            if let (Some(d), Some(l)) = (&mut period.latency, &later.latency)
+                && !d.subtract(l)
+            {
+                period.latency = None;
+            }
+        }
+        period.span = next - anchor;
+        if period.total > 0 {
+            out.insert(next, period);
+        }
+    }
+    out
 }
 
 /// Request counts (by revision and response class) and latency distributions (by

@@ -34,7 +34,10 @@ fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
     let shares: f64 = [Anchor::Minute(0), Anchor::TenMinutes(0), Anchor::Hour(0)].iter().map(|a| a.share()).sum();
     assert!((shares - 1.0).abs() < 1e-12, "one sample per kind of anchor: {shares}");
 
-    let queries = plan.queries(at(DAY + 6 * HOUR + 30 * 60), at(now), true);
+    let anchors = std::collections::BTreeSet::from([DAY + 6 * HOUR, DAY + 7 * HOUR]);
+    let mut queries: Vec<Vec<(String, String)>> =
+        plan.hour_queries(&anchors, true).into_iter().map(|(_, q)| q).collect();
+    queries.extend(plan.recent_queries(at(DAY + 6 * HOUR + 30 * 60), at(now), true));
     let param = |q: &Vec<(String, String)>, key: &str| q.iter().find(|(k, _)| k == key).unwrap().1.clone();
     let read: Vec<(String, String, String)> = queries
         .iter()
@@ -43,16 +46,18 @@ fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
         })
         .collect();
     let t = |h: u64, m: u64| crate::time::rfc3339(at(DAY + h * HOUR + m * 60));
-    let (hours, tens, minutes) = (
-        (t(6, 0), t(9, 0), "3600s".to_owned()),
-        (t(9, 0), t(10, 10), "600s".to_owned()),
-        (t(10, 10), t(10, 37), "60s".to_owned()),
-    );
-    assert_eq!(read, vec![hours.clone(), hours, tens.clone(), tens, minutes.clone(), minutes]);
+    let (six, seven) = ((t(6, 0), t(9, 0), "10800s".to_owned()), (t(7, 0), t(9, 0), "7200s".to_owned()));
+    let (tens, minutes) = ((t(9, 0), t(10, 10), "600s".to_owned()), (t(10, 10), t(10, 37), "60s".to_owned()));
+    assert_eq!(read, vec![six.clone(), six, seven.clone(), seven, tens.clone(), tens, minutes.clone(), minutes]);
     assert!(param(&queries[1], "filter").contains("request_latencies"));
-    // Without latency, one query per resolution; a young stage reads minutes only.
-    assert_eq!(plan.queries(at(DAY + 6 * HOUR), at(now), false).len(), 3);
-    assert_eq!(plan.queries(at(DAY + 10 * HOUR + 20 * 60), at(now), true).len(), 2);
+    // Without latency, one query per sum and resolution; a young stage reads minutes only.
+    assert_eq!(plan.recent_queries(at(DAY + 6 * HOUR), at(now), false).len(), 2);
+    assert_eq!(plan.recent_queries(at(DAY + 10 * HOUR + 20 * 60), at(now), true).len(), 2);
+    // Past the most sums a pass reads, the hours one by one from the first anchor.
+    let many: std::collections::BTreeSet<u64> = (1..=5).map(|h| DAY + h * HOUR).collect();
+    let hours = plan.hour_queries(&many, false);
+    assert_eq!(hours.len(), 1);
+    assert_eq!((hours[0].0, param(&hours[0].1, "aggregation.alignmentPeriod")), (None, "3600s".to_owned()));
 }
 
 #[test]
@@ -129,11 +134,17 @@ impl Stage {
             plan: self.plan,
         };
         let from = DAY - 2 * HOUR;
-        let metrics: Observations = BTreeMap::from([
-            ("r/c".to_owned(), read(self.plan, from, self.now - 180, canary)),
-            ("r/s".to_owned(), read(self.plan, from, self.now - 180, stable)),
-        ]);
-        judge::judge(r, &window, &metrics)
+        // As a pass reads them: hour sums from the anchors the judgement needs, then
+        // 10-minute periods and minutes.
+        let anchors = judge::hour_anchors(r, &window);
+        let until = self.plan.hours_until;
+        let as_read = |minute: &dyn Fn(u64) -> (u64, u64)| {
+            let hours: Observations = BTreeMap::from([("x".to_owned(), read(self.plan, from, until, minute))]);
+            let recent = read(self.plan, until, self.now - 180, minute);
+            let sums = observations::sum_hours(&hours, &anchors, until);
+            observations::periods(Some(&recent), sums.get("x"), &anchors, until)
+        };
+        judge::judge(r, &window, &as_read(&canary), &as_read(&stable))
     }
 }
 
