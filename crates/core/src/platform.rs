@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::analysis::wire::{Page, TimeSeries};
 use crate::auth::Auth;
 use crate::time::parse_rfc3339;
 use crate::transport::{ApiFailure, Transport};
@@ -26,8 +27,8 @@ pub trait CloudRun {
 
 #[allow(async_fn_in_trait)]
 pub trait Monitoring {
-    /// `timeSeries.list` (all pages).
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure>;
+    /// `timeSeries.list` (all pages), read into numbers as it arrives.
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure>;
 }
 
 #[allow(async_fn_in_trait)]
@@ -154,7 +155,7 @@ impl CloudRun for Gcp {
 }
 
 impl Monitoring for Gcp {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
         // The largest page Cloud Monitoring serves (100,000 points), unless the caller
         // asked for another: fewer round trips, and each page of a query costs the server
         // the whole query again.
@@ -162,7 +163,21 @@ impl Monitoring for Gcp {
         if !query.iter().any(|(k, _)| k == "pageSize") {
             query.push(("pageSize".to_owned(), TIME_SERIES_PAGE.to_owned()));
         }
-        paged(&self.monitoring, &format!("/v3/projects/{project}/timeSeries"), &query, "timeSeries").await
+        let path = format!("/v3/projects/{project}/timeSeries");
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let mut q = query.clone();
+            if !token.is_empty() {
+                q.push(("pageToken".to_owned(), token.clone()));
+            }
+            let page: Page = self.monitoring.get_as(&path, &q).await?;
+            out.extend(page.time_series);
+            match page.next_page_token {
+                next if next.is_empty() || next == token => return Ok(out),
+                next => token = next,
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::analysis::judge::{self, Window};
 use crate::analysis::observations::{self, HourSums, Minute, Observations, ReadPlan};
 use crate::analysis::verdict::{Smoke, Verdict};
+use crate::analysis::wire::TimeSeries;
 use crate::cloudrun::service::ServiceView;
 use crate::decide::{self, Observed, Plan};
 use crate::manifest::ManifestSet;
@@ -386,7 +387,7 @@ async fn read_project<P: Monitoring>(
     let mut answers = answers.into_iter();
     let is_latency = |q: &[(String, String)]| q.iter().any(|(_, v)| v.contains("request_latencies"));
     // Each query's series, counts and latencies apart, grouped as the sums need them.
-    let mut groups: BTreeMap<Option<u64>, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Option<u64>, (Vec<TimeSeries>, Vec<TimeSeries>)> = BTreeMap::new();
     let mut fine = (Vec::new(), Vec::new());
     for (i, query) in all.iter().enumerate() {
         let series = answers.next().expect("one answer per query").map_err(|e| e.to_string())?;

@@ -119,6 +119,30 @@ impl Transport {
             .await
     }
 
+    /// A read whose answer is read straight into `T` (no JSON tree), retried as
+    /// [`Transport::get`] is.
+    pub(crate) async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<T, ApiFailure> {
+        let call = || self.body(Method::GET, path, query, None);
+        let body = call
+            .retry(self.retry)
+            .sleep(tokio::time::sleep)
+            .when(|e: &ApiFailure| e.retryable(false))
+            .adjust(|e, d| e.retry_after.or(d))
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| ApiFailure {
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            status: None,
+            code: "INTERNAL".to_owned(),
+            message: format!("the server sent an answer canary cannot read ({e})"),
+            retry_after: None,
+        })
+    }
+
     /// A write: retried only when the server refused it before doing anything. What a
     /// write answers (a long-running operation) is not read: a caller verifies a write by
     /// reading the resource back.
@@ -145,6 +169,32 @@ impl Transport {
         body: Option<&Value>,
         parse: bool,
     ) -> Result<Value, ApiFailure> {
+        let name = method.to_string();
+        let body = self.body(method, path, query, body).await?;
+        if !parse {
+            return Ok(Value::Null);
+        }
+        let text = String::from_utf8_lossy(&body);
+        serde_json::from_str(&text).or_else(|_| if text.trim().is_empty() { Ok(Value::Null) } else { Err(()) }).map_err(
+            |()| ApiFailure {
+                method: name,
+                path: path.to_owned(),
+                status: None,
+                code: "INTERNAL".to_owned(),
+                message: "the server sent a body that is not JSON".to_owned(),
+                retry_after: None,
+            },
+        )
+    }
+
+    /// One call: a success's body, or the failure its status and error body describe.
+    async fn body(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<bytes::Bytes, ApiFailure> {
         let failure = |status: Option<u16>, code: &str, message: String, retry_after: Option<Duration>| ApiFailure {
             method: method.to_string(),
             path: path.to_owned(),
@@ -198,17 +248,10 @@ impl Transport {
             .map(Duration::from_secs);
         // Read to the end even when unused, so the connection can carry the next call.
         let body = response.bytes().await.map_err(|e| failure(Some(status), "UNAVAILABLE", without_url(&e), None))?;
-        if (200..300).contains(&status) && !parse {
-            return Ok(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
         }
         let text = String::from_utf8_lossy(&body);
-        if (200..300).contains(&status) {
-            return serde_json::from_str(&text)
-                .or_else(|_| if text.trim().is_empty() { Ok(Value::Null) } else { Err(()) })
-                .map_err(|()| {
-                    failure(Some(status), "INTERNAL", "the server sent a body that is not JSON".to_owned(), None)
-                });
-        }
         let error: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = error.pointer("/error/status").and_then(Value::as_str).unwrap_or(default_code(status)).to_owned();
         let mut message = error.pointer("/error/message").and_then(Value::as_str).unwrap_or("").to_owned();

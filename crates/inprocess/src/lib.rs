@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use canary_core::analysis::wire::TimeSeries;
 use canary_core::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
 use canary_core::transport::ApiFailure;
 use canary_emulator::Emulator;
@@ -79,17 +80,23 @@ impl CloudRun for InProcess {
 }
 
 impl Monitoring for InProcess {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
         let path = format!("projects/{project}/timeSeries");
         let mut params = query.to_vec();
         params.push(("pageSize".into(), "100000".into()));
         let parsed = Query::parse(&params).map_err(|e| failure("GET", &path, e))?;
         let answer = self.with_world(|w, now| list(w, project, &parsed, now)).map_err(|e| failure("GET", &path, e))?;
         let mut answer = answer;
-        Ok(match answer["timeSeries"].take() {
-            Value::Array(series) => series,
-            _ => Vec::new(),
-        })
+        let series: Option<Vec<TimeSeries>> =
+            serde_json::from_value(answer["timeSeries"].take()).map_err(|e| ApiFailure {
+                method: "GET".to_owned(),
+                path: path.clone(),
+                status: None,
+                code: "INTERNAL".to_owned(),
+                message: format!("an answer canary cannot read: {e}"),
+                retry_after: None,
+            })?;
+        Ok(series.unwrap_or_default())
     }
 }
 

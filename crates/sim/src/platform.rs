@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use canary_core::analysis::wire::TimeSeries;
 use canary_core::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
 use canary_core::transport::ApiFailure;
 use canary_inprocess::InProcess;
@@ -242,7 +243,7 @@ impl CloudRun for Reconciler {
 }
 
 impl Monitoring for Reconciler {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
         let path = format!("projects/{project}/timeSeries");
         let index = self.turn("GET", &path).await?;
         if self.roll(0.04) {

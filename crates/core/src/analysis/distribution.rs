@@ -111,6 +111,10 @@ impl Distribution {
         if other.count == 0 {
             return true;
         }
+        // Either may leave out its trailing empty buckets.
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
         for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
             *mine += theirs;
         }
@@ -176,6 +180,21 @@ impl Distribution {
             below += c;
         }
         None
+    }
+
+    /// A `distributionValue` as [`crate::analysis::wire`] read it; `None` when its bucket
+    /// layout is not one canary knows. Trailing empty buckets stay left out.
+    pub fn from_parts(wire: &crate::analysis::wire::WireDistribution) -> Option<Distribution> {
+        let options = BucketOptions::from_wire(&wire.bucket_options)?;
+        let mut counts = wire.bucket_counts.0.clone();
+        counts.truncate(options.len());
+        Some(Distribution {
+            options,
+            count: wire.count.unwrap_or_else(|| counts.iter().sum()),
+            counts,
+            mean: wire.mean.unwrap_or(0.0),
+            sum_of_squared_deviation: wire.sum_of_squared_deviation.unwrap_or(0.0),
+        })
     }
 
     pub fn from_wire(value: &Value) -> Option<Distribution> {

@@ -8,6 +8,7 @@ pub mod judge;
 pub mod observations;
 pub mod stats;
 pub mod verdict;
+pub mod wire;
 
 #[cfg(test)]
 mod periods_tests;

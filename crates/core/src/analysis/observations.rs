@@ -13,10 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
-
 use super::distribution::Distribution;
-use crate::time::{epoch_secs, parse_rfc3339, rfc3339};
+use super::wire::{Point, TimeSeries};
+use crate::time::{epoch_secs, rfc3339};
 
 /// One period of one revision: a minute, or an aligned 10 minutes or hour.
 #[derive(Debug, Clone)]
@@ -144,11 +143,7 @@ impl ReadPlan {
     /// aligned period from the anchor to `hours_until`) while there are at most
     /// [`MAX_HOUR_ANCHORS`], else every hour from the first anchor (summed here).
     /// Each comes with the anchor it sums from, `None` for the hours.
-    pub(crate) fn hour_queries(
-        &self,
-        anchors: &BTreeSet<u64>,
-        latency: bool,
-    ) -> Vec<(Option<u64>, Query)> {
+    pub(crate) fn hour_queries(&self, anchors: &BTreeSet<u64>, latency: bool) -> Vec<(Option<u64>, Query)> {
         let anchors: Vec<u64> = anchors.iter().copied().filter(|a| *a < self.hours_until).collect();
         match anchors.first() {
             None => Vec::new(),
@@ -292,37 +287,29 @@ pub(crate) fn key(location: &str, revision: &str) -> String {
     format!("{location}/{revision}")
 }
 
-/// Reads the two queries' series into minutes by revision.
-pub(crate) fn parse(counts: &[Value], latencies: &[Value]) -> Observations {
+/// Reads the queries' series into periods by revision, keyed by each point's end; a
+/// point's period runs from its start (a minute when it has none).
+pub(crate) fn parse(counts: &[TimeSeries], latencies: &[TimeSeries]) -> Observations {
     let mut metrics = Observations::new();
-    let time = |point: &Value, which: &str| -> Option<u64> {
-        let t = parse_rfc3339(point.pointer(&format!("/interval/{which}"))?.as_str()?)?;
-        Some(t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs())
-    };
-    let end_of = |point: &Value| time(point, "endTime");
-    // A period without a start (a minute, as some answers give it) is one minute long.
-    let span_of =
-        |point: &Value, end: u64| time(point, "startTime").map_or(MINUTE, |s| end.saturating_sub(s).max(MINUTE));
+    let span_of = |p: &Point, end: u64| p.interval.start_time.map_or(MINUTE, |s| end.saturating_sub(s).max(MINUTE));
     for series in counts {
         let revision = series_key(series);
-        let class = series.pointer("/metric/labels/response_code_class").and_then(Value::as_str).unwrap_or_default();
-        for point in series.get("points").and_then(Value::as_array).into_iter().flatten() {
-            let value =
-                point.pointer("/value/int64Value").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
-            let (Some(end), Some(value)) = (end_of(point), value) else { continue };
+        let errors = series.metric.labels.response_code_class.as_deref() == Some("5xx");
+        for point in &series.points {
+            let (Some(end), Some(value)) = (point.interval.end_time, point.value.int64_value) else { continue };
             let minute = metrics.entry(revision.clone()).or_default().entry(end).or_default();
             minute.span = span_of(point, end);
             minute.total += value;
-            if class == "5xx" {
+            if errors {
                 minute.server_errors += value;
             }
         }
     }
     for series in latencies {
         let revision = series_key(series);
-        for point in series.get("points").and_then(Value::as_array).into_iter().flatten() {
-            let dist = point.pointer("/value/distributionValue").and_then(Distribution::from_wire);
-            let (Some(end), Some(dist)) = (end_of(point), dist) else { continue };
+        for point in &series.points {
+            let dist = point.value.distribution_value.as_ref().and_then(Distribution::from_parts);
+            let (Some(end), Some(dist)) = (point.interval.end_time, dist) else { continue };
             let minute = metrics.entry(revision.clone()).or_default().entry(end).or_default();
             minute.span = span_of(point, end);
             minute.latency = Some(dist);
@@ -331,7 +318,6 @@ pub(crate) fn parse(counts: &[Value], latencies: &[Value]) -> Observations {
     metrics
 }
 
-fn series_key(series: &Value) -> String {
-    let label = |k: &str| series.pointer(&format!("/resource/labels/{k}")).and_then(Value::as_str).unwrap_or_default();
-    key(label("location"), label("revision_name"))
+fn series_key(series: &TimeSeries) -> String {
+    key(&series.resource.labels.location, &series.resource.labels.revision_name)
 }

@@ -70,7 +70,7 @@ fn an_aligned_point_is_one_period_as_long_as_its_interval() {
             {"interval": {"endTime": "2026-11-19T02:01:00Z"}, "value": {"int64Value": "1"}},
         ],
     });
-    let read = observations::parse(&[series], &[]);
+    let read = observations::parse(&[serde_json::from_value(series).unwrap()], &[]);
     let periods = &read["r/api-1"];
     assert_eq!(periods[&(DAY + 2 * HOUR)].span, 3600);
     assert_eq!(periods[&(DAY + 2 * HOUR)].server_errors, 7);

@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use serde_json::Value;
 
+use crate::analysis::wire::TimeSeries;
 use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
 use crate::state::Phase;
 use crate::transport::ApiFailure;
@@ -269,7 +270,7 @@ impl<P: CloudRun> CloudRun for Metered<P> {
 }
 
 impl<P: Monitoring> Monitoring for Metered<P> {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
         let result = self.inner.time_series(project, query).await;
         self.record("monitoring.timeSeries.list", &result);
         result

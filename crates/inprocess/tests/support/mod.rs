@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use canary_core::analysis::wire::TimeSeries;
 use canary_core::cloudrun::service::ServiceView;
 use canary_core::manifest::CanaryRollout;
 use canary_core::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
@@ -265,7 +266,7 @@ impl CloudRun for Meddler {
 }
 
 impl Monitoring for Meddler {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<Value>, ApiFailure> {
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
         self.inner.time_series(project, query).await
     }
 }
