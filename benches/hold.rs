@@ -10,9 +10,9 @@
 //! `CANARY_BENCH_HOURS` (default `1,23`) choose what runs; `CANARY_BENCH_BIN` measures
 //! another build of canary (to compare two builds).
 //!
-//! Before the hour-23 pass the emulator is asked once for the hours so far (what Cloud
-//! Monitoring has stored by then), so the pass measures reading them, not the emulator
-//! drawing 23 hours of simulated traffic for the first time.
+//! Before each timed pass the emulator is asked once for the hours and recent 10-minute
+//! periods so far (what Cloud Monitoring has stored by then), so the pass measures
+//! reading them, not the emulator drawing hours of simulated traffic for the first time.
 
 mod common;
 
@@ -130,26 +130,34 @@ fn run(n: usize, hours: &[u64]) {
     drop(runtime);
 }
 
-/// Asks the emulator once for every published hour of every revision, hour by hour, so
-/// the simulated traffic so far is drawn (and its hours kept) before a pass is timed.
+/// Asks the emulator once for every published hour of every revision, and the 10-minute
+/// periods of the last hours, so the simulated traffic so far is drawn (and kept, as
+/// Cloud Monitoring has it stored) before a pass is timed.
 fn warm(emulator: &Emulator, n: usize) {
     // Hour-aligned, so each period is one whole hour the emulator keeps.
     let secs = emulator.now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
     let start = end - Duration::from_secs(26 * 3600);
     let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    // And the 10-minute periods of the last three hours.
+    let tens_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(300) / 600 * 600);
+    let reads = [(start, end, "3600s"), (tens_end - Duration::from_secs(3 * 3600), tens_end, "600s")];
     for project in 0..PROJECTS.min(n) {
         for metric in ["run.googleapis.com/request_count", "run.googleapis.com/request_latencies"] {
-            let params = vec![
-                ("filter".to_owned(), format!("metric.type=\"{metric}\"")),
-                ("interval.startTime".to_owned(), rfc(start)),
-                ("interval.endTime".to_owned(), rfc(end)),
-                ("aggregation.alignmentPeriod".to_owned(), "3600s".to_owned()),
-                ("aggregation.perSeriesAligner".to_owned(), "ALIGN_DELTA".to_owned()),
-                ("pageSize".to_owned(), "100000".to_owned()),
-            ];
-            let query = monitoring::Query::parse(&params).unwrap();
-            emulator.with_world(|w, now| monitoring::list(w, &format!("hold-project-{project}"), &query, now)).unwrap();
+            for (from, to, period) in reads {
+                let params = vec![
+                    ("filter".to_owned(), format!("metric.type=\"{metric}\"")),
+                    ("interval.startTime".to_owned(), rfc(from)),
+                    ("interval.endTime".to_owned(), rfc(to)),
+                    ("aggregation.alignmentPeriod".to_owned(), period.to_owned()),
+                    ("aggregation.perSeriesAligner".to_owned(), "ALIGN_DELTA".to_owned()),
+                    ("pageSize".to_owned(), "100000".to_owned()),
+                ];
+                let query = monitoring::Query::parse(&params).unwrap();
+                emulator
+                    .with_world(|w, now| monitoring::list(w, &format!("hold-project-{project}"), &query, now))
+                    .unwrap();
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Sums of a revision's published minutes over ranges, for aligned Monitoring queries.
-//! Whole hours are summed once and kept (a published minute never changes), so a
-//! query over a day reads 24 hours instead of drawing 1,440 minutes, and the emulator
-//! holds a few hundred bytes per revision-hour instead of every minute's points.
+//! Whole hours and whole 10 minutes are summed once and kept (a published minute never
+//! changes), so a query over a day reads 24 hours instead of drawing 1,440 minutes, and
+//! the emulator holds a few hundred bytes per revision-hour instead of every minute's
+//! points.
 //!
 //! What would make a kept hour wrong is dropped: a gap added (it can hide past minutes),
 //! a revision deleted (its name can come back with another history), or a world setter
@@ -9,8 +10,11 @@
 
 use super::*;
 
-/// The kept sums: an hour of minutes starting at an aligned hour (epoch seconds).
-pub(super) const CELL: u64 = 3600;
+/// The kept sums: an hour, or 10 minutes, of minutes starting at an aligned hour or 10
+/// minutes (epoch seconds), the longer first.
+pub(super) const CELLS: [u64; 2] = [3600, 600];
+/// How far back from the newest 10-minute cell a revision's 10-minute cells are kept.
+const TEN_MINUTES_KEPT: u64 = 4 * 3600;
 
 /// One revision-hour's sums, each worked out when first asked for.
 #[derive(Debug, Clone, Default)]
@@ -59,9 +63,9 @@ impl World {
         let mut sum = MinuteCounts::default();
         let mut m = from;
         while m < to {
-            if m.is_multiple_of(CELL) && m + CELL <= to {
-                sum.add(&self.cell_counts(revision, m));
-                m += CELL;
+            if let Some(cell) = cell_at(m, to) {
+                sum.add(&self.cell_counts(revision, m, cell));
+                m += cell;
             } else {
                 if !self.in_gap(revision, m) {
                     sum.add(&self.minute_counts(revision, m));
@@ -82,11 +86,11 @@ impl World {
         };
         let mut m = from;
         while m < to {
-            if m.is_multiple_of(CELL) && m + CELL <= to {
-                if let Some(h) = self.cell_latency(revision, m) {
+            if let Some(cell) = cell_at(m, to) {
+                if let Some(h) = self.cell_latency(revision, m, cell) {
                     add(h);
                 }
-                m += CELL;
+                m += cell;
             } else {
                 if !self.in_gap(revision, m)
                     && let Some(h) = self.minute_latency(revision, m)
@@ -99,38 +103,90 @@ impl World {
         sum
     }
 
-    fn cell_counts(&mut self, revision: &str, hour: u64) -> MinuteCounts {
-        if let Some(c) = self.cells.get(revision).and_then(|c| c.get(&hour)).and_then(|c| c.counts) {
+    /// A kept cell's counts: an hour summed from its 10-minute cells, those from minutes.
+    fn cell_counts(&mut self, revision: &str, start: u64, span: u64) -> MinuteCounts {
+        if let Some(c) = self.cells.get(revision).and_then(|c| c.get(&(start, span))).and_then(|c| c.counts) {
             return c;
         }
+        let sum = match smaller(span) {
+            // An hour: its 10-minute cells where they are kept, else its minutes.
+            Some(part) => {
+                let mut sum = MinuteCounts::default();
+                for m in (start..start + span).step_by(part as usize) {
+                    match self.cells.get(revision).and_then(|c| c.get(&(m, part))).and_then(|c| c.counts) {
+                        Some(kept) => sum.add(&kept),
+                        None => sum.add(&self.range_counts_by_minute(revision, m, m + part)),
+                    }
+                }
+                sum
+            }
+            None => self.range_counts_by_minute(revision, start, start + span),
+        };
+        self.keep(revision, start, span).counts = Some(sum);
+        sum
+    }
+
+    /// The cell of `revision` at (`start`, `span`), made if new. Keeping a 10-minute cell
+    /// drops that revision's 10-minute cells over [`TEN_MINUTES_KEPT`] older: older
+    /// minutes are read in hours, and a long-running emulator must not grow with time.
+    fn keep(&mut self, revision: &str, start: u64, span: u64) -> &mut Cell {
+        let cells = self.cells.entry(revision.to_owned()).or_default();
+        if span < CELLS[0] && !cells.contains_key(&(start, span)) {
+            let old: Vec<(u64, u64)> = cells
+                .range(..(start.saturating_sub(TEN_MINUTES_KEPT), 0))
+                .filter(|((_, s), _)| *s == span)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in old {
+                cells.remove(&k);
+            }
+        }
+        cells.entry((start, span)).or_default()
+    }
+
+    fn range_counts_by_minute(&self, revision: &str, from: u64, to: u64) -> MinuteCounts {
         let mut sum = MinuteCounts::default();
-        for m in (hour..hour + CELL).step_by(60) {
+        for m in (from..to).step_by(60) {
             if !self.in_gap(revision, m) {
                 sum.add(&self.minute_counts(revision, m));
             }
         }
-        self.cells.entry(revision.to_owned()).or_default().entry(hour).or_default().counts = Some(sum);
         sum
     }
 
-    fn cell_latency(&mut self, revision: &str, hour: u64) -> Option<Histogram> {
-        if let Some(kept) = self.cells.get(revision).and_then(|c| c.get(&hour)).and_then(|c| c.latency.as_ref()) {
+    fn cell_latency(&mut self, revision: &str, start: u64, span: u64) -> Option<Histogram> {
+        if let Some(kept) =
+            self.cells.get(revision).and_then(|c| c.get(&(start, span))).and_then(|c| c.latency.as_ref())
+        {
             return kept.as_ref().map(Compact::expand);
         }
         let mut sum: Option<Histogram> = None;
-        for m in (hour..hour + CELL).step_by(60) {
-            if self.in_gap(revision, m) {
-                continue;
-            }
-            if let Some(h) = self.minute_latency(revision, m) {
-                match &mut sum {
-                    Some(s) => s.add(&h),
-                    None => sum = Some(h),
+        let mut add = |h: Histogram| match &mut sum {
+            Some(s) => s.add(&h),
+            None => sum = Some(h),
+        };
+        // An hour: its 10-minute cells where they are kept, else its minutes.
+        let part = smaller(span).unwrap_or(60);
+        for m in (start..start + span).step_by(part as usize) {
+            let kept = self.cells.get(revision).and_then(|c| c.get(&(m, part))).and_then(|c| c.latency.clone());
+            match kept {
+                Some(kept) => {
+                    if let Some(h) = kept.map(|k| k.expand()) {
+                        add(h);
+                    }
+                }
+                None => {
+                    for minute in (m..m + part).step_by(60) {
+                        if !self.in_gap(revision, minute)
+                            && let Some(h) = self.minute_latency(revision, minute)
+                        {
+                            add(h);
+                        }
+                    }
                 }
             }
         }
-        self.cells.entry(revision.to_owned()).or_default().entry(hour).or_default().latency =
-            Some(sum.as_ref().map(Compact::of));
+        self.keep(revision, start, span).latency = Some(sum.as_ref().map(Compact::of));
         sum
     }
 
@@ -144,18 +200,28 @@ impl World {
         self.cells.retain(|revision, _| !revision.starts_with(prefix));
     }
 
-    /// Drops kept hours that end after `t` (a change said to take effect at `t`).
+    /// Drops kept cells that end after `t` (a change said to take effect at `t`).
     pub(super) fn forget_cells_after(&mut self, t: SystemTime) {
         let t = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-        for hours in self.cells.values_mut() {
-            hours.retain(|hour, _| hour + CELL <= t);
+        for cells in self.cells.values_mut() {
+            cells.retain(|(start, span), _| start + span <= t);
         }
     }
 
     /// How many revision-hours are kept (for tests and the emulator's own benchmarks).
     pub fn kept_hours(&self) -> usize {
-        self.cells.values().map(BTreeMap::len).sum()
+        self.cells.values().map(|c| c.keys().filter(|(_, span)| *span == CELLS[0]).count()).sum()
     }
+}
+
+/// The longest kept cell that starts at `m` and ends by `to`.
+fn cell_at(m: u64, to: u64) -> Option<u64> {
+    CELLS.into_iter().find(|&span| m.is_multiple_of(span) && m + span <= to)
+}
+
+/// The kept cells a cell of `span` is made of, if any.
+fn smaller(span: u64) -> Option<u64> {
+    CELLS.into_iter().find(|&s| s < span)
 }
 
 #[cfg(test)]

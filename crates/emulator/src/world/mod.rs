@@ -232,8 +232,9 @@ pub struct World {
     profile_history: HashMap<String, Timeline<Profile>>,
     gaps: Vec<Gap>,
     shapes: LatencyShapes,
-    /// Per revision: the sums of its published hours (`cells.rs`).
-    cells: HashMap<String, BTreeMap<u64, cells::Cell>>,
+    /// Per revision: the sums of its published hours and 10 minutes, by (start, length)
+    /// (`cells.rs`).
+    cells: HashMap<String, BTreeMap<(u64, u64), cells::Cell>>,
 }
 
 impl World {
