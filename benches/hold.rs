@@ -10,8 +10,8 @@
 //! `CANARY_BENCH_HOURS` (default `1,23`) choose what runs; `CANARY_BENCH_BIN` measures
 //! another build of canary (to compare two builds).
 //!
-//! Before each timed pass the emulator is asked once for the hours and recent 10-minute
-//! periods so far (what Cloud Monitoring has stored by then), so the pass measures
+//! Before each timed pass the emulator is asked once for the hours, recent 10-minute
+//! periods and minutes so far (what Cloud Monitoring has stored by then), so the pass measures
 //! reading them, not the emulator drawing hours of simulated traffic for the first time.
 
 mod common;
@@ -131,7 +131,7 @@ fn run(n: usize, hours: &[u64]) {
 }
 
 /// Asks the emulator once for every published hour of every revision, and the 10-minute
-/// periods of the last hours, so the simulated traffic so far is drawn (and kept, as
+/// periods of the last hours and the last minutes, so the simulated traffic so far is drawn (and kept, as
 /// Cloud Monitoring has it stored) before a pass is timed.
 fn warm(emulator: &Emulator, n: usize) {
     // Hour-aligned, so each period is one whole hour the emulator keeps.
@@ -139,9 +139,14 @@ fn warm(emulator: &Emulator, n: usize) {
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
     let start = end - Duration::from_secs(26 * 3600);
     let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    // And the 10-minute periods of the last three hours.
+    // And the 10-minute periods of the last three hours, and the last minutes.
     let tens_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(300) / 600 * 600);
-    let reads = [(start, end, "3600s"), (tens_end - Duration::from_secs(3 * 3600), tens_end, "600s")];
+    let minutes_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(180) / 60 * 60);
+    let reads = [
+        (start, end, "3600s"),
+        (tens_end - Duration::from_secs(3 * 3600), tens_end, "600s"),
+        (minutes_end - Duration::from_secs(40 * 60), minutes_end, "60s"),
+    ];
     for project in 0..PROJECTS.min(n) {
         for metric in ["run.googleapis.com/request_count", "run.googleapis.com/request_latencies"] {
             for (from, to, period) in reads {

@@ -314,7 +314,8 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
             });
             n.start = n.start.min(judge::window_start(r, &window, now));
             n.latency |= judge::needs_latency(r);
-            n.minutes = n.minutes.max(judge::minutes_needed(r));
+            let shared = matches!(o, Observed::Service(s) if s.state().pause == Some(state::Pause::SharedIncident));
+            n.minutes = n.minutes.max(judge::minutes_needed(r, shared));
             n.windows.push((r, window));
         }
     }

@@ -95,13 +95,18 @@ pub(crate) fn hour_anchors(rollout: &CanaryRollout, window: &Window) -> BTreeSet
 }
 
 /// How many of the newest minutes judging `rollout` needs one by one: every trigger's
-/// `for` window, the minutes a shared incident's end is judged on, and ten at least (the
-/// newest starts of the triggers without `for`), plus the minutes Cloud Monitoring
-/// withholds.
-pub(crate) fn minutes_needed(rollout: &CanaryRollout) -> Duration {
+/// `for` window; ten for the newest starts of a trigger without one; while paused for a
+/// shared incident, the minutes its end is judged on; plus the minutes Cloud Monitoring
+/// withholds and one more. Gates and stable's variation need no minutes of their own
+/// (10-minute periods serve them).
+pub(crate) fn minutes_needed(rollout: &CanaryRollout, shared_incident: bool) -> Duration {
     let analysis = &rollout.spec.analysis;
-    let longest_for = analysis.rollback.iter().map(|t| t.window.as_std()).max().unwrap_or_default();
-    longest_for.max(analysis.incident_recovery.as_std()).max(Duration::from_secs(600)) + Duration::from_secs(300)
+    let windows = analysis.rollback.iter().map(|t| {
+        let span = t.window.as_std();
+        if span.as_secs() >= 120 { span } else { Duration::from_secs(600) }
+    });
+    let recovery = if shared_incident { analysis.incident_recovery.as_std() } else { Duration::ZERO };
+    windows.max().unwrap_or_default().max(recovery) + Duration::from_secs(240)
 }
 
 /// Whether judging `rollout` needs latency distributions (a p95 gate or trigger).

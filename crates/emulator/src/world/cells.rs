@@ -12,9 +12,12 @@ use super::*;
 
 /// The kept sums: an hour, or 10 minutes, of minutes starting at an aligned hour or 10
 /// minutes (epoch seconds), the longer first.
-pub(super) const CELLS: [u64; 2] = [3600, 600];
-/// How far back from the newest 10-minute cell a revision's 10-minute cells are kept.
-const TEN_MINUTES_KEPT: u64 = 4 * 3600;
+pub(super) const CELLS: [u64; 3] = [3600, 600, 60];
+/// How far back from the newest cell of its length a revision's 10-minute cells and
+/// minutes are kept (hours are kept for as long as the revision is).
+fn kept_for(span: u64) -> u64 {
+    if span >= 600 { 4 * 3600 } else { 45 * 60 }
+}
 
 /// One revision-hour's sums, each worked out when first asked for.
 #[derive(Debug, Clone, Default)]
@@ -109,7 +112,7 @@ impl World {
             return c;
         }
         let sum = match smaller(span) {
-            // An hour: its 10-minute cells where they are kept, else its minutes.
+            // An hour or 10 minutes: its smaller cells where they are kept, else its minutes.
             Some(part) => {
                 let mut sum = MinuteCounts::default();
                 for m in (start..start + span).step_by(part as usize) {
@@ -127,13 +130,13 @@ impl World {
     }
 
     /// The cell of `revision` at (`start`, `span`), made if new. Keeping a 10-minute cell
-    /// drops that revision's 10-minute cells over [`TEN_MINUTES_KEPT`] older: older
-    /// minutes are read in hours, and a long-running emulator must not grow with time.
+    /// or a minute drops that revision's cells of its length older than [`kept_for`]:
+    /// older minutes are read in hours, and a long-running emulator must not grow with time.
     fn keep(&mut self, revision: &str, start: u64, span: u64) -> &mut Cell {
         let cells = self.cells.entry(revision.to_owned()).or_default();
         if span < CELLS[0] && !cells.contains_key(&(start, span)) {
             let old: Vec<(u64, u64)> = cells
-                .range(..(start.saturating_sub(TEN_MINUTES_KEPT), 0))
+                .range(..(start.saturating_sub(kept_for(span)), 0))
                 .filter(|((_, s), _)| *s == span)
                 .map(|(k, _)| *k)
                 .collect();
@@ -165,10 +168,13 @@ impl World {
             Some(s) => s.add(&h),
             None => sum = Some(h),
         };
-        // An hour: its 10-minute cells where they are kept, else its minutes.
+        // An hour or 10 minutes: its smaller cells where they are kept, else its minutes;
+        // a minute: drawn.
         let part = smaller(span).unwrap_or(60);
         for m in (start..start + span).step_by(part as usize) {
-            let kept = self.cells.get(revision).and_then(|c| c.get(&(m, part))).and_then(|c| c.latency.clone());
+            let kept = (part < span)
+                .then(|| self.cells.get(revision).and_then(|c| c.get(&(m, part))).and_then(|c| c.latency.clone()))
+                .flatten();
             match kept {
                 Some(kept) => {
                     if let Some(h) = kept.map(|k| k.expand()) {
