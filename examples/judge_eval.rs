@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use canary_core::analysis::distribution::Distribution;
 use canary_core::analysis::judge::{self, Blame, Dispersion, Evidence, Method, Totals, Window};
-use canary_core::analysis::observations::{Minute, ReadPlan};
+use canary_core::analysis::observations::{History, Minute, ReadPlan};
 use canary_core::analysis::stats;
 use canary_core::analysis::verdict::Outcome;
 use canary_core::manifest::types::CanaryRollout;
@@ -193,17 +193,34 @@ impl Class {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Policy {
-    /// canary's judgement: robust evidence, shared incidents pause.
+    /// canary's judgement, each pass reading what `reconcile` reads (a `ReadPlan`: the
+    /// newest minutes, 10-minute periods, hour sums from the rollout's anchors).
     Robust,
+    /// The same judgement on every minute of the stage, as passes read before the
+    /// read plan.
+    EveryMinute,
     /// canary's judgement before this change: binomial evidence, every trigger the canary's.
     Binomial,
     Naive,
 }
 
 impl Policy {
+    const ALL: [Policy; 4] = [Policy::Robust, Policy::EveryMinute, Policy::Binomial, Policy::Naive];
+
+    /// The name `--policies` takes.
+    fn id(self) -> &'static str {
+        match self {
+            Policy::Robust => "canary",
+            Policy::EveryMinute => "every-minute",
+            Policy::Binomial => "before",
+            Policy::Naive => "naive",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Policy::Robust => "canary",
+            Policy::EveryMinute => "canary, every minute",
             Policy::Binomial => "canary before",
             Policy::Naive => "naive",
         }
@@ -222,7 +239,13 @@ enum End {
 #[allow(clippy::large_enum_variant)] // one per simulated rollout: size does not matter
 enum Judge {
     Sequential(Evidence),
-    Naive { canary: Vec<(u64, Minute)>, stable: Totals, reference: Option<Totals> },
+    /// Judged afresh each pass from what it reads of the two revisions' histories.
+    Read(Window),
+    Naive {
+        canary: Vec<(u64, Minute)>,
+        stable: Totals,
+        reference: Option<Totals>,
+    },
 }
 
 /// Stable's minutes before a stage that `reconcile` reads with it (the longest trigger
@@ -238,6 +261,9 @@ struct Sim<'a> {
     shapes: LatencyShapes,
     /// Stable's newest published minutes, newest last.
     history: VecDeque<(u64, Minute)>,
+    /// Every published minute of each revision, as a pass reads them.
+    canary_read: History,
+    stable_read: History,
 }
 
 impl Sim<'_> {
@@ -270,6 +296,8 @@ impl Sim<'_> {
         for i in (1..=PRIMED_MINUTES as u64).rev() {
             let start = T0 - 60 * i;
             let m = self.minute("stable", &STABLE, 1.0, start, None);
+            self.stable_read.push(start + 60, m.clone());
+            self.canary_read.push(start + 60, Minute::default());
             self.history.push_back((start + 60, m));
         }
     }
@@ -304,6 +332,10 @@ impl Sim<'_> {
                 let c = self.minute("canary", &canary_behaviour, weight, start, Some(stage_start));
                 let s = self.minute("stable", &STABLE, 1.0 - weight, start, None);
                 let end = start + 60;
+                if policy == Policy::Robust {
+                    self.canary_read.push(end, c.clone());
+                    self.stable_read.push(end, s.clone());
+                }
                 self.history.push_back((end, s.clone()));
                 while self.history.len() > PRIMED_MINUTES {
                     self.history.pop_front();
@@ -314,6 +346,7 @@ impl Sim<'_> {
                 }
                 match &mut judge {
                     Judge::Sequential(e) => e.push(end, &c, Some(&s)),
+                    Judge::Read(_) => {}
                     Judge::Naive { canary, stable, .. } => {
                         if end >= stage_start + warmup + 60 && c.total > 0 {
                             stable.add(&s);
@@ -339,11 +372,16 @@ impl Sim<'_> {
             // Decide, as `decide` does.
             let hold = stages[stage].hold.as_ref().map_or(0, |h| h.as_secs());
             let elapsed = now - stage_start;
-            let verdict = match &judge {
-                Judge::Sequential(e) => sequential(e, elapsed >= hold),
-                Judge::Naive { canary, stable, reference } => {
+            let read = match &judge {
+                Judge::Read(window) => Some(self.as_read(window, now)),
+                _ => None,
+            };
+            let verdict = match (&judge, &read) {
+                (_, Some(e)) | (Judge::Sequential(e), _) => sequential(e, elapsed >= hold),
+                (Judge::Naive { canary, stable, reference }, _) => {
                     naive(self.rollout, canary, reference.as_ref().unwrap_or(stable), stage_start, elapsed >= hold)
                 }
+                (Judge::Read(_), None) => unreachable!("a read judge is read above"),
             };
             match verdict {
                 Verdict::SharedIncident if incidents == 0 => {
@@ -353,7 +391,10 @@ impl Sim<'_> {
                 }
                 Verdict::SharedIncident | Verdict::RollBack => {
                     if std::env::var_os("JUDGE_EVAL_WHY").is_some()
-                        && let Judge::Sequential(e) = &judge
+                        && let Some(e) = read.as_ref().or(match &judge {
+                            Judge::Sequential(e) => Some(e),
+                            _ => None,
+                        })
                     {
                         let failed: Vec<String> = e
                             .gates()
@@ -388,7 +429,7 @@ impl Sim<'_> {
                         Judge::Sequential(e) => {
                             (e.stable_totals().clone(), e.stable_dispersion().clone(), e.gates_share())
                         }
-                        Judge::Naive { stable, .. } => (stable.clone(), Default::default(), 1.0),
+                        _ => (stable_of(&judge), Default::default(), 1.0),
                     };
                     stage += 1;
                     previous_start = Some(stage_start);
@@ -410,8 +451,17 @@ impl Sim<'_> {
         reference: Option<(Totals, Dispersion, f64)>,
     ) -> Judge {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let window = Window {
+            canary: "canary".into(),
+            stable: "stable".into(),
+            stage_started: at(start),
+            previous_stage_started: previous.map(at),
+            weight,
+            plan: ReadPlan::every_minute(),
+        };
         let method = match policy {
-            Policy::Robust => Method::Robust,
+            Policy::Robust => return Judge::Read(window),
+            Policy::EveryMinute => Method::Robust,
             Policy::Binomial => Method::Binomial,
             Policy::Naive => {
                 return Judge::Naive {
@@ -420,14 +470,6 @@ impl Sim<'_> {
                     reference: reference.map(|r| r.0),
                 };
             }
-        };
-        let window = Window {
-            canary: "canary".into(),
-            stable: "stable".into(),
-            stage_started: at(start),
-            previous_stage_started: previous.map(at),
-            weight,
-            plan: ReadPlan::every_minute(),
         };
         let mut e = Evidence::with_method(self.rollout, &window, method);
         if weight < 100 {
@@ -440,6 +482,27 @@ impl Sim<'_> {
             e.set_dispersion(dispersion);
         }
         Judge::Sequential(e)
+    }
+}
+
+impl Sim<'_> {
+    /// The evidence a pass at `now` has: what it reads of both histories by its plan.
+    fn as_read(&self, window: &Window, now: u64) -> Evidence {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let plan = ReadPlan::at(at(now), judge::minutes_needed(self.rollout, false));
+        let window = Window { plan, ..window.clone() };
+        let anchors = judge::hour_anchors(self.rollout, &window);
+        let canary = self.canary_read.read(&plan, &anchors);
+        let stable = self.stable_read.read(&plan, &anchors);
+        judge::evidence(self.rollout, &window, &canary, &stable, Method::Robust)
+    }
+}
+
+/// Stable's totals a naive judge carries to the stage at 100%.
+fn stable_of(judge: &Judge) -> Totals {
+    match judge {
+        Judge::Naive { stable, .. } => stable.clone(),
+        _ => Totals::default(),
     }
 }
 
@@ -532,6 +595,8 @@ fn evaluate(rollout: &CanaryRollout, class: Class, rps: f64, policy: Policy, run
                             seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                             shapes: LatencyShapes::default(),
                             history: VecDeque::new(),
+                            canary_read: History::default(),
+                            stable_read: History::default(),
                         };
                         let (end, incidents, off) = sim.run(policy);
                         if let (Some(bad), Some(off)) = (class.bad_from(), off)
@@ -592,11 +657,16 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut runs, mut out, mut seed) = (1000usize, None, 2026u64);
     let mut classes: Vec<Class> = Class::ALL.to_vec();
+    let mut policies: Vec<Policy> = Policy::ALL.to_vec();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rollouts" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(runs),
             "--out" => out = args.next(),
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()).unwrap_or(seed),
+            "--policies" => {
+                let wanted = args.next().unwrap_or_default();
+                policies = Policy::ALL.into_iter().filter(|p| wanted.split(',').any(|w| w == p.id())).collect();
+            }
             "--classes" => {
                 let wanted = args.next().unwrap_or_default();
                 classes = Class::ALL.into_iter().filter(|c| wanted.split(',').any(|w| w == c.id())).collect();
@@ -605,8 +675,9 @@ fn main() {
                 let ids: Vec<&str> = Class::ALL.iter().map(|c| c.id()).collect();
                 eprintln!(
                     "judge_eval: unknown argument {other}; usage: judge_eval [--rollouts N] [--out FILE] [--seed S] \
-                     [--classes {}]",
-                    ids.join(",")
+                     [--classes {}] [--policies {}]",
+                    ids.join(","),
+                    Policy::ALL.map(Policy::id).join(",")
                 );
                 std::process::exit(2);
             }
@@ -635,7 +706,7 @@ fn main() {
     // Healthy rollouts rolled back, per class and in all, under canary's judgement.
     let mut healthy_false: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (class, rps) in scenarios {
-        for policy in [Policy::Robust, Policy::Binomial, Policy::Naive] {
+        for &policy in &policies {
             let t = evaluate(&rollout, class, rps, policy, runs, seed);
             if !class.bad() && class != Class::NoTraffic && policy == Policy::Robust {
                 let entry = healthy_false.entry(class.label()).or_default();

@@ -51,6 +51,31 @@ impl BucketOptions {
         (lower, upper)
     }
 
+    /// The first bucket whose lower bound is at or above `limit` (the buckets wholly at or
+    /// above it start there): worked out from the layout, not bucket by bucket.
+    pub(crate) fn first_at_or_above(&self, limit: f64) -> usize {
+        let len = self.len();
+        // Bucket i ≥ 1 starts at edge(i − 1); find the least k with edge(k) ≥ limit.
+        let guess = match self {
+            BucketOptions::Exponential { growth, scale, .. } if *growth > 1.0 && *scale > 0.0 && limit > 0.0 => {
+                ((limit / scale).ln() / growth.ln()).ceil()
+            }
+            BucketOptions::Linear { width, offset, .. } if *width > 0.0 => ((limit - offset) / width).ceil(),
+            BucketOptions::Explicit { bounds } => bounds.partition_point(|b| *b < limit) as f64,
+            _ => 0.0,
+        };
+        let lower = |i: usize| self.bounds(i).0;
+        let mut i = if guess.is_finite() { (guess.max(0.0) as usize).saturating_add(1).min(len) } else { 1 };
+        // Rounding in the guess: step to the exact bucket.
+        while i > 1 && lower(i - 1) >= limit {
+            i -= 1;
+        }
+        while i < len && lower(i) < limit {
+            i += 1;
+        }
+        if i == 1 && lower(0) >= limit { 0 } else { i }
+    }
+
     pub(crate) fn from_wire(options: &Value) -> Option<BucketOptions> {
         let num = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok()));
         if let Some(e) = options.get("exponentialBuckets") {
@@ -234,6 +259,22 @@ impl Distribution {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_bucket_at_or_above_a_limit_is_the_one_a_scan_finds() {
+        let layouts = [
+            BucketOptions::latency(),
+            BucketOptions::Exponential { num_finite: 40, growth: 2.0, scale: 0.5 },
+            BucketOptions::Linear { num_finite: 50, width: 10.0, offset: 5.0 },
+            BucketOptions::Explicit { bounds: vec![1.0, 5.0, 25.0, 100.0] },
+        ];
+        for options in &layouts {
+            for limit in [-1.0, 0.0, 0.5, 1.0, 1.2, 1.44, 3.0, 99.9, 100.0, 450.0, 2000.0, 1e9] {
+                let scan = (0..options.len()).find(|&i| options.bounds(i).0 >= limit).unwrap_or(options.len());
+                assert_eq!(options.first_at_or_above(limit), scan, "{options:?} at {limit}");
+            }
+        }
+    }
 
     /// canary reads what the emulator writes: a minute of latencies drawn for a profile
     /// (p50 120 ms, p95 450 ms), through the wire, gives canary's percentiles within 5%

@@ -75,7 +75,7 @@ pub(crate) fn window_start(rollout: &CanaryRollout, window: &Window, now: System
 /// (errors from the stage's start, latency after warm-up), where the gates' sample
 /// starts, and at 100% where stable's reference from the stage before starts and ends.
 /// Only hours before the plan's `hours_until` (later minutes are read finer).
-pub(crate) fn hour_anchors(rollout: &CanaryRollout, window: &Window) -> BTreeSet<u64> {
+pub fn hour_anchors(rollout: &CanaryRollout, window: &Window) -> BTreeSet<u64> {
     let hour = |t: u64| t.div_ceil(3600) * 3600;
     let warmup = rollout.spec.analysis.warmup.as_secs();
     let started = epoch_secs(window.stage_started);
@@ -99,7 +99,7 @@ pub(crate) fn hour_anchors(rollout: &CanaryRollout, window: &Window) -> BTreeSet
 /// shared incident, the minutes its end is judged on; plus the minutes Cloud Monitoring
 /// withholds and one more. Gates and stable's variation need no minutes of their own
 /// (10-minute periods serve them).
-pub(crate) fn minutes_needed(rollout: &CanaryRollout, shared_incident: bool) -> Duration {
+pub fn minutes_needed(rollout: &CanaryRollout, shared_incident: bool) -> Duration {
     let analysis = &rollout.spec.analysis;
     let windows = analysis.rollback.iter().map(|t| {
         let span = t.window.as_std();
@@ -155,8 +155,8 @@ impl Totals {
 /// Requests in buckets wholly above `limit` (conservative: a bucket straddling the limit
 /// is not counted), and all requests.
 fn slower_than(d: &Distribution, limit: f64) -> (u64, u64) {
-    let slow = d.counts.iter().enumerate().filter(|(i, _)| d.options.bounds(*i).0 >= limit).map(|(_, c)| *c).sum();
-    (slow, d.counts.iter().sum())
+    let first = d.options.first_at_or_above(limit);
+    (d.counts.iter().skip(first).sum(), d.counts.iter().sum())
 }
 
 /// How a rollout's budget is shared: one equal part per (stage, check). The period
@@ -248,6 +248,8 @@ struct TriggerEvidence {
     after: u64,
     span: u64,
     detectors: Vec<(f64, Test)>,
+    /// Each detector's log-likelihood ratio terms (its alternative against the limit).
+    terms: Vec<stats::LlrTerms>,
     /// The minutes of the trigger's window, newest last, for the observed value.
     window: VecDeque<(u64, Minute)>,
     /// The newest minute with requests: what a window without any shows instead.
@@ -285,8 +287,8 @@ impl TriggerEvidence {
         let (x, n) = self.counts(minute);
         let discount = self.discount(dispersion);
         if n > 0 {
-            for (p1, d) in &mut self.detectors {
-                d.push(end, minute.span, stats::binomial_llr(x, n, self.limit, *p1) / discount, k);
+            for ((_, d), terms) in self.detectors.iter_mut().zip(&self.terms) {
+                d.push(end, minute.span, terms.llr(x, n) / discount, k);
             }
             self.last_with_data = Some(minute.clone());
         }
@@ -575,7 +577,9 @@ impl Evidence {
                     };
                     alternatives.into_iter().map(|p1| (p1, test())).collect()
                 };
+                let terms = detectors.iter().map(|(p1, _)| stats::LlrTerms::new(limit, *p1)).collect();
                 Some(TriggerEvidence {
+                    terms,
                     tested,
                     limit,
                     threshold,
@@ -850,7 +854,20 @@ pub(crate) fn judge(
     canary: &BTreeMap<u64, Minute>,
     stable: &BTreeMap<u64, Minute>,
 ) -> (Vec<Check>, Vec<Check>) {
-    let mut evidence = Evidence::new(rollout, window);
+    let evidence = evidence(rollout, window, canary, stable, Method::Robust);
+    (evidence.triggers(), evidence.gates())
+}
+
+/// The evidence [`judge`] reads, by `method`: what a simulation judging as a pass does
+/// reads too (`examples/judge_eval.rs`).
+pub fn evidence(
+    rollout: &CanaryRollout,
+    window: &Window,
+    canary: &BTreeMap<u64, Minute>,
+    stable: &BTreeMap<u64, Minute>,
+    method: Method,
+) -> Evidence {
+    let mut evidence = Evidence::with_method(rollout, window, method);
     let started = epoch_secs(window.stage_started);
     let at_full_weight = window.weight >= 100;
     // Stable's variation, from every period read (at 100%, those before the stage, when
@@ -882,7 +899,7 @@ pub(crate) fn judge(
     for (end, minute) in canary.range(started + 1..) {
         evidence.push(*end, minute, stable.get(end));
     }
-    (evidence.triggers(), evidence.gates())
+    evidence
 }
 
 /// Whether stable has been within every rollback trigger of `rollout` for

@@ -282,6 +282,75 @@ pub(crate) fn queries(
     [counts, common("run.googleapis.com/request_latencies")]
 }
 
+/// One revision's minutes as they are published, and what a pass at any moment reads of
+/// them by its [`ReadPlan`] (the same periods `reconcile` builds from Cloud Monitoring's
+/// answers): for simulations that judge as passes do (`examples/judge_eval.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// By end; only the last few hours are kept (older minutes are read in hours).
+    minutes: BTreeMap<u64, Minute>,
+    /// 10-minute periods by end, the last few hours of them.
+    tens: BTreeMap<u64, Minute>,
+    /// At each hour's end: the sum of every whole hour published up to it.
+    hours: BTreeMap<u64, Minute>,
+}
+
+/// How long a [`History`] keeps minutes and 10-minute periods.
+const HISTORY_KEPT: u64 = 4 * HOUR;
+
+impl History {
+    /// Adds the minute ending at `end` (aligned, in order, without gaps).
+    pub fn push(&mut self, end: u64, minute: Minute) {
+        self.minutes.insert(end, minute);
+        if end.is_multiple_of(TEN_MINUTES) {
+            let mut ten = Minute { span: TEN_MINUTES, ..Minute::default() };
+            for (_, m) in self.minutes.range(end - TEN_MINUTES + 1..=end) {
+                add(&mut ten, m);
+            }
+            self.tens.insert(end, ten);
+        }
+        if end.is_multiple_of(HOUR) {
+            let mut sum = self.hours.values().next_back().cloned().unwrap_or_default();
+            for (_, m) in self.tens.range(end - HOUR + 1..=end) {
+                add(&mut sum, m);
+            }
+            self.hours.insert(end, sum);
+        }
+        let keep = end.saturating_sub(HISTORY_KEPT);
+        self.minutes = self.minutes.split_off(&keep);
+        self.tens = self.tens.split_off(&keep);
+    }
+
+    /// The periods a pass reading by `plan` sees, with its older minutes summed from
+    /// each of `anchors` (`judge::hour_anchors`).
+    pub fn read(&self, plan: &ReadPlan, anchors: &BTreeSet<u64>) -> BTreeMap<u64, Minute> {
+        let until = plan.hours_until;
+        let mut recent: BTreeMap<u64, Minute> =
+            self.tens.range(until + 1..=plan.minutes_from).map(|(e, m)| (*e, m.clone())).collect();
+        recent.extend(self.minutes.range(plan.minutes_from + 1..).map(|(e, m)| (*e, m.clone())));
+        let total = self.hours.range(..=until).next_back().map(|(_, m)| m);
+        let mut sums = BTreeMap::new();
+        for &anchor in anchors.iter().filter(|a| **a < until) {
+            let Some(total) = total else { break };
+            let mut sum = total.clone();
+            if let Some((_, before)) = self.hours.range(..=anchor).next_back() {
+                sum.total -= before.total;
+                sum.server_errors -= before.server_errors;
+                if let (Some(d), Some(b)) = (&mut sum.latency, &before.latency)
+                    && !d.subtract(b)
+                {
+                    sum.latency = None;
+                }
+            }
+            sum.span = until - anchor;
+            if sum.total > 0 {
+                sums.insert(anchor, sum);
+            }
+        }
+        periods(Some(&recent), Some(&sums), anchors, until)
+    }
+}
+
 /// How [`Observations`] names a revision: its region and its name.
 pub(crate) fn key(location: &str, revision: &str) -> String {
     format!("{location}/{revision}")

@@ -31,9 +31,27 @@ fn clamp_rate(p: f64) -> f64 {
 
 /// The log-likelihood ratio of `x` events in `n` trials under rate `p1` against `p0`.
 pub(crate) fn binomial_llr(x: u64, n: u64, p0: f64, p1: f64) -> f64 {
-    let (p0, p1) = (clamp_rate(p0), clamp_rate(p1));
-    let (x, n) = (x as f64, n as f64);
-    x * (p1 / p0).ln() + (n - x) * ((1.0 - p1) / (1.0 - p0)).ln()
+    LlrTerms::new(p0, p1).llr(x, n)
+}
+
+/// [`binomial_llr`] for one pair of rates, its two logarithms worked out once (a
+/// trigger reads them for every period of every pass).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LlrTerms {
+    per_failure: f64,
+    per_success: f64,
+}
+
+impl LlrTerms {
+    pub(crate) fn new(p0: f64, p1: f64) -> LlrTerms {
+        let (p0, p1) = (clamp_rate(p0), clamp_rate(p1));
+        LlrTerms { per_failure: (p1 / p0).ln(), per_success: ((1.0 - p1) / (1.0 - p0)).ln() }
+    }
+
+    pub(crate) fn llr(self, x: u64, n: u64) -> f64 {
+        let (x, n) = (x as f64, n as f64);
+        x * self.per_failure + (n - x) * self.per_success
+    }
 }
 
 /// The rates a detector for "above `limit`" watches for: the limit's odds times 1.5, 2
