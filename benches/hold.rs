@@ -6,7 +6,10 @@
 //! pass, Monitoring calls per project, and the points and bytes of Monitoring answers per
 //! rollout (from the emulator's request log).
 //!
-//! `CANARY_BENCH_SIZES` (comma-separated, default `100`) and
+//! Then, at up to 1,000 rollouts (`CANARY_BENCH_WATCH=1` for more, `0` for none), `canary
+//! watch` over them for three minutes: its CPU and RSS.
+//!
+//! `CANARY_BENCH_SIZES` (comma-separated, default `1000,10000`) and
 //! `CANARY_BENCH_HOURS` (default `1,23`) choose what runs; `CANARY_BENCH_BIN` measures
 //! another build of canary (to compare two builds).
 //!
@@ -16,7 +19,7 @@
 
 mod common;
 
-use common::{canary, own_cpu_seconds, own_peak_rss_mb, reset_own_peak_rss};
+use common::{canary, own_cpu_seconds, own_peak_rss_mb, reset_own_peak_rss, signal, usage, wait_ready, watch};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,7 +43,7 @@ fn main() {
             .filter_map(|n| n.trim().parse().ok())
             .collect()
     };
-    let sizes = list("CANARY_BENCH_SIZES", "100");
+    let sizes = list("CANARY_BENCH_SIZES", "1000,10000");
     let hours = list("CANARY_BENCH_HOURS", "1,23");
     for n in sizes {
         run(n as usize, &hours);
@@ -125,6 +128,25 @@ fn run(n: usize, hours: &[u64]) {
             sum("points") as f64 / n as f64,
             sum("bytes") as f64 / n as f64,
             patches,
+        );
+    }
+    // `watch` over the same rollouts, deep in the hold: its passes every analysis interval
+    // (1m) read the same few periods a pass above does. The emulator's clock stands still,
+    // so every pass judges the same moment (the emulator answers from what it keeps).
+    if std::env::var("CANARY_BENCH_WATCH").map_or(n <= 1000, |v| v == "1") {
+        let (mut child, base) = watch(dir.path(), &addr, &[]);
+        wait_ready(&base);
+        let window = Duration::from_secs(180);
+        let (cpu0, _, _) = usage(child.id());
+        std::thread::sleep(window);
+        let (cpu1, rss, peak) = usage(child.id());
+        signal(&child, "TERM");
+        let _ = child.wait();
+        println!(
+            "{n:>6} rollouts, watch at hour {}: CPU {:.2}% of a core over {} s (a pass a minute) | RSS {rss:.1} MB (peak {peak:.1} MB) (targets < 2%, < 150 MB)",
+            hours.last().copied().unwrap_or(0),
+            (cpu1 - cpu0) / window.as_secs_f64() * 100.0,
+            window.as_secs(),
         );
     }
     drop(runtime);

@@ -3,11 +3,13 @@
 //! 15), an idle watch over 1,000 manifests (CPU and RSS over 20 s, two resyncs in it),
 //! and SIGTERM to exit during a pass over 200 rollouts (median of 5).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+mod common;
+
+use common::{signal, usage, wait_ready, watch};
 
 use canary_emulator::Emulator;
 use canary_emulator::clock::VirtualClock;
@@ -63,39 +65,9 @@ fn manifest(dir: &Path, i: usize, image: &str) {
     std::fs::rename(&temp, dir.join(format!("svc-{i:05}.yaml"))).unwrap();
 }
 
-/// `canary watch DIR --listen 127.0.0.1:0`, once its first pass is done.
-fn watch(dir: &Path, addr: &str, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_canary"))
-        .args(["watch", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .arg(dir)
-        .env("CLOUD_RUN_EMULATOR_HOST", addr)
-        .env("CANARY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("canary watch listening on ").unwrap().to_owned();
-    (child, base)
-}
-
-fn wait_ready(base: &str) {
-    let start = Instant::now();
-    while reqwest::blocking::get(format!("{base}/readyz")).map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
-        assert!(start.elapsed() < Duration::from_secs(120), "the watch never became ready");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values[values.len() / 2]
-}
-
-fn signal(child: &Child, name: &str) {
-    Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
 }
 
 fn save_to_write(runtime: &tokio::runtime::Runtime) {
@@ -128,29 +100,6 @@ fn save_to_write(runtime: &tokio::runtime::Runtime) {
         times.iter().min().unwrap().as_secs_f64() * 1e3,
         times.iter().max().unwrap().as_secs_f64() * 1e3,
     );
-}
-
-/// (utime + stime) in seconds, and resident and peak resident memory in MB, from /proc.
-fn usage(pid: u32) -> (f64, f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let hz: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |key: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks / hz, kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
 }
 
 fn idle(runtime: &tokio::runtime::Runtime) {

@@ -4,9 +4,10 @@
 
 #![allow(dead_code)] // each benchmark uses part of it
 
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// One `canary` run, as measured.
 #[derive(Debug, Clone)]
@@ -71,4 +72,61 @@ pub fn own_peak_rss_mb() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0);
     kb / 1024.0
+}
+
+/// Starts `canary watch DIR` (the build under test) against the emulator at `addr`,
+/// listening on a free port; returns the child and its base URL.
+pub fn watch(dir: &Path, addr: &str, extra: &[&str]) -> (Child, String) {
+    let mut child =
+        Command::new(std::env::var("CANARY_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canary").to_owned()))
+            .args(["watch", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg(dir)
+            .env("CLOUD_RUN_EMULATOR_HOST", addr)
+            .env("CANARY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("canary watch listening on ").unwrap().to_owned();
+    (child, base)
+}
+
+/// Waits until the watch's first pass is done (`/readyz` answers 200).
+pub fn wait_ready(base: &str) {
+    let start = Instant::now();
+    while reqwest::blocking::get(format!("{base}/readyz")).map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        assert!(start.elapsed() < Duration::from_secs(120), "the watch never became ready");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends the signal `name` (`TERM`, `INT`) to `child`.
+pub fn signal(child: &Child, name: &str) {
+    Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+}
+
+/// A process's CPU seconds so far, RSS and peak RSS (MB), from `/proc`.
+pub fn usage(pid: u32) -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz: f64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks / hz, kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
 }
