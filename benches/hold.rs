@@ -80,6 +80,9 @@ fn run(n: usize, hours: &[u64]) {
         );
         std::fs::write(dir.path().join(format!("svc-{i:05}.yaml")), manifest).unwrap();
     }
+    // The services have served for six hours before the rollout begins, as a service in
+    // production has (a pass reads some of stable's history for its variation).
+    emulator.advance(Duration::from_secs(6 * 3600));
     // Into stage 2: deploy, 5% once Ready, then 50% after stage 1's hold (and the
     // minutes Cloud Monitoring withholds), repeated for any still waiting on data.
     let once = ["reconcile", "--once", "-o", "json"];
@@ -161,12 +164,12 @@ fn warm(emulator: &Emulator, n: usize) {
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
     let start = end - Duration::from_secs(26 * 3600);
     let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    // And the 10-minute periods of the last three hours, and the last minutes.
+    // And the 10-minute periods of the last five hours, and the last minutes.
     let tens_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(300) / 600 * 600);
     let minutes_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(180) / 60 * 60);
     let reads = [
         (start, end, "3600s"),
-        (tens_end - Duration::from_secs(3 * 3600), tens_end, "600s"),
+        (tens_end - Duration::from_secs(5 * 3600), tens_end, "600s"),
         (minutes_end - Duration::from_secs(40 * 60), minutes_end, "60s"),
     ];
     for project in 0..PROJECTS.min(n) {

@@ -494,7 +494,8 @@ impl Sim<'_> {
         let anchors = judge::hour_anchors(self.rollout, &window);
         let canary = self.canary_read.read(&plan, &anchors);
         let stable = self.stable_read.read(&plan, &anchors);
-        judge::evidence(self.rollout, &window, &canary, &stable, Method::Robust)
+        let variation = self.stable_read.variation(&plan);
+        judge::evidence(self.rollout, &window, (&canary, &stable), &variation, Method::Robust)
     }
 }
 

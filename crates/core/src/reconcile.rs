@@ -358,6 +358,8 @@ struct Needed<'a> {
 /// the hour sums from each anchor, and the plan they were read by.
 pub(crate) struct Read {
     recent: Observations,
+    /// Older 10-minute periods (request counts), read for stable's variation alone.
+    variation: Observations,
     sums: HourSums,
     plan: ReadPlan,
 }
@@ -383,17 +385,20 @@ async fn read_project<P: Monitoring>(
         n.windows.iter().flat_map(|(r, w)| judge::hour_anchors(r, &Window { plan, ..w.clone() })).collect();
     let hours = plan.hour_queries(&anchors, n.latency);
     let recent = plan.recent_queries(n.start, now, n.latency);
-    let all: Vec<&Vec<(String, String)>> = hours.iter().map(|(_, q)| q).chain(&recent).collect();
+    let variation = plan.variation_query();
+    let all: Vec<&Vec<(String, String)>> = hours.iter().map(|(_, q)| q).chain(&recent).chain(&variation).collect();
     let answers = futures_util::future::join_all(all.iter().map(|q| platform.time_series(project, q))).await;
     let mut answers = answers.into_iter();
     let is_latency = |q: &[(String, String)]| q.iter().any(|(_, v)| v.contains("request_latencies"));
     // Each query's series, counts and latencies apart, grouped as the sums need them.
     let mut groups: BTreeMap<Option<u64>, (Vec<TimeSeries>, Vec<TimeSeries>)> = BTreeMap::new();
     let mut fine = (Vec::new(), Vec::new());
+    let mut older = (Vec::new(), Vec::new());
     for (i, query) in all.iter().enumerate() {
         let series = answers.next().expect("one answer per query").map_err(|e| e.to_string())?;
         let into = match hours.get(i) {
             Some((anchor, _)) => groups.entry(*anchor).or_default(),
+            None if i >= hours.len() + recent.len() => &mut older,
             None => &mut fine,
         };
         if is_latency(query) { into.1.extend(series) } else { into.0.extend(series) }
@@ -410,7 +415,12 @@ async fn read_project<P: Monitoring>(
     if !anchored.is_empty() {
         sums = observations::sums_of(anchored);
     }
-    Ok(Read { recent: observations::parse(&fine.0, &fine.1), sums, plan })
+    Ok(Read {
+        recent: observations::parse(&fine.0, &fine.1),
+        variation: observations::parse(&older.0, &[]),
+        sums,
+        plan,
+    })
 }
 
 /// The revisions and minutes to judge, when the rollout has traffic to judge.
@@ -566,7 +576,9 @@ async fn judge_now<P: Prober>(
             Some(Ok(read)) => {
                 let window = Window { plan: read.plan, ..window };
                 let stable = read.periods(r, &window, &window.stable);
-                let (triggers, gates) = judge::judge(r, &window, &read.periods(r, &window, &window.canary), &stable);
+                let canary = read.periods(r, &window, &window.canary);
+                let variation = read.variation.get(&window.stable).cloned().unwrap_or_default();
+                let (triggers, gates) = judge::judge(r, &window, &canary, &stable, &variation);
                 verdict.triggers = triggers;
                 verdict.gates = gates;
                 if let Observed::Service(service) = observed {

@@ -853,27 +853,35 @@ pub(crate) fn judge(
     window: &Window,
     canary: &BTreeMap<u64, Minute>,
     stable: &BTreeMap<u64, Minute>,
+    variation: &BTreeMap<u64, Minute>,
 ) -> (Vec<Check>, Vec<Check>) {
-    let evidence = evidence(rollout, window, canary, stable, Method::Robust);
+    let evidence = evidence(rollout, window, (canary, stable), variation, Method::Robust);
     (evidence.triggers(), evidence.gates())
 }
 
-/// The evidence [`judge`] reads, by `method`: what a simulation judging as a pass does
-/// reads too (`examples/judge_eval.rs`).
+/// The evidence [`judge`] reads, by `method`, from the canary's and stable's periods
+/// and stable's older 10-minute periods read for its variation alone
+/// (`ReadPlan::variation_query`): what a simulation judging as a pass does reads too
+/// (`examples/judge_eval.rs`).
 pub fn evidence(
     rollout: &CanaryRollout,
     window: &Window,
-    canary: &BTreeMap<u64, Minute>,
-    stable: &BTreeMap<u64, Minute>,
+    (canary, stable): (&BTreeMap<u64, Minute>, &BTreeMap<u64, Minute>),
+    variation: &BTreeMap<u64, Minute>,
     method: Method,
 ) -> Evidence {
     let mut evidence = Evidence::with_method(rollout, window, method);
     let started = epoch_secs(window.stage_started);
     let at_full_weight = window.weight >= 100;
-    // Stable's variation, from every period read (at 100%, those before the stage, when
-    // it last served), estimated once and applied to the whole stage.
+    // Stable's variation, from every period read and the older 10-minute periods (at
+    // 100%, those before the stage, when it last served), estimated once and applied to
+    // the whole stage. A few dozen periods a pass: the older ones are what keep the
+    // estimate from being a fresh guess each pass on a quiet service.
+    let until = if at_full_weight { started } else { u64::MAX };
+    let hours = window.plan.hours_until;
+    let older = variation.range(..=hours.min(until));
     let mut dispersion = Dispersion::default();
-    for (end, minute) in stable.range(..=if at_full_weight { started } else { u64::MAX }) {
+    for (end, minute) in older.chain(stable.range(hours + 1..=until.max(hours + 1))) {
         dispersion.push(*end, minute);
     }
     evidence.set_dispersion(dispersion);
@@ -976,7 +984,7 @@ mod tests {
             ..window()
         };
         let minutes: BTreeMap<u64, Minute> = (1..=5).map(|m| (epoch_secs(start) + 60 * m, minute(100, 0))).collect();
-        let (_, gates) = judge(&r, &window, &minutes, &minutes);
+        let (_, gates) = judge(&r, &window, &minutes, &minutes, &BTreeMap::new());
         let increase = gates.iter().find(|g| g.kind.name() == "errorRateIncrease").unwrap();
         assert_eq!(increase.result, Outcome::Inconclusive, "no reference is no evidence: {increase:?}");
     }

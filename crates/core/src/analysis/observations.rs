@@ -163,6 +163,28 @@ impl ReadPlan {
 /// A `timeSeries.list` query's parameters.
 pub(crate) type Query = Vec<(String, String)>;
 
+impl ReadPlan {
+    /// The request counts of the [`VARIATION_HOURS`] before `hours_until` in 10-minute
+    /// periods, read for stable's variation alone (pairs of adjacent periods; the hour
+    /// sums have none): one query, none when there is nothing before.
+    pub(crate) fn variation_query(&self) -> Vec<Query> {
+        if self.hours_until == 0 {
+            return Vec::new();
+        }
+        let from = self.hours_until.saturating_sub(VARIATION_HOURS * HOUR);
+        let [counts, _] = queries(
+            "",
+            SystemTime::UNIX_EPOCH + Duration::from_secs(from),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(self.hours_until),
+            Duration::from_secs(TEN_MINUTES),
+        );
+        vec![counts]
+    }
+}
+
+/// How many hours of older 10-minute periods a pass reads for stable's variation.
+pub const VARIATION_HOURS: u64 = 2;
+
 /// How many hour anchors a project's pass reads one sum each for; beyond, it reads the
 /// hours one by one (a query per metric, a point per hour and series) and sums them.
 pub(crate) const MAX_HOUR_ANCHORS: usize = 4;
@@ -296,7 +318,7 @@ pub struct History {
 }
 
 /// How long a [`History`] keeps minutes and 10-minute periods.
-const HISTORY_KEPT: u64 = 4 * HOUR;
+const HISTORY_KEPT: u64 = 6 * HOUR;
 
 impl History {
     /// Adds the minute ending at `end` (aligned, in order, without gaps).
@@ -319,6 +341,13 @@ impl History {
         let keep = end.saturating_sub(HISTORY_KEPT);
         self.minutes = self.minutes.split_off(&keep);
         self.tens = self.tens.split_off(&keep);
+    }
+
+    /// The older 10-minute periods (counts) a pass reading by `plan` reads for stable's
+    /// variation ([`ReadPlan::variation_query`]).
+    pub fn variation(&self, plan: &ReadPlan) -> BTreeMap<u64, Minute> {
+        let from = plan.hours_until.saturating_sub(VARIATION_HOURS * HOUR);
+        self.tens.range(from + 1..=plan.hours_until).map(|(e, m)| (*e, Minute { latency: None, ..m.clone() })).collect()
     }
 
     /// The periods a pass reading by `plan` sees, with its older minutes summed from

@@ -144,7 +144,7 @@ impl Stage {
             let sums = observations::sum_hours(&hours, &anchors, until);
             observations::periods(Some(&recent), sums.get("x"), &anchors, until)
         };
-        judge::judge(r, &window, &as_read(&canary), &as_read(&stable))
+        judge::judge(r, &window, &as_read(&canary), &as_read(&stable), &BTreeMap::new())
     }
 }
 
