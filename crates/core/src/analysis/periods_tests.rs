@@ -192,3 +192,41 @@ fn a_for_window_reads_the_newest_minutes_only() {
         stage.judge(&r, |m| if (old_from..old_to).contains(&m) { (600, 300) } else { (600, 3) }, |_| (600, 3));
     assert_eq!(result(&triggers, "errorRate"), Outcome::Pass, "{triggers:?}");
 }
+
+#[test]
+fn stable_variation_is_estimated_from_older_ten_minute_periods_too() {
+    let plan = ReadPlan::at(at(DAY + 20 * HOUR), Duration::from_secs(10 * 60));
+    let q = plan.variation_query();
+    assert_eq!(q.len(), 1, "one query, counts only");
+    let param = |key: &str| q[0].iter().find(|(k, _)| k == key).unwrap().1.clone();
+    assert!(param("filter").contains("request_count"));
+    assert_eq!(param("aggregation.alignmentPeriod"), "600s");
+    assert_eq!(param("interval.endTime"), crate::time::rfc3339(at(plan.hours_until)));
+    assert_eq!(param("interval.startTime"), crate::time::rfc3339(at(plan.hours_until - 2 * HOUR)));
+    assert!(ReadPlan::every_minute().variation_query().is_empty());
+
+    let r = rollout("    rollback: [{metric: errorRate, above: 5%}]\n");
+    let window = Window {
+        canary: "c".into(),
+        stable: "s".into(),
+        stage_started: at(DAY + HOUR),
+        previous_stage_started: None,
+        weight: 50,
+        plan,
+    };
+    // The newest periods read are steady; the older ones swing between 0.2% and 4%.
+    let steady: BTreeMap<u64, Minute> = (plan.hours_until + 600..=plan.hours_until + 3600)
+        .step_by(600)
+        .map(|e| (e, Minute { span: 600, ..Minute::new(6000, 30, None) }))
+        .collect();
+    let swinging: BTreeMap<u64, Minute> = (plan.hours_until - 2 * HOUR + 600..=plan.hours_until)
+        .step_by(600)
+        .enumerate()
+        .map(|(i, e)| (e, Minute { span: 600, ..Minute::new(6000, if i % 2 == 0 { 12 } else { 240 }, None) }))
+        .collect();
+    let factor = |variation: &BTreeMap<u64, Minute>| {
+        judge::evidence(&r, &window, (&steady, &steady), variation, judge::Method::Robust).dispersion_factor()
+    };
+    assert_eq!(factor(&BTreeMap::new()), 1.0, "too few pairs of their own");
+    assert!(factor(&swinging) > 10.0, "{}", factor(&swinging));
+}
