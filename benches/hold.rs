@@ -164,12 +164,12 @@ fn warm(emulator: &Emulator, n: usize) {
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
     let start = end - Duration::from_secs(26 * 3600);
     let rfc = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    // And the 10-minute periods of the last five hours, and the last minutes.
+    // And the 10-minute periods of the last seven hours, and the last minutes.
     let tens_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(300) / 600 * 600);
     let minutes_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(180) / 60 * 60);
     let reads = [
         (start, end, "3600s"),
-        (tens_end - Duration::from_secs(5 * 3600), tens_end, "600s"),
+        (tens_end - Duration::from_secs(7 * 3600), tens_end, "600s"),
         (minutes_end - Duration::from_secs(40 * 60), minutes_end, "60s"),
     ];
     for project in 0..PROJECTS.min(n) {

@@ -183,7 +183,7 @@ impl ReadPlan {
 }
 
 /// How many hours of older 10-minute periods a pass reads for stable's variation.
-pub const VARIATION_HOURS: u64 = 2;
+pub const VARIATION_HOURS: u64 = 4;
 
 /// How many hour anchors a project's pass reads one sum each for; beyond, it reads the
 /// hours one by one (a query per metric, a point per hour and series) and sums them.
@@ -318,7 +318,7 @@ pub struct History {
 }
 
 /// How long a [`History`] keeps minutes and 10-minute periods.
-const HISTORY_KEPT: u64 = 6 * HOUR;
+const HISTORY_KEPT: u64 = 8 * HOUR;
 
 impl History {
     /// Adds the minute ending at `end` (aligned, in order, without gaps).

@@ -202,7 +202,7 @@ fn stable_variation_is_estimated_from_older_ten_minute_periods_too() {
     assert!(param("filter").contains("request_count"));
     assert_eq!(param("aggregation.alignmentPeriod"), "600s");
     assert_eq!(param("interval.endTime"), crate::time::rfc3339(at(plan.hours_until)));
-    assert_eq!(param("interval.startTime"), crate::time::rfc3339(at(plan.hours_until - 2 * HOUR)));
+    assert_eq!(param("interval.startTime"), crate::time::rfc3339(at(plan.hours_until - 4 * HOUR)));
     assert!(ReadPlan::every_minute().variation_query().is_empty());
 
     let r = rollout("    rollback: [{metric: errorRate, above: 5%}]\n");

@@ -16,7 +16,7 @@ pub(super) const CELLS: [u64; 3] = [3600, 600, 60];
 /// How far back from the newest cell of its length a revision's 10-minute cells and
 /// minutes are kept (hours are kept for as long as the revision is).
 fn kept_for(span: u64) -> u64 {
-    if span >= 600 { 6 * 3600 } else { 45 * 60 }
+    if span >= 600 { 8 * 3600 } else { 45 * 60 }
 }
 
 /// One revision-hour's sums, each worked out when first asked for.
