@@ -108,13 +108,15 @@ impl Gcp {
 /// the effective page_size is 100,000 results" (Cloud Monitoring API v3).
 const TIME_SERIES_PAGE: &str = "100000";
 
-/// Every page of a list call: `field` of each page, following `nextPageToken`.
-async fn paged(
+/// Every page of a list call, following `nextPageToken`: each page read as `P` (no
+/// JSON tree beyond what `P` keeps) and split by `items` into its items and the next
+/// page's token.
+async fn paged<P: serde::de::DeserializeOwned, I>(
     transport: &Transport,
     path: &str,
     query: &[(String, String)],
-    field: &str,
-) -> Result<Vec<Value>, ApiFailure> {
+    items: impl Fn(P) -> (Vec<I>, String),
+) -> Result<Vec<I>, ApiFailure> {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
@@ -122,22 +124,30 @@ async fn paged(
         if !token.is_empty() {
             q.push(("pageToken".to_owned(), token.clone()));
         }
-        let mut page = transport.get(path, &q).await?;
-        // Moved out of the page, not copied: a page of services is megabytes.
-        if let Some(Value::Array(items)) = page.get_mut(field).map(Value::take) {
-            out.extend(items);
+        let (page, next) = items(transport.get_as(path, &q).await?);
+        out.extend(page);
+        if next.is_empty() || next == token {
+            return Ok(out);
         }
-        match page.get("nextPageToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            Some(next) if next != token => token = next.to_owned(),
-            _ => return Ok(out),
-        }
+        token = next;
     }
+}
+
+/// A page of `services.list`: each service kept as the JSON Cloud Run sent.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ServicesPage {
+    services: Vec<Value>,
+    next_page_token: String,
 }
 
 impl CloudRun for Gcp {
     async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
         let path = format!("/v2/projects/{project}/locations/{region}/services");
-        paged(&self.run, &path, &[("pageSize".to_owned(), "500".to_owned())], "services").await
+        paged(&self.run, &path, &[("pageSize".to_owned(), "500".to_owned())], |p: ServicesPage| {
+            (p.services, p.next_page_token)
+        })
+        .await
     }
 
     async fn get_service(&self, name: &str) -> Result<Option<Value>, ApiFailure> {
@@ -164,20 +174,7 @@ impl Monitoring for Gcp {
             query.push(("pageSize".to_owned(), TIME_SERIES_PAGE.to_owned()));
         }
         let path = format!("/v3/projects/{project}/timeSeries");
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut q = query.clone();
-            if !token.is_empty() {
-                q.push(("pageToken".to_owned(), token.clone()));
-            }
-            let page: Page = self.monitoring.get_as(&path, &q).await?;
-            out.extend(page.time_series);
-            match page.next_page_token {
-                next if next.is_empty() || next == token => return Ok(out),
-                next => token = next,
-            }
-        }
+        paged(&self.monitoring, &path, &query, |p: Page| (p.time_series, p.next_page_token)).await
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::api_error::ApiError;
 use super::clock::{parse_rfc3339, rfc3339};
 use super::proto::{camel, object};
-use super::traffic::{at, minutes};
+use super::traffic::{MinuteCounts, at, minutes};
 use super::world::{RevisionLabels, World};
 use crate::histogram::Histogram;
 
@@ -272,26 +272,7 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
                 let mut by_class: BTreeMap<&str, Series> = BTreeMap::new();
                 for &m in &minute_list {
                     let counts = world.minute_counts(&revision.full, m);
-                    for (class, code, n) in [
-                        ("2xx", "200", counts.ok),
-                        ("4xx", "404", counts.client_errors),
-                        ("5xx", "500", counts.server_errors),
-                    ] {
-                        if n == 0 {
-                            continue;
-                        }
-                        let series = by_class.entry(class).or_insert_with(|| Series {
-                            metric_labels: BTreeMap::from([
-                                ("response_code".to_owned(), code.to_owned()),
-                                ("response_code_class".to_owned(), class.to_owned()),
-                            ]),
-                            resource_labels: resource_labels.clone(),
-                            points: BTreeMap::new(),
-                            kind: "DELTA",
-                            value_type: "INT64",
-                        });
-                        series.points.insert(m + 60, (m, Val::Int(i64::try_from(n).unwrap_or(i64::MAX))));
-                    }
+                    add_counts(&mut by_class, &resource_labels, counts, (m, m + 60));
                 }
                 raw.extend(by_class.into_values());
             }
@@ -385,26 +366,7 @@ fn summed(
         match query.metric {
             Metric::RequestCount => {
                 let counts = world.range_counts(&revision.full, from, to);
-                for (class, code, n) in [
-                    ("2xx", "200", counts.ok),
-                    ("4xx", "404", counts.client_errors),
-                    ("5xx", "500", counts.server_errors),
-                ] {
-                    if n == 0 {
-                        continue;
-                    }
-                    let series = by_class.entry(class).or_insert_with(|| Series {
-                        metric_labels: BTreeMap::from([
-                            ("response_code".to_owned(), code.to_owned()),
-                            ("response_code_class".to_owned(), class.to_owned()),
-                        ]),
-                        resource_labels: resource_labels.clone(),
-                        points: BTreeMap::new(),
-                        kind: "DELTA",
-                        value_type: "INT64",
-                    });
-                    series.points.insert(b, (b.saturating_sub(period), Val::Int(i64::try_from(n).unwrap_or(i64::MAX))));
-                }
+                add_counts(&mut by_class, &resource_labels, counts, (b.saturating_sub(period), b));
             }
             Metric::RequestLatencies => {
                 if let Some(d) = world.range_latency(&revision.full, from, to) {
@@ -418,6 +380,34 @@ fn summed(
         out.push(latency);
     }
     out
+}
+
+/// Adds a period's counts to `revision`'s series by response class (2xx, 4xx, 5xx), as
+/// points over (`start`, `end`]; a class with no requests gets no point.
+fn add_counts(
+    by_class: &mut BTreeMap<&'static str, Series>,
+    resource_labels: &BTreeMap<String, String>,
+    counts: MinuteCounts,
+    (start, end): (u64, u64),
+) {
+    for (class, code, n) in
+        [("2xx", "200", counts.ok), ("4xx", "404", counts.client_errors), ("5xx", "500", counts.server_errors)]
+    {
+        if n == 0 {
+            continue;
+        }
+        let series = by_class.entry(class).or_insert_with(|| Series {
+            metric_labels: BTreeMap::from([
+                ("response_code".to_owned(), code.to_owned()),
+                ("response_code_class".to_owned(), class.to_owned()),
+            ]),
+            resource_labels: resource_labels.clone(),
+            points: BTreeMap::new(),
+            kind: "DELTA",
+            value_type: "INT64",
+        });
+        series.points.insert(end, (start, Val::Int(i64::try_from(n).unwrap_or(i64::MAX))));
+    }
 }
 
 fn resource_labels(r: &RevisionLabels) -> BTreeMap<String, String> {

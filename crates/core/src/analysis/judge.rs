@@ -127,14 +127,7 @@ impl Totals {
     pub fn add(&mut self, m: &Minute) {
         self.total += m.total;
         self.server_errors += m.server_errors;
-        if let Some(d) = &m.latency {
-            match &mut self.latency {
-                Some(sum) => {
-                    sum.merge(d);
-                }
-                None => self.latency = Some(d.clone()),
-            }
-        }
+        super::observations::add_latency(&mut self.latency, m.latency.as_ref());
     }
 
     fn of<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {

@@ -38,6 +38,37 @@ impl Minute {
     pub fn new(total: u64, server_errors: u64, latency: Option<Distribution>) -> Minute {
         Minute { total, server_errors, latency, span: MINUTE }
     }
+
+    /// Adds `other`'s counts and latencies (not its span).
+    pub(crate) fn add(&mut self, other: &Minute) {
+        self.total += other.total;
+        self.server_errors += other.server_errors;
+        add_latency(&mut self.latency, other.latency.as_ref());
+    }
+
+    /// Takes away a part of these counts (a later sum out of an earlier one); latencies
+    /// that cannot be taken apart are dropped rather than guessed.
+    fn subtract(&mut self, part: &Minute) {
+        self.total = self.total.saturating_sub(part.total);
+        self.server_errors = self.server_errors.saturating_sub(part.server_errors);
+        if let (Some(d), Some(p)) = (&mut self.latency, &part.latency)
+            && !d.subtract(p)
+        {
+            self.latency = None;
+        }
+    }
+}
+
+/// Adds a latency distribution to a sum that may have none yet.
+pub(crate) fn add_latency(sum: &mut Option<Distribution>, d: Option<&Distribution>) {
+    if let Some(d) = d {
+        match sum {
+            Some(s) => {
+                s.merge(d);
+            }
+            None => *sum = Some(d.clone()),
+        }
+    }
 }
 
 /// Periods by revision, keyed by the period's end (epoch seconds).
@@ -208,7 +239,7 @@ pub(crate) fn sum_hours(hours: &Observations, anchors: &BTreeSet<u64>, until: u6
         for &anchor in anchors.iter().filter(|a| **a < until) {
             let mut sum = Minute { span: until - anchor, ..Minute::default() };
             for (_, m) in periods.range(anchor + HOUR..=until) {
-                add(&mut sum, m);
+                sum.add(m);
             }
             if sum.total > 0 {
                 sums.entry(revision.clone()).or_default().insert(anchor, sum);
@@ -231,19 +262,6 @@ pub(crate) fn sums_of(read: Vec<(u64, Observations)>) -> HourSums {
     sums
 }
 
-fn add(sum: &mut Minute, m: &Minute) {
-    sum.total += m.total;
-    sum.server_errors += m.server_errors;
-    if let Some(d) = &m.latency {
-        match &mut sum.latency {
-            Some(s) => {
-                s.merge(d);
-            }
-            None => sum.latency = Some(d.clone()),
-        }
-    }
-}
-
 /// One revision's periods as a judgement reads them: its hours between consecutive
 /// `anchors` (each the difference of two hour sums, so a sample starting at an anchor
 /// is exact), then the 10-minute periods and minutes read after `until`.
@@ -261,13 +279,7 @@ pub(crate) fn periods(
         let next = anchors.get(i + 1).copied().unwrap_or(until);
         let Some(mut period) = sums.get(&anchor).cloned() else { continue };
         if let Some(later) = sums.get(&next) {
-            period.total = period.total.saturating_sub(later.total);
-            period.server_errors = period.server_errors.saturating_sub(later.server_errors);
-            if let (Some(d), Some(l)) = (&mut period.latency, &later.latency)
-                && !d.subtract(l)
-            {
-                period.latency = None;
-            }
+            period.subtract(later);
         }
         period.span = next - anchor;
         if period.total > 0 {
@@ -327,14 +339,14 @@ impl History {
         if end.is_multiple_of(TEN_MINUTES) {
             let mut ten = Minute { span: TEN_MINUTES, ..Minute::default() };
             for (_, m) in self.minutes.range(end - TEN_MINUTES + 1..=end) {
-                add(&mut ten, m);
+                ten.add(m);
             }
             self.tens.insert(end, ten);
         }
         if end.is_multiple_of(HOUR) {
             let mut sum = self.hours.values().next_back().cloned().unwrap_or_default();
             for (_, m) in self.tens.range(end - HOUR + 1..=end) {
-                add(&mut sum, m);
+                sum.add(m);
             }
             self.hours.insert(end, sum);
         }
@@ -363,13 +375,7 @@ impl History {
             let Some(total) = total else { break };
             let mut sum = total.clone();
             if let Some((_, before)) = self.hours.range(..=anchor).next_back() {
-                sum.total -= before.total;
-                sum.server_errors -= before.server_errors;
-                if let (Some(d), Some(b)) = (&mut sum.latency, &before.latency)
-                    && !d.subtract(b)
-                {
-                    sum.latency = None;
-                }
+                sum.subtract(before);
             }
             sum.span = until - anchor;
             if sum.total > 0 {
