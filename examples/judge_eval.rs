@@ -251,6 +251,10 @@ enum Judge {
 /// Stable's minutes before a stage that `reconcile` reads with it (the longest trigger
 /// window and ten minutes), for the dispersion estimate.
 const PRIMED_MINUTES: usize = 25;
+/// How long stable serves alone before the rollout, as the passes reading by plan see
+/// it: a production service has served for hours, and a pass reads hours of its older
+/// counts for its variation (`observations::VARIATION_HOURS`).
+const SERVED_BEFORE: u64 = 8 * 3600;
 
 struct Sim<'a> {
     rollout: &'a CanaryRollout,
@@ -291,14 +295,20 @@ impl Sim<'_> {
         Minute::new(total, counts.server_errors, latency)
     }
 
-    /// Stable alone serving before the rollout: the minutes a first stage is primed with.
-    fn before_serving(&mut self) {
-        for i in (1..=PRIMED_MINUTES as u64).rev() {
+    /// Stable alone serving before the rollout: the minutes a first stage is primed with,
+    /// and (for a judge reading by plan) the hours before, which a pass reads too.
+    fn before_serving(&mut self, policy: Policy) {
+        let minutes = if policy == Policy::Robust { SERVED_BEFORE / 60 } else { PRIMED_MINUTES as u64 };
+        for i in (1..=minutes).rev() {
             let start = T0 - 60 * i;
             let m = self.minute("stable", &STABLE, 1.0, start, None);
-            self.stable_read.push(start + 60, m.clone());
-            self.canary_read.push(start + 60, Minute::default());
-            self.history.push_back((start + 60, m));
+            if policy == Policy::Robust {
+                self.stable_read.push(start + 60, m.clone());
+                self.canary_read.push(start + 60, Minute::default());
+            }
+            if i <= PRIMED_MINUTES as u64 {
+                self.history.push_back((start + 60, m));
+            }
         }
     }
 
@@ -308,7 +318,7 @@ impl Sim<'_> {
         let stages = self.rollout.spec.stages.clone();
         let analysis = self.rollout.spec.analysis.clone();
         let warmup = analysis.warmup.as_secs();
-        self.before_serving();
+        self.before_serving(policy);
         let mut stage = 0;
         let mut stage_start = T0;
         let mut previous_start = None;
@@ -657,12 +667,17 @@ fn percent(n: usize, of: usize) -> String {
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut runs, mut out, mut seed) = (1000usize, None, 2026u64);
+    let mut rates = vec![2.0, 20.0, 200.0];
     let mut classes: Vec<Class> = Class::ALL.to_vec();
     let mut policies: Vec<Policy> = Policy::ALL.to_vec();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rollouts" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(runs),
             "--out" => out = args.next(),
+            "--rps" => {
+                let wanted = args.next().unwrap_or_default();
+                rates = wanted.split(',').filter_map(|r| r.parse().ok()).collect();
+            }
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()).unwrap_or(seed),
             "--policies" => {
                 let wanted = args.next().unwrap_or_default();
@@ -676,7 +691,7 @@ fn main() {
                 let ids: Vec<&str> = Class::ALL.iter().map(|c| c.id()).collect();
                 eprintln!(
                     "judge_eval: unknown argument {other}; usage: judge_eval [--rollouts N] [--out FILE] [--seed S] \
-                     [--classes {}] [--policies {}]",
+                     [--rps 2,20,200] [--classes {}] [--policies {}]",
                     ids.join(","),
                     Policy::ALL.map(Policy::id).join(",")
                 );
@@ -701,7 +716,7 @@ fn main() {
     let scenarios: Vec<(Class, f64)> = classes
         .iter()
         .flat_map(
-            |c| if *c == Class::NoTraffic { vec![(*c, 0.0)] } else { [2.0, 20.0, 200.0].map(|r| (*c, r)).to_vec() },
+            |c| if *c == Class::NoTraffic { vec![(*c, 0.0)] } else { rates.iter().map(|r| (*c, *r)).collect() },
         )
         .collect();
     // Healthy rollouts rolled back, per class and in all, under canary's judgement.

@@ -407,6 +407,9 @@ pub struct Dispersion {
     level: VecDeque<(u64, u64, u64)>,
 }
 
+/// Pairs of 10-minute periods a pass estimates stable's variation from alone, when it
+/// read that many (the variation query's four hours hold 23).
+const MIN_TEN_MINUTE_PAIRS: u64 = 20;
 /// Pairs of minutes a dispersion estimate needs before it is used (until then: 1).
 const MIN_DISPERSION_PAIRS: u64 = 10;
 /// The most one pair of minutes adds, as a multiple of the estimate so far.
@@ -460,6 +463,7 @@ impl Dispersion {
     fn estimate(&self) -> f64 {
         if self.pairs == 0 { 1.0 } else { self.sum / self.pairs as f64 }
     }
+
 
     /// The multiple of the binomial variance minutes show, at least 1.
     pub fn factor(&self) -> f64 {
@@ -522,6 +526,8 @@ pub struct Evidence {
     dispersion_fixed: bool,
     /// Gate periods are those starting at or after this, as the pass read them.
     gates_from: Anchor,
+    /// The share of a gate's budget the canary's side has (its sample's anchor's).
+    gates_share: f64,
     /// The share of a gate's budget stable's side has (its reference's anchor at 100%).
     stable_share: f64,
     at_full_weight: bool,
@@ -594,7 +600,8 @@ impl Evidence {
             splits: triggers.iter().map(|_| Split::new(alpha)).collect(),
             dispersion_fixed: false,
             gates_from,
-            stable_share: gates_from.share(),
+            gates_share: window.plan.share(gates_from),
+            stable_share: window.plan.share(gates_from),
             at_full_weight: window.weight >= 100,
             triggers,
             canary: Totals::default(),
@@ -688,7 +695,7 @@ impl Evidence {
     /// The share of each gate's budget this stage's sample has (a reference taken from
     /// it carries it to the stage at 100%).
     pub fn gates_share(&self) -> f64 {
-        self.gates_from.share()
+        self.gates_share
     }
 
     /// Stable's totals over the compared minutes (the next stage's reference at 100%).
@@ -737,7 +744,7 @@ impl Evidence {
         let short = MIN_COMPARISON_REQUESTS.saturating_sub(enough);
         // Each side of a comparison gets half of the check's budget, times the share of
         // the sample its periods start at (one per kind of anchor may be read).
-        let alpha = self.alpha / 2.0 * self.gates_from.share();
+        let alpha = self.alpha / 2.0 * self.gates_share;
         let stable_alpha = self.alpha / 2.0 * self.stable_share;
         if let Some(margin) = self.max_error_rate_increase {
             let increase = canary.error_rate().zip(stable.error_rate()).map(|(c, s)| c - s);
@@ -873,11 +880,19 @@ pub fn evidence(
     let until = if at_full_weight { started } else { u64::MAX };
     let hours = window.plan.hours_until;
     let older = variation.range(..=hours.min(until));
-    let mut dispersion = Dispersion::default();
+    // Pairs of 10-minute periods when there are enough of them: a minute of a quiet
+    // service holds a fraction of an error, and its rare bursts, which carry its extra
+    // variation, are what the cap on a pair cuts (a few dozen minute pairs then read a
+    // heavy-tailed service as nearly binomial); a 10-minute period sums ten minutes'
+    // variation into tamer pairs. Minutes only when there are too few of those.
+    let (mut all, mut tens) = (Dispersion::default(), Dispersion::default());
     for (end, minute) in older.chain(stable.range(hours + 1..=until.max(hours + 1))) {
-        dispersion.push(*end, minute);
+        all.push(*end, minute);
+        if minute.span == 600 {
+            tens.push(*end, minute);
+        }
     }
-    evidence.set_dispersion(dispersion);
+    evidence.set_dispersion(if tens.pairs >= MIN_TEN_MINUTE_PAIRS { tens } else { all });
     if at_full_weight {
         // Stable has no traffic now: its periods from the stage before, after warm-up.
         let warmup = rollout.spec.analysis.warmup.as_secs();
@@ -895,7 +910,7 @@ pub fn evidence(
         } else {
             Totals::default()
         };
-        evidence.set_reference(reference, anchor.share());
+        evidence.set_reference(reference, window.plan.share(anchor));
     }
     for (end, minute) in canary.range(started + 1..) {
         evidence.push(*end, minute, stable.get(end));
@@ -1115,6 +1130,47 @@ mod dispersion_tests {
             d.push(m * 60, &Minute::new(counts.total(), counts.server_errors, None));
         }
         d.factor()
+    }
+
+    /// What a pass has: four hours of stable's counts in 10-minute periods and its
+    /// newest minutes. At 60 requests a minute and 3× binomial a minute holds 0.3
+    /// errors; the bursts that carry the variance are what the cap on a pair cuts, so
+    /// 40 minute pairs often read the service as nearly binomial, where the 10-minute
+    /// pairs of the same draws do not. Binomial minutes read about 1 either way.
+    #[test]
+    fn stable_variation_is_read_from_ten_minute_pairs_on_a_quiet_service() {
+        let (n, service) = (60.0, 120.0);
+        let expected = 1.0 + (n - 1.0) * 8.0 / (service - 1.0);
+        let both = |conditions: &str, seed: u64| {
+            let c: Conditions = serde_json::from_str(conditions).unwrap();
+            let mut rng = Rng::new(seed);
+            let (mut minutes, mut tens) = (Dispersion::default(), Dispersion::default());
+            let mut ten = Minute { span: 600, ..Minute::default() };
+            for m in 1..=280u64 {
+                let counts = c.draw_counts(&mut rng, n, service, &OWN);
+                let minute = Minute::new(counts.total(), counts.server_errors, None);
+                ten.add(&minute);
+                if m % 10 == 0 {
+                    tens.push(m * 60, &ten);
+                    ten = Minute { span: 600, ..Minute::default() };
+                }
+                if m > 240 {
+                    minutes.push(m * 60, &minute);
+                }
+            }
+            (minutes.factor(), tens.factor())
+        };
+        let (mut low_minutes, mut low_tens) = (0, 0);
+        for seed in 0..300 {
+            let (m, t) = both(r#"{"variation": {"dispersion": 3}}"#, seed);
+            low_minutes += usize::from(m < expected / 3.0);
+            low_tens += usize::from(t < expected / 3.0);
+        }
+        assert!(low_tens * 3 < low_minutes, "low: {low_tens} of 300 from 10 minutes, {low_minutes} from minutes");
+        for seed in 0..20 {
+            let (_, t) = both("{}", seed);
+            assert!(t < 2.0, "binomial, seed {seed}: {t}");
+        }
     }
 
     #[test]

@@ -107,12 +107,16 @@ impl Anchor {
         }
     }
 
-    /// The share of a check's budget the samples starting at this kind of anchor have:
-    /// one sample per kind may be read over a stage, so their shares add up to 1.
+    /// The share of a check's budget the samples starting at this kind of anchor have
+    /// when passes read by [`ReadPlan::at`]: one sample per kind may be read over a
+    /// stage, so their shares add up to 1. Most goes where a long hold's decision is
+    /// made (an hour anchor: a stage hours old), then a one-hour hold's (10 minutes); a
+    /// sample read to the minute serves only a stage's first quarter of an hour.
     pub fn share(self) -> f64 {
         match self {
-            Anchor::Minute(_) => 0.5,
-            Anchor::TenMinutes(_) | Anchor::Hour(_) => 0.25,
+            Anchor::Minute(_) => 0.2,
+            Anchor::TenMinutes(_) => 0.3,
+            Anchor::Hour(_) => 0.5,
         }
     }
 }
@@ -130,6 +134,13 @@ impl ReadPlan {
     /// Every minute one by one (what a judge fed minute by minute sees).
     pub fn every_minute() -> ReadPlan {
         ReadPlan { hours_until: 0, minutes_from: 0 }
+    }
+
+    /// The share of a check's budget a sample starting at `anchor` has under this plan:
+    /// all of it when every minute is read one by one (the sample never moves), else
+    /// [`Anchor::share`].
+    pub fn share(&self, anchor: Anchor) -> f64 {
+        if self.minutes_from == 0 { 1.0 } else { anchor.share() }
     }
 
     /// Where a sample of the minutes starting at or after `t` (epoch seconds) starts as

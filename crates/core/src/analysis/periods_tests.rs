@@ -33,6 +33,9 @@ fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
     assert_eq!(ReadPlan::every_minute().anchor(DAY + 7), Anchor::Minute(DAY + 60));
     let shares: f64 = [Anchor::Minute(0), Anchor::TenMinutes(0), Anchor::Hour(0)].iter().map(|a| a.share()).sum();
     assert!((shares - 1.0).abs() < 1e-12, "one sample per kind of anchor: {shares}");
+    assert_eq!(plan.share(Anchor::Hour(0)), Anchor::Hour(0).share());
+    // Read every minute, a sample never moves: it has the whole budget.
+    assert_eq!(ReadPlan::every_minute().share(ReadPlan::every_minute().anchor(DAY + 7)), 1.0);
 
     let anchors = std::collections::BTreeSet::from([DAY + 6 * HOUR, DAY + 7 * HOUR]);
     let mut queries: Vec<Vec<(String, String)>> =
