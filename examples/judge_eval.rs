@@ -715,9 +715,7 @@ fn main() {
     let _ = writeln!(table, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let scenarios: Vec<(Class, f64)> = classes
         .iter()
-        .flat_map(
-            |c| if *c == Class::NoTraffic { vec![(*c, 0.0)] } else { rates.iter().map(|r| (*c, *r)).collect() },
-        )
+        .flat_map(|c| if *c == Class::NoTraffic { vec![(*c, 0.0)] } else { rates.iter().map(|r| (*c, *r)).collect() })
         .collect();
     // Healthy rollouts rolled back, per class and in all, under canary's judgement.
     let mut healthy_false: BTreeMap<&str, (usize, usize)> = BTreeMap::new();

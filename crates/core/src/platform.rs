@@ -27,8 +27,21 @@ pub trait CloudRun {
 
 #[allow(async_fn_in_trait)]
 pub trait Monitoring {
-    /// `timeSeries.list` (all pages), read into numbers as it arrives.
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure>;
+    /// `timeSeries.list`, every page: each series handed to `each` as its page is read
+    /// (a pass folds them into its periods, so no more than a page is held at once).
+    async fn time_series_each(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        each: &mut (dyn FnMut(TimeSeries) + Send),
+    ) -> Result<(), ApiFailure>;
+
+    /// `timeSeries.list`, every page, the series together.
+    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
+        let mut all = Vec::new();
+        self.time_series_each(project, query, &mut |s| all.push(s)).await?;
+        Ok(all)
+    }
 }
 
 #[allow(async_fn_in_trait)]
@@ -109,15 +122,15 @@ impl Gcp {
 const TIME_SERIES_PAGE: &str = "100000";
 
 /// Every page of a list call, following `nextPageToken`: each page read as `P` (no
-/// JSON tree beyond what `P` keeps) and split by `items` into its items and the next
-/// page's token.
+/// JSON tree beyond what `P` keeps), split by `items` into its items and the next
+/// page's token, and its items handed to `each` before the next page is asked for.
 async fn paged<P: serde::de::DeserializeOwned, I>(
     transport: &Transport,
     path: &str,
     query: &[(String, String)],
     items: impl Fn(P) -> (Vec<I>, String),
-) -> Result<Vec<I>, ApiFailure> {
-    let mut out = Vec::new();
+    mut each: impl FnMut(I),
+) -> Result<(), ApiFailure> {
     let mut token = String::new();
     loop {
         let mut q = query.to_vec();
@@ -125,9 +138,9 @@ async fn paged<P: serde::de::DeserializeOwned, I>(
             q.push(("pageToken".to_owned(), token.clone()));
         }
         let (page, next) = items(transport.get_as(path, &q).await?);
-        out.extend(page);
+        page.into_iter().for_each(&mut each);
         if next.is_empty() || next == token {
-            return Ok(out);
+            return Ok(());
         }
         token = next;
     }
@@ -144,10 +157,10 @@ struct ServicesPage {
 impl CloudRun for Gcp {
     async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
         let path = format!("/v2/projects/{project}/locations/{region}/services");
-        paged(&self.run, &path, &[("pageSize".to_owned(), "500".to_owned())], |p: ServicesPage| {
-            (p.services, p.next_page_token)
-        })
-        .await
+        let mut services = Vec::new();
+        let items = |p: ServicesPage| (p.services, p.next_page_token);
+        paged(&self.run, &path, &[("pageSize".to_owned(), "500".to_owned())], items, |s| services.push(s)).await?;
+        Ok(services)
     }
 
     async fn get_service(&self, name: &str) -> Result<Option<Value>, ApiFailure> {
@@ -165,7 +178,12 @@ impl CloudRun for Gcp {
 }
 
 impl Monitoring for Gcp {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
+    async fn time_series_each(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        each: &mut (dyn FnMut(TimeSeries) + Send),
+    ) -> Result<(), ApiFailure> {
         // The largest page Cloud Monitoring serves (100,000 points), unless the caller
         // asked for another: fewer round trips, and each page of a query costs the server
         // the whole query again.
@@ -174,7 +192,7 @@ impl Monitoring for Gcp {
             query.push(("pageSize".to_owned(), TIME_SERIES_PAGE.to_owned()));
         }
         let path = format!("/v3/projects/{project}/timeSeries");
-        paged(&self.monitoring, &path, &query, |p: Page| (p.time_series, p.next_page_token)).await
+        paged(&self.monitoring, &path, &query, |p: Page| (p.time_series, p.next_page_token), each).await
     }
 }
 

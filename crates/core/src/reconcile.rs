@@ -387,26 +387,34 @@ async fn read_project<P: Monitoring>(
     let recent = plan.recent_queries(n.start, now, n.latency);
     let variation = plan.variation_query();
     let all: Vec<&Vec<(String, String)>> = hours.iter().map(|(_, q)| q).chain(&recent).chain(&variation).collect();
-    let answers = futures_util::future::join_all(all.iter().map(|q| platform.time_series(project, q))).await;
-    let mut answers = answers.into_iter();
     let is_latency = |q: &[(String, String)]| q.iter().any(|(_, v)| v.contains("request_latencies"));
-    // Each query's series, counts and latencies apart, grouped as the sums need them.
-    let mut groups: BTreeMap<Option<u64>, (Vec<TimeSeries>, Vec<TimeSeries>)> = BTreeMap::new();
-    let mut fine = (Vec::new(), Vec::new());
-    let mut older = (Vec::new(), Vec::new());
-    for (i, query) in all.iter().enumerate() {
-        let series = answers.next().expect("one answer per query").map_err(|e| e.to_string())?;
+    // Each answer folded into periods page by page; a few queries at once, so one's
+    // answer is read while the server works on the next, without holding them all.
+    let answers: Vec<Result<Observations, String>> = futures_util::stream::iter(all.iter().map(|q| async move {
+        let latency = is_latency(q);
+        let mut read = Observations::new();
+        let mut fold = |s: TimeSeries| observations::add_series(&mut read, &s, latency);
+        platform.time_series_each(project, q, &mut fold).await.map_err(|e| e.to_string())?;
+        Ok(read)
+    }))
+    .buffered(QUERY_CONCURRENCY)
+    .collect()
+    .await;
+    // Grouped as the sums need them: each anchor's sum, the hours one by one, the
+    // recent periods and the older 10-minute counts.
+    let mut groups: BTreeMap<Option<u64>, Observations> = BTreeMap::new();
+    let (mut fine, mut older) = (Observations::new(), Observations::new());
+    for (i, read) in answers.into_iter().enumerate() {
         let into = match hours.get(i) {
             Some((anchor, _)) => groups.entry(*anchor).or_default(),
             None if i >= hours.len() + recent.len() => &mut older,
             None => &mut fine,
         };
-        if is_latency(query) { into.1.extend(series) } else { into.0.extend(series) }
+        observations::merge(into, read?);
     }
     let mut sums = HourSums::new();
     let mut anchored = Vec::new();
-    for (anchor, (counts, latencies)) in groups {
-        let read = observations::parse(&counts, &latencies);
+    for (anchor, read) in groups {
         match anchor {
             Some(a) => anchored.push((a, read)),
             None => sums = observations::sum_hours(&read, &anchors, plan.hours_until),
@@ -415,12 +423,7 @@ async fn read_project<P: Monitoring>(
     if !anchored.is_empty() {
         sums = observations::sums_of(anchored);
     }
-    Ok(Read {
-        recent: observations::parse(&fine.0, &fine.1),
-        variation: observations::parse(&older.0, &[]),
-        sums,
-        plan,
-    })
+    Ok(Read { recent: fine, variation: older, sums, plan })
 }
 
 /// The revisions and minutes to judge, when the rollout has traffic to judge.
@@ -445,6 +448,9 @@ fn metrics_window(r: &CanaryRollout, observed: &Observed, now: SystemTime) -> Op
 pub(crate) const CONCURRENCY: usize = 16;
 /// How many lists (services of a project/region, a project's metrics) a pass reads at once.
 const LIST_CONCURRENCY: usize = 4;
+/// How many of a project's Monitoring queries a pass has under way at once (each holds
+/// a page of up to 100,000 points while it is read).
+const QUERY_CONCURRENCY: usize = 2;
 
 fn service_name(r: &CanaryRollout) -> String {
     format!("projects/{}/locations/{}/services/{}", r.spec.project, r.spec.region, r.spec.service)

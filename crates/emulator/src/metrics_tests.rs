@@ -386,6 +386,39 @@ async fn paging_and_metric_gaps() {
         }
     }
     assert_eq!(seen, 2, "2xx for each revision");
+    // A later page is cut from the answer the first page was (a cursor), even after
+    // time moved on; a token sent with another query, or whose answer is gone, is
+    // worked out afresh.
+    let page = |token: String, end: String| {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("filter", REQUEST_COUNT),
+                ("interval.startTime", &rfc3339(start)),
+                ("interval.endTime", &end),
+                ("pageSize", "1"),
+                ("pageToken", &token),
+            ])
+            .finish();
+        let f = &f;
+        async move {
+            let (status, page) = f.call("GET", &format!("/v3/projects/demo/timeSeries?{query}"), None).await;
+            assert_eq!(status, 200, "{page}");
+            let points = page["timeSeries"][0]["points"].as_array().map_or(0, Vec::len);
+            (points, page["nextPageToken"].as_str().map(str::to_owned))
+        }
+    };
+    let later = rfc3339(f.now() + std::time::Duration::from_secs(3600));
+    let (_, token) = page(String::new(), later.clone()).await;
+    let token = token.expect("two series, a page each");
+    assert!(token.starts_with('c'), "a cursor: {token}");
+    f.advance(30 * 60);
+    let (second, end) = page(token.clone(), later.clone()).await;
+    assert_eq!(end, None);
+    let (_, fresh_token) = page(String::new(), later.clone()).await;
+    let (second_now, _) = page(fresh_token.expect("two series"), later.clone()).await;
+    assert!(second_now >= second + 25, "page 2 was of the first answer: {second} points, now {second_now}");
+    let (again, _) = page(token, later).await;
+    assert_eq!(again, second_now, "a finished cursor is gone: its page is worked out afresh");
 }
 
 #[tokio::test]

@@ -81,7 +81,54 @@ pub struct Query {
     group_by: Vec<String>,
     headers_only: bool,
     page_size: usize,
+    /// The answer a later page continues ([`Cursors`]), and where in it.
+    cursor: Option<u64>,
     offset: usize,
+}
+
+/// The answers of paged queries whose later pages have not all been asked for: a page
+/// after the first is cut from the answer the first page was, not worked out again
+/// (a query of a project with thousands of revisions is most of its cost, and Cloud
+/// Monitoring's own page tokens are cursors too). The oldest go first; a page whose
+/// answer is gone is worked out again from the query.
+#[derive(Debug, Default)]
+pub(crate) struct Cursors {
+    next: u64,
+    /// Id, the query it answers ([`Query::key`]), and the answer.
+    kept: std::collections::VecDeque<(u64, String, std::sync::Arc<Vec<Series>>)>,
+}
+
+/// How many paged answers are kept.
+const CURSORS_KEPT: usize = 32;
+
+impl Cursors {
+    fn keep(&mut self, key: String, output: std::sync::Arc<Vec<Series>>) -> u64 {
+        self.next += 1;
+        self.kept.push_back((self.next, key, output));
+        while self.kept.len() > CURSORS_KEPT {
+            self.kept.pop_front();
+        }
+        self.next
+    }
+
+    /// The answer `id` kept, if it answers the query `key` (a token sent with another
+    /// query is worked out afresh).
+    fn get(&self, id: u64, key: &str) -> Option<std::sync::Arc<Vec<Series>>> {
+        self.kept.iter().find(|(i, k, _)| *i == id && k == key).map(|(_, _, o)| o.clone())
+    }
+
+    fn forget(&mut self, id: u64) {
+        self.kept.retain(|(i, _, _)| *i != id);
+    }
+}
+
+/// `c{cursor}.{offset}`, or `p{offset}` (no cursor).
+fn parse_token(token: &str) -> Option<(Option<u64>, usize)> {
+    if let Some(rest) = token.strip_prefix('c') {
+        let (id, offset) = rest.split_once('.')?;
+        return Some((Some(id.parse().ok()?), offset.parse().ok()?));
+    }
+    Some((None, token.strip_prefix('p')?.parse().ok()?))
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +158,7 @@ impl Val {
 
 /// A series: its labels and its points (end time in epoch seconds → value).
 #[derive(Debug, Clone)]
-struct Series {
+pub(crate) struct Series {
     metric_labels: BTreeMap<String, String>,
     resource_labels: BTreeMap<String, String>,
     points: BTreeMap<u64, (u64, Val)>,
@@ -120,6 +167,12 @@ struct Series {
 }
 
 impl Query {
+    /// What an answer depends on: the query without its page.
+    fn key(&self, project: &str) -> String {
+        let whole = Query { page_size: 0, cursor: None, offset: 0, ..self.clone() };
+        format!("{project} {whole:?}")
+    }
+
     /// Parses the query parameters (camelCase or snake_case; enums as names or numbers).
     pub fn parse(params: &[(String, String)]) -> Result<Query, ApiError> {
         let get = |key: &str| params.iter().find(|(k, _)| camel(k) == key).map(|(_, v)| v.as_str());
@@ -214,12 +267,9 @@ impl Query {
                 .parse::<usize>()
                 .map_err(|_| ApiError::invalid("pageSize", format!("Invalid integer value \"{v}\".")))?,
         };
-        let offset = match get("pageToken").filter(|t| !t.is_empty()) {
-            None => 0,
-            Some(t) => t
-                .strip_prefix("p")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| ApiError::invalid("pageToken", "Invalid page token."))?,
+        let (cursor, offset) = match get("pageToken").filter(|t| !t.is_empty()) {
+            None => (None, 0),
+            Some(t) => parse_token(t).ok_or_else(|| ApiError::invalid("pageToken", "Invalid page token."))?,
         };
         Ok(Query {
             metric,
@@ -232,6 +282,7 @@ impl Query {
             group_by,
             headers_only,
             page_size,
+            cursor,
             offset,
         })
     }
@@ -244,6 +295,41 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
     {
         return Ok(json!({"timeSeries": [], "executionErrors": []}));
     }
+    let key = query.key(project);
+    let kept = query.cursor.and_then(|id| world.cursors.get(id, &key).map(|o| (id, o)));
+    let (cursor, output) = match kept {
+        Some((id, output)) => (Some(id), output),
+        None => (None, std::sync::Arc::new(answer(world, project, query, now)?)),
+    };
+    // A page holds at most `pageSize` points (series, with view=HEADERS), as Cloud
+    // Monitoring counts them; a series is never split, and a page holds at least one.
+    let limit = query.page_size.max(1);
+    let (mut taken, mut used) = (0, 0);
+    for s in output.iter().skip(query.offset) {
+        let size = if query.headers_only { 1 } else { s.points.len() };
+        if taken > 0 && used + size > limit {
+            break;
+        }
+        taken += 1;
+        used += size;
+    }
+    let page: Vec<Value> = output.iter().skip(query.offset).take(taken).map(|s| series_json(s, query)).collect();
+    let mut out = object([("timeSeries", Value::Array(page)), ("executionErrors", Value::Array(Vec::new()))]);
+    let rest = query.offset + taken;
+    if rest < output.len() {
+        let id = match cursor {
+            Some(id) => id,
+            None => world.cursors.keep(key, output.clone()),
+        };
+        out["nextPageToken"] = format!("c{id}.{rest}").into();
+    } else if let Some(id) = cursor {
+        world.cursors.forget(id);
+    }
+    Ok(out)
+}
+
+/// Every series of a query's answer, in order, before paging.
+fn answer(world: &mut World, project: &str, query: &Query, now: SystemTime) -> Result<Vec<Series>, ApiError> {
     let visible_until = now.checked_sub(world.publish_delay()).unwrap_or(SystemTime::UNIX_EPOCH);
     let until = query.end.min(visible_until);
     let mut raw: Vec<Series> = Vec::new();
@@ -312,24 +398,7 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
     };
     let mut output = reduce(aligned, query)?;
     output.retain(|s| !s.points.is_empty());
-    // A page holds at most `pageSize` points (series, with view=HEADERS), as Cloud
-    // Monitoring counts them; a series is never split, and a page holds at least one.
-    let limit = query.page_size.max(1);
-    let (mut taken, mut used) = (0, 0);
-    for s in output.iter().skip(query.offset) {
-        let size = if query.headers_only { 1 } else { s.points.len() };
-        if taken > 0 && used + size > limit {
-            break;
-        }
-        taken += 1;
-        used += size;
-    }
-    let page: Vec<Value> = output.iter().skip(query.offset).take(taken).map(|s| series_json(s, query)).collect();
-    let mut out = object([("timeSeries", Value::Array(page)), ("executionErrors", Value::Array(Vec::new()))]);
-    if query.offset + taken < output.len() {
-        out["nextPageToken"] = format!("p{}", query.offset + taken).into();
-    }
-    Ok(out)
+    Ok(output)
 }
 
 /// One revision's series aligned by a summing aligner (`ALIGN_DELTA`, `ALIGN_SUM`):

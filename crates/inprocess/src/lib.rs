@@ -80,7 +80,12 @@ impl CloudRun for InProcess {
 }
 
 impl Monitoring for InProcess {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
+    async fn time_series_each(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        each: &mut (dyn FnMut(TimeSeries) + Send),
+    ) -> Result<(), ApiFailure> {
         let path = format!("projects/{project}/timeSeries");
         let mut params = query.to_vec();
         params.push(("pageSize".into(), "100000".into()));
@@ -96,7 +101,8 @@ impl Monitoring for InProcess {
                 message: format!("an answer canary cannot read: {e}"),
                 retry_after: None,
             })?;
-        Ok(series.unwrap_or_default())
+        series.unwrap_or_default().into_iter().for_each(each);
+        Ok(())
     }
 }
 

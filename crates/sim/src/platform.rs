@@ -243,7 +243,12 @@ impl CloudRun for Reconciler {
 }
 
 impl Monitoring for Reconciler {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
+    async fn time_series_each(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        each: &mut (dyn FnMut(TimeSeries) + Send),
+    ) -> Result<(), ApiFailure> {
         let path = format!("projects/{project}/timeSeries");
         let index = self.turn("GET", &path).await?;
         if self.roll(0.04) {
@@ -252,7 +257,7 @@ impl Monitoring for Reconciler {
         }
         let answer = self.world.time_series(project, query).await;
         self.after_read(index);
-        answer
+        answer.map(|series| series.into_iter().for_each(each))
     }
 }
 

@@ -464,7 +464,6 @@ impl Dispersion {
         if self.pairs == 0 { 1.0 } else { self.sum / self.pairs as f64 }
     }
 
-
     /// The multiple of the binomial variance minutes show, at least 1.
     pub fn factor(&self) -> f64 {
         if self.pairs < MIN_DISPERSION_PAIRS { 1.0 } else { self.estimate().max(1.0) }

@@ -406,31 +406,54 @@ pub(crate) fn key(location: &str, revision: &str) -> String {
 /// point's period runs from its start (a minute when it has none).
 pub(crate) fn parse(counts: &[TimeSeries], latencies: &[TimeSeries]) -> Observations {
     let mut metrics = Observations::new();
+    counts.iter().for_each(|s| add_series(&mut metrics, s, false));
+    latencies.iter().for_each(|s| add_series(&mut metrics, s, true));
+    metrics
+}
+
+/// Adds one series of request counts (by response class), or of latency
+/// distributions when `latency`, to `metrics`: what [`parse`] does for each, and what
+/// a pass does as each page arrives.
+pub(crate) fn add_series(metrics: &mut Observations, series: &TimeSeries, latency: bool) {
     let span_of = |p: &Point, end: u64| p.interval.start_time.map_or(MINUTE, |s| end.saturating_sub(s).max(MINUTE));
-    for series in counts {
-        let revision = series_key(series);
-        let errors = series.metric.labels.response_code_class.as_deref() == Some("5xx");
-        for point in &series.points {
-            let (Some(end), Some(value)) = (point.interval.end_time, point.value.int64_value) else { continue };
-            let minute = metrics.entry(revision.clone()).or_default().entry(end).or_default();
-            minute.span = span_of(point, end);
-            minute.total += value;
-            if errors {
-                minute.server_errors += value;
-            }
-        }
-    }
-    for series in latencies {
-        let revision = series_key(series);
+    let periods = metrics.entry(series_key(series)).or_default();
+    if latency {
         for point in &series.points {
             let dist = point.value.distribution_value.as_ref().and_then(Distribution::from_parts);
             let (Some(end), Some(dist)) = (point.interval.end_time, dist) else { continue };
-            let minute = metrics.entry(revision.clone()).or_default().entry(end).or_default();
+            let minute = periods.entry(end).or_default();
             minute.span = span_of(point, end);
             minute.latency = Some(dist);
         }
+        return;
     }
-    metrics
+    let errors = series.metric.labels.response_code_class.as_deref() == Some("5xx");
+    for point in &series.points {
+        let (Some(end), Some(value)) = (point.interval.end_time, point.value.int64_value) else { continue };
+        let minute = periods.entry(end).or_default();
+        minute.span = span_of(point, end);
+        minute.total += value;
+        if errors {
+            minute.server_errors += value;
+        }
+    }
+}
+
+/// Adds `from`'s periods to `into`'s: the counts of one query and the latencies of
+/// another, for the same periods, become one [`Minute`] each.
+pub(crate) fn merge(into: &mut Observations, from: Observations) {
+    for (revision, periods) in from {
+        let to = into.entry(revision).or_default();
+        for (end, m) in periods {
+            let minute = to.entry(end).or_default();
+            minute.span = m.span;
+            minute.total += m.total;
+            minute.server_errors += m.server_errors;
+            if m.latency.is_some() {
+                minute.latency = m.latency;
+            }
+        }
+    }
 }
 
 fn series_key(series: &TimeSeries) -> String {

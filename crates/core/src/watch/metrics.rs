@@ -270,8 +270,13 @@ impl<P: CloudRun> CloudRun for Metered<P> {
 }
 
 impl<P: Monitoring> Monitoring for Metered<P> {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
-        let result = self.inner.time_series(project, query).await;
+    async fn time_series_each(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        each: &mut (dyn FnMut(TimeSeries) + Send),
+    ) -> Result<(), ApiFailure> {
+        let result = self.inner.time_series_each(project, query, each).await;
         self.record("monitoring.timeSeries.list", &result);
         result
     }

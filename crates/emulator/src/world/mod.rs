@@ -235,6 +235,8 @@ pub struct World {
     /// Per revision: the sums of its published hours and 10 minutes, by (start, length)
     /// (`cells.rs`).
     cells: HashMap<String, BTreeMap<(u64, u64), cells::Cell>>,
+    /// Paged Monitoring answers whose later pages are still to be read.
+    pub(crate) cursors: crate::monitoring::Cursors,
 }
 
 impl World {
@@ -255,6 +257,7 @@ impl World {
             gaps: Vec::new(),
             shapes: LatencyShapes::default(),
             cells: HashMap::new(),
+            cursors: crate::monitoring::Cursors::default(),
         }
     }
 

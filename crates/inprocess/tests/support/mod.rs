@@ -266,8 +266,13 @@ impl CloudRun for Meddler {
 }
 
 impl Monitoring for Meddler {
-    async fn time_series(&self, project: &str, query: &[(String, String)]) -> Result<Vec<TimeSeries>, ApiFailure> {
-        self.inner.time_series(project, query).await
+    async fn time_series_each(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        each: &mut (dyn FnMut(TimeSeries) + Send),
+    ) -> Result<(), ApiFailure> {
+        self.inner.time_series_each(project, query, each).await
     }
 }
 
