@@ -363,32 +363,8 @@ async fn paging_and_metric_gaps() {
     let series = f.series(&format!("{REQUEST_COUNT} AND resource.labels.revision_name=\"shop-v2\""), start, &[]).await;
     let minutes = series[0]["points"].as_array().unwrap().len();
     assert!((10..=13).contains(&minutes), "{minutes} published minutes of 22, 10 in the gap");
-    // Paging: one series per page until the token runs out.
-    let end = rfc3339(f.now());
-    let mut token = String::new();
-    let mut seen = 0;
-    loop {
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("filter", REQUEST_COUNT),
-                ("interval.startTime", &rfc3339(start)),
-                ("interval.endTime", &end),
-                ("pageSize", "1"),
-                ("pageToken", &token),
-            ])
-            .finish();
-        let (status, page) = f.call("GET", &format!("/v3/projects/demo/timeSeries?{query}"), None).await;
-        assert_eq!(status, 200);
-        seen += page["timeSeries"].as_array().unwrap().len();
-        match page["nextPageToken"].as_str() {
-            Some(t) => token = t.to_owned(),
-            None => break,
-        }
-    }
-    assert_eq!(seen, 2, "2xx for each revision");
-    // A later page is cut from the answer the first page was (a cursor), even after
-    // time moved on; a token sent with another query, or whose answer is gone, is
-    // worked out afresh.
+    // One page of one series (pageSize 1) up to `end`: its series' points and the
+    // next page's token.
     let page = |token: String, end: String| {
         let query: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs([
@@ -403,10 +379,26 @@ async fn paging_and_metric_gaps() {
         async move {
             let (status, page) = f.call("GET", &format!("/v3/projects/demo/timeSeries?{query}"), None).await;
             assert_eq!(status, 200, "{page}");
+            assert_eq!(page["timeSeries"].as_array().map_or(0, Vec::len), 1, "one series a page: {page}");
             let points = page["timeSeries"][0]["points"].as_array().map_or(0, Vec::len);
             (points, page["nextPageToken"].as_str().map(str::to_owned))
         }
     };
+    // Paging: one series per page until the token runs out.
+    let end = rfc3339(f.now());
+    let (mut token, mut seen) = (String::new(), 0);
+    loop {
+        let (_, next) = page(token, end.clone()).await;
+        seen += 1;
+        match next {
+            Some(t) => token = t,
+            None => break,
+        }
+    }
+    assert_eq!(seen, 2, "2xx for each revision");
+    // A later page is cut from the answer the first page was (a cursor), even after
+    // time moved on; a token sent with another query, or whose answer is gone, is
+    // worked out afresh.
     let later = rfc3339(f.now() + std::time::Duration::from_secs(3600));
     let (_, token) = page(String::new(), later.clone()).await;
     let token = token.expect("two series, a page each");

@@ -122,13 +122,11 @@ impl Cursors {
     }
 }
 
-/// `c{cursor}.{offset}`, or `p{offset}` (no cursor).
-fn parse_token(token: &str) -> Option<(Option<u64>, usize)> {
-    if let Some(rest) = token.strip_prefix('c') {
-        let (id, offset) = rest.split_once('.')?;
-        return Some((Some(id.parse().ok()?), offset.parse().ok()?));
-    }
-    Some((None, token.strip_prefix('p')?.parse().ok()?))
+/// `c{cursor}.{offset}`: the kept answer and where in it the page starts (the offset
+/// alone serves when that answer is gone).
+fn parse_token(token: &str) -> Option<(u64, usize)> {
+    let (id, offset) = token.strip_prefix('c')?.split_once('.')?;
+    Some((id.parse().ok()?, offset.parse().ok()?))
 }
 
 #[derive(Debug, Clone)]
@@ -269,7 +267,9 @@ impl Query {
         };
         let (cursor, offset) = match get("pageToken").filter(|t| !t.is_empty()) {
             None => (None, 0),
-            Some(t) => parse_token(t).ok_or_else(|| ApiError::invalid("pageToken", "Invalid page token."))?,
+            Some(t) => parse_token(t)
+                .map(|(id, offset)| (Some(id), offset))
+                .ok_or_else(|| ApiError::invalid("pageToken", "Invalid page token."))?,
         };
         Ok(Query {
             metric,

@@ -549,6 +549,7 @@ impl Evidence {
         let started = epoch_secs(window.stage_started);
         let warm = started + analysis.warmup.as_secs();
         let gates_from = window.plan.anchor(warm);
+        let gates_share = window.plan.share(gates_from);
         let triggers: Vec<TriggerEvidence> = analysis
             .rollback
             .iter()
@@ -599,8 +600,8 @@ impl Evidence {
             splits: triggers.iter().map(|_| Split::new(alpha)).collect(),
             dispersion_fixed: false,
             gates_from,
-            gates_share: window.plan.share(gates_from),
-            stable_share: window.plan.share(gates_from),
+            gates_share,
+            stable_share: gates_share,
             at_full_weight: window.weight >= 100,
             triggers,
             canary: Totals::default(),
