@@ -336,7 +336,7 @@ impl<'a> Decision<'a> {
             return Plan::blocked(self.before, reason, self.split, self.state);
         };
         let (template, canary) =
-            canary_template(&self.service.template, &self.service.short_name, &self.rollout.spec.template);
+            canary_template(&self.service.template(), &self.service.short_name, &self.rollout.spec.template);
         if canary == stable {
             // The manifest's template is the stable revision itself: nothing to deploy.
             return self.already_serving(Some(stable));

@@ -66,7 +66,7 @@ pub async fn run<P: CloudRun>(platform: &P, rollout: &CanaryRollout, command: Co
         };
         let service = ServiceView::parse(raw);
         let (state, message) = apply(rollout, &service, command)?;
-        let body = Change { template: None, traffic: None, annotations: state.annotations() }.apply(&service.raw);
+        let body = Change { template: None, traffic: None, annotations: state.annotations() }.apply(&service.value());
         match platform.patch_service(&body).await {
             Ok(()) => {
                 let back = platform.get_service(&name).await.map_err(Refusal::ReadBack)?;

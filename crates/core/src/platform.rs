@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::Method;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::analysis::wire::{Page, TimeSeries};
 use crate::auth::Auth;
@@ -18,8 +19,8 @@ pub(crate) const EMULATOR_ENV: &str = "CLOUD_RUN_EMULATOR_HOST";
 
 #[allow(async_fn_in_trait)] // used through generics, never as trait objects
 pub trait CloudRun {
-    /// Every service in a project/region (all pages).
-    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure>;
+    /// Every service in a project/region (all pages), each as the text Cloud Run sent.
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Box<RawValue>>, ApiFailure>;
     async fn get_service(&self, name: &str) -> Result<Option<Value>, ApiFailure>;
     /// Replaces the service with `service` (which carries the etag it was read with).
     async fn patch_service(&self, service: &Value) -> Result<(), ApiFailure>;
@@ -146,16 +147,16 @@ async fn paged<P: serde::de::DeserializeOwned, I>(
     }
 }
 
-/// A page of `services.list`: each service kept as the JSON Cloud Run sent.
+/// A page of `services.list`: each service kept as the text Cloud Run sent.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct ServicesPage {
-    services: Vec<Value>,
+    services: Vec<Box<RawValue>>,
     next_page_token: String,
 }
 
 impl CloudRun for Gcp {
-    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Box<RawValue>>, ApiFailure> {
         let path = format!("/v2/projects/{project}/locations/{region}/services");
         let mut services = Vec::new();
         let items = |p: ServicesPage| (p.services, p.next_page_token);

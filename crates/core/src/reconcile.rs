@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use serde_json::Value;
 
 use crate::analysis::judge::{self, Window};
 use crate::analysis::observations::{self, HourSums, Minute, Observations, ReadPlan};
@@ -222,9 +221,13 @@ pub(crate) async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F:
     // A few lists at a time: one's answer is read while the server works on the next.
     let listed: Listed = futures_util::stream::iter(keys)
         .map(|(project, region)| async move {
+            // Each service read into its view as it comes: the pass holds views, never
+            // a JSON tree per service.
             let services = platform.list_services(project, region).await.map(|list| {
                 list.into_iter()
-                    .filter_map(|s| Some((s.get("name")?.as_str()?.to_owned(), s)))
+                    .map(ServiceView::read)
+                    .filter(|view| !view.name.is_empty())
+                    .map(|view| (view.name.clone(), view))
                     .collect::<BTreeMap<_, _>>()
             });
             ((project.clone(), region.clone()), services)
@@ -237,8 +240,8 @@ pub(crate) async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F:
     for i in invalid {
         let Some(Ok(services)) = listed.get(&(i.project.clone(), i.region.clone())) else { continue };
         let name = format!("projects/{}/locations/{}/services/{}", i.project, i.region, i.service);
-        let Some(raw) = services.get(&name) else { continue };
-        let state = RolloutState::read(&ServiceView::parse(raw.clone()).annotations);
+        let Some(view) = services.get(&name) else { continue };
+        let state = RolloutState::read(&view.annotations);
         if state.owner.as_deref() != Some(i.name.as_str()) || !state.phase.is_some_and(crate::state::Phase::in_progress)
         {
             continue;
@@ -254,7 +257,7 @@ pub(crate) async fn pass_reporting<P: CloudRun + Monitoring + Clock + Prober, F:
 }
 
 /// Every service of each project/region, by full name, or why it could not be listed.
-type Listed = BTreeMap<(String, String), Result<BTreeMap<String, Value>, ApiFailure>>;
+type Listed = BTreeMap<(String, String), Result<BTreeMap<String, ServiceView>, ApiFailure>>;
 
 async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutcome) + Sync>(
     platform: &P,
@@ -292,8 +295,8 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
             match listed.get_mut(&key) {
                 Some(Err(e)) => Err(PassError::List { project: key.0, region: key.1, failure: Box::new(e.clone()) }),
                 Some(Ok(services)) => {
-                    let raw = if last { services.remove(&name) } else { services.get(&name).cloned() };
-                    Ok(raw.map_or(Observed::Missing, |raw| Observed::Service(Box::new(ServiceView::parse(raw)))))
+                    let view = if last { services.remove(&name) } else { services.get(&name).cloned() };
+                    Ok(view.map_or(Observed::Missing, |view| Observed::Service(Box::new(view))))
                 }
                 None => Err(PassError::NotListed { project: key.0, region: key.1 }),
             }
@@ -498,7 +501,7 @@ async fn one<P: CloudRun + Prober>(
                 now,
             };
         };
-        let body = change.apply(&service.raw);
+        let body = change.apply(&service.value());
         match platform.patch_service(&body).await {
             Ok(()) => {
                 // Write, then verify: read back and check our state landed.
@@ -607,7 +610,7 @@ async fn judge_now<P: Prober>(
 /// decides, quoting the request and the answer.
 async fn smoke<P: Prober>(platform: &P, r: &CanaryRollout, uri: &str, observed: &Observed) -> Smoke {
     let audience = match (r.spec.smoke_auth, observed) {
-        (SmokeAuth::IdToken, Observed::Service(s)) => s.raw.get("uri").and_then(Value::as_str).map(str::to_owned),
+        (SmokeAuth::IdToken, Observed::Service(s)) => s.uri.clone(),
         _ => None,
     };
     for test in &r.spec.smoke_tests {

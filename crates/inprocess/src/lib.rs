@@ -13,6 +13,7 @@ use canary_emulator::Emulator;
 use canary_emulator::api_error::ApiError;
 use canary_emulator::monitoring::{Query, list};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// An emulator seen as canary's platform: Cloud Run, Monitoring, the clock and the
 /// smoke-test prober all answer from its world, in this process.
@@ -45,7 +46,7 @@ fn failure(method: &str, path: &str, e: ApiError) -> ApiFailure {
 }
 
 impl CloudRun for InProcess {
-    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Box<RawValue>>, ApiFailure> {
         let parent = format!("projects/{project}/locations/{region}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -54,7 +55,8 @@ impl CloudRun for InProcess {
                 .with_world(|w, now| w.list_services(&parent, Some(1000), token.as_deref(), false, now))
                 .map_err(|e| failure("GET", &parent, e))?;
             if let Value::Array(services) = page["services"].take() {
-                out.extend(services);
+                // As Cloud Run would send them: text, not a tree.
+                out.extend(services.iter().filter_map(|s| serde_json::value::to_raw_value(s).ok()));
             }
             match page.get("nextPageToken").and_then(Value::as_str) {
                 Some(next) => token = Some(next.to_owned()),

@@ -18,6 +18,7 @@ use canary_inprocess::InProcess;
 use rand::RngExt;
 use rand_pcg::Pcg64Mcg;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::invariants::{self, Violation};
 use crate::trace::Trace;
@@ -155,7 +156,7 @@ pub(crate) fn short(name: &str) -> &str {
 }
 
 impl CloudRun for Reconciler {
-    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Box<RawValue>>, ApiFailure> {
         let path = format!("projects/{project}/locations/{region}/services");
         let index = self.turn("LIST", &path).await?;
         if self.roll(0.03) {
@@ -164,8 +165,12 @@ impl CloudRun for Reconciler {
         }
         let mut services = self.world.list_services(project, region).await?;
         for service in &mut services {
-            let name = service["name"].as_str().unwrap_or_default().to_owned();
-            if let Some(old) = self.stale(&name) {
+            let name =
+                serde_json::from_str::<Value>(service.get()).ok().and_then(|s| Some(s["name"].as_str()?.to_owned()));
+            if let Some(name) = name
+                && let Some(old) = self.stale(&name)
+                && let Ok(old) = serde_json::value::to_raw_value(&old)
+            {
                 self.note(format!("LIST: stale {}", short(&name)));
                 *service = old;
             }

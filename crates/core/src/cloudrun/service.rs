@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::hash::{canonical, fnv1a};
@@ -63,23 +65,65 @@ pub(crate) enum Readiness {
 }
 
 /// What canary reads from a Service.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The service itself is kept as the text Cloud Run sent (`raw`), not as a JSON tree: a
+/// pass holds every service of its projects at once, and a tree costs several times its
+/// text. The fields canary reads are taken out once; the tree is built again only for a
+/// write ([`ServiceView::value`]) or a deploy ([`ServiceView::template`]).
+#[derive(Debug, Clone)]
 pub struct ServiceView {
-    pub(crate) raw: Value,
+    raw: Box<RawValue>,
     pub name: String,
     pub(crate) short_name: String,
     pub(crate) generation: u64,
     pub(crate) observed_generation: u64,
     pub(crate) reconciling: bool,
     pub(crate) readiness: Readiness,
-    pub(crate) etag: String,
     pub annotations: BTreeMap<String, String>,
-    pub(crate) template: Value,
     pub(crate) traffic: Vec<Target>,
     pub(crate) statuses: Vec<TargetStatus>,
     pub(crate) latest_ready: Option<String>,
     pub(crate) latest_created: Option<String>,
-    pub(crate) update_time: Option<String>,
+    /// The service's own URL (`uri`).
+    pub(crate) uri: Option<String>,
+    /// The image of the template's first container.
+    template_image: Option<String>,
+    /// The revision name the template pins (`template.revision`), short.
+    template_revision: Option<String>,
+}
+
+impl PartialEq for ServiceView {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw.get() == other.raw.get()
+    }
+}
+
+/// The top-level fields canary reads, each as whatever JSON it holds (a field of a
+/// surprising type reads as empty below, it does not fail the read). Everything else in
+/// the text is skipped without being built.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Fields {
+    name: Value,
+    generation: Value,
+    observed_generation: Value,
+    reconciling: Value,
+    terminal_condition: Value,
+    annotations: Value,
+    template: Option<Box<RawValue>>,
+    traffic: Value,
+    traffic_statuses: Value,
+    latest_ready_revision: Value,
+    latest_created_revision: Value,
+    uri: Value,
+}
+
+/// The template fields canary reads.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct TemplateFields {
+    revision: Value,
+    containers: Value,
 }
 
 fn int(v: Option<&Value>) -> u64 {
@@ -103,18 +147,29 @@ fn is_latest(kind: Option<&Value>) -> bool {
     }
 }
 
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
+}
+
 impl ServiceView {
     /// Reads a Service's JSON; never fails, missing fields read as empty.
     pub fn parse(raw: Value) -> ServiceView {
-        let name = text(raw.get("name")).unwrap_or_default();
-        let annotations = raw
-            .get("annotations")
-            .and_then(Value::as_object)
+        ServiceView::read(serde_json::value::to_raw_value(&raw).unwrap_or_else(|_| null()))
+    }
+
+    /// Reads a Service as Cloud Run sent it; never fails: text that is not a JSON object,
+    /// and missing fields, read as empty.
+    pub fn read(raw: Box<RawValue>) -> ServiceView {
+        let f: Fields = serde_json::from_str(raw.get()).unwrap_or_default();
+        let name = text(Some(&f.name)).unwrap_or_default();
+        let annotations = f
+            .annotations
+            .as_object()
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
             .unwrap_or_default();
-        let traffic = raw
-            .get("traffic")
-            .and_then(Value::as_array)
+        let traffic = f
+            .traffic
+            .as_array()
             .map(|list| {
                 list.iter()
                     .map(|t| Target {
@@ -129,9 +184,9 @@ impl ServiceView {
                     .collect()
             })
             .unwrap_or_default();
-        let statuses = raw
-            .get("trafficStatuses")
-            .and_then(Value::as_array)
+        let statuses = f
+            .traffic_statuses
+            .as_array()
             .map(|list| {
                 list.iter()
                     .map(|t| TargetStatus {
@@ -143,35 +198,49 @@ impl ServiceView {
                     .collect()
             })
             .unwrap_or_default();
-        let condition = raw.get("terminalCondition");
-        let state = condition.and_then(|c| c.get("state"));
-        let readiness = match state {
+        let condition = &f.terminal_condition;
+        let readiness = match condition.get("state") {
             Some(Value::String(s)) if s == "CONDITION_SUCCEEDED" => Readiness::Ready,
             Some(Value::Number(n)) if n.as_u64() == Some(4) => Readiness::Ready,
             Some(Value::String(s)) if s == "CONDITION_FAILED" => {
-                Readiness::Failed(text(condition.and_then(|c| c.get("message"))).unwrap_or_default())
+                Readiness::Failed(text(condition.get("message")).unwrap_or_default())
             }
             Some(Value::Number(n)) if n.as_u64() == Some(3) => {
-                Readiness::Failed(text(condition.and_then(|c| c.get("message"))).unwrap_or_default())
+                Readiness::Failed(text(condition.get("message")).unwrap_or_default())
             }
             _ => Readiness::Reconciling,
         };
+        let template: TemplateFields =
+            f.template.as_ref().and_then(|t| serde_json::from_str(t.get()).ok()).unwrap_or_default();
         ServiceView {
             short_name: short(&name),
             name,
-            generation: int(raw.get("generation")),
-            observed_generation: int(raw.get("observedGeneration")),
-            reconciling: raw.get("reconciling").and_then(Value::as_bool).unwrap_or(false),
+            generation: int(Some(&f.generation)),
+            observed_generation: int(Some(&f.observed_generation)),
+            reconciling: f.reconciling.as_bool().unwrap_or(false),
             readiness,
-            etag: text(raw.get("etag")).unwrap_or_default(),
             annotations,
-            template: raw.get("template").cloned().unwrap_or_else(|| json!({})),
             traffic,
             statuses,
-            latest_ready: text(raw.get("latestReadyRevision")).map(|r| short(&r)),
-            latest_created: text(raw.get("latestCreatedRevision")).map(|r| short(&r)),
-            update_time: text(raw.get("updateTime")),
+            latest_ready: text(Some(&f.latest_ready_revision)).map(|r| short(&r)),
+            latest_created: text(Some(&f.latest_created_revision)).map(|r| short(&r)),
+            uri: text(Some(&f.uri)),
+            template_image: text(template.containers.pointer("/0/image")),
+            template_revision: text(Some(&template.revision)).map(|r| short(&r)),
             raw,
+        }
+    }
+
+    /// The service as JSON, for a write that sends it back with a change laid over it.
+    pub(crate) fn value(&self) -> Value {
+        serde_json::from_str(self.raw.get()).unwrap_or(Value::Null)
+    }
+
+    /// The service's revision template as JSON (an empty object if it has none).
+    pub(crate) fn template(&self) -> Value {
+        match self.value().get_mut("template").map(Value::take) {
+            Some(template @ Value::Object(_)) => template,
+            _ => json!({}),
         }
     }
 
@@ -199,7 +268,7 @@ impl ServiceView {
 
     /// The image the template runs.
     pub(crate) fn template_image(&self) -> Option<&str> {
-        self.template.pointer("/containers/0/image").and_then(Value::as_str)
+        self.template_image.as_deref()
     }
 
     /// Traffic entries that belong to people, not to canary: tagged entries with tags
@@ -233,7 +302,7 @@ impl ServiceView {
 
     /// The revision name the template pins (`template.revision`), if any.
     pub(crate) fn template_revision(&self) -> Option<String> {
-        self.template.get("revision").and_then(Value::as_str).map(short)
+        self.template_revision.clone()
     }
 
     /// Current traffic by revision (`LATEST` resolved through the statuses).
@@ -391,6 +460,35 @@ mod tests {
         assert_eq!(view.traffic[0].revision, None);
         assert_eq!(view.sole_revision(), Some("api-1"));
         assert_eq!(ServiceView::parse(json!(null)).name, "");
+    }
+
+    #[test]
+    fn reads_from_text_without_failing_on_surprises_and_gives_the_service_back_whole() {
+        let text = r#"{"name": "projects/p/locations/l/services/api", "generation": 2, "observedGeneration": "2",
+            "reconciling": "no", "terminalCondition": {"state": "CONDITION_FAILED", "message": "quota"},
+            "annotations": {"canary/phase": "Progressing", "odd": 5}, "traffic": {"not": "a list"},
+            "template": {"revision": "projects/p/locations/l/services/api/revisions/api-abc", "containers": [{"image": "gcr.io/p/api:v2"}], "vpcAccess": {"connector": "c"}},
+            "uri": "https://api.example", "futureField": [1, 2, 3]}"#;
+        let view = ServiceView::read(RawValue::from_string(text.to_owned()).unwrap());
+        assert_eq!(view.short_name, "api");
+        assert_eq!((view.generation, view.observed_generation, view.reconciling), (2, 2, false));
+        assert_eq!(view.readiness, Readiness::Failed("quota".into()));
+        assert_eq!(view.annotations, BTreeMap::from([("canary/phase".to_owned(), "Progressing".to_owned())]));
+        assert!(view.traffic.is_empty(), "a traffic field that is not a list reads as none");
+        assert_eq!(view.template_image(), Some("gcr.io/p/api:v2"));
+        assert_eq!(view.template_revision().as_deref(), Some("api-abc"));
+        assert_eq!(view.uri.as_deref(), Some("https://api.example"));
+        // What goes back on a write is the service as it came, fields canary never reads included.
+        let value = view.value();
+        assert_eq!(value["futureField"], json!([1, 2, 3]));
+        assert_eq!(view.template()["vpcAccess"], json!({"connector": "c"}));
+        assert_eq!(value, serde_json::from_str::<Value>(text).unwrap());
+        // Text that is not an object reads as an empty service.
+        for odd in ["[1, 2]", "\"api\"", "null"] {
+            let view = ServiceView::read(RawValue::from_string(odd.to_owned()).unwrap());
+            assert_eq!((view.name.as_str(), view.template_image()), ("", None), "{odd}");
+            assert_eq!(view.template(), json!({}));
+        }
     }
 
     #[test]

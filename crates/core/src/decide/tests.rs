@@ -100,7 +100,7 @@ fn verdict(gates: Outcome, triggers: Outcome) -> Verdict {
 /// Cloud Run applying a change: the new template's revision is created (Ready or still
 /// starting), traffic and annotations are written, and the status follows.
 fn apply(view: &ServiceView, change: &Change, ready: bool) -> ServiceView {
-    let mut raw = change.apply(&view.raw);
+    let mut raw = change.apply(&view.value());
     let generation = view.generation + 1;
     raw["generation"] = generation.to_string().into();
     raw["observedGeneration"] = generation.to_string().into();
@@ -262,7 +262,7 @@ fn deploying_waits_for_readiness_then_fails_at_the_deadline() {
 fn a_revision_cloud_run_fails_fails_the_rollout_with_its_message() {
     let r = rollout("");
     let plan = decide(&r, &observed(service(json!({}))), &Verdict::default(), at(0));
-    let mut raw = apply(&service(json!({})), plan.change.as_ref().unwrap(), false).raw;
+    let mut raw = apply(&service(json!({})), plan.change.as_ref().unwrap(), false).value();
     raw["reconciling"] = false.into();
     raw["terminalCondition"] =
         json!({"state": "CONDITION_FAILED", "message": "Revision 'x' is not ready and cannot serve traffic."});
@@ -822,7 +822,7 @@ fn by_hand(view: &ServiceView, traffic: Vec<(&str, u32, Option<&str>)>, revision
         })
         .collect();
     let template = revision.map(|r| {
-        let mut t = view.template.clone();
+        let mut t = view.template();
         t["revision"] = r.into();
         t["containers"][0]["image"] = "gcr.io/p/api:hotfix".into();
         t
@@ -1102,7 +1102,7 @@ fn a_deploy_with_its_tag_or_its_start_edited_away_does_not_wait_forever() {
     annotations.remove("canary/stage-started");
     annotations.remove("canary/history");
     annotations.remove("canary/traffic-at");
-    let mut raw = starting.raw.clone();
+    let mut raw = starting.value();
     raw["annotations"] = serde_json::to_value(&annotations).unwrap();
     let no_start = ServiceView::parse(raw);
     let (plan, written) = step(&r, &no_start, &Verdict::default(), at(60));

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::analysis::wire::TimeSeries;
 use crate::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
@@ -250,7 +251,7 @@ impl<P> Metered<P> {
 }
 
 impl<P: CloudRun> CloudRun for Metered<P> {
-    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
+    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Box<RawValue>>, ApiFailure> {
         let result = self.inner.list_services(project, region).await;
         self.record_cloud_run("run.services.list", &result);
         result

@@ -225,7 +225,11 @@ pub fn failure(status: u16, code: &str, message: &str) -> ApiFailure {
 }
 
 impl CloudRun for Meddler {
-    async fn list_services(&self, project: &str, region: &str) -> Result<Vec<Value>, ApiFailure> {
+    async fn list_services(
+        &self,
+        project: &str,
+        region: &str,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, ApiFailure> {
         match (self.on_list)(project, region) {
             Some(failure) => Err(failure),
             None => self.inner.list_services(project, region).await,
