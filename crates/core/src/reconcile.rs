@@ -391,30 +391,47 @@ async fn read_project<P: Monitoring>(
     let variation = plan.variation_query();
     let all: Vec<&Vec<(String, String)>> = hours.iter().map(|(_, q)| q).chain(&recent).chain(&variation).collect();
     let is_latency = |q: &[(String, String)]| q.iter().any(|(_, v)| v.contains("request_latencies"));
-    // Each answer folded into periods page by page; a few queries at once, so one's
-    // answer is read while the server works on the next, without holding them all.
-    let answers: Vec<Result<Observations, String>> = futures_util::stream::iter(all.iter().map(|q| async move {
-        let latency = is_latency(q);
-        let mut read = Observations::new();
-        let mut fold = |s: TimeSeries| observations::add_series(&mut read, &s, latency);
-        platform.time_series_each(project, q, &mut fold).await.map_err(|e| e.to_string())?;
-        Ok(read)
+    // Each answer folded page by page straight into the periods of its group — each
+    // anchor's sum, the hours one by one, the recent periods, the older 10-minute counts
+    // — so a pass holds those periods once, never an answer's as well. A few queries at
+    // once, so one's answer is read while the server works on the next.
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Group {
+        Hours(Option<u64>),
+        Recent,
+        Variation,
+    }
+    let group = |i: usize| match hours.get(i) {
+        Some((anchor, _)) => Group::Hours(*anchor),
+        None if i >= hours.len() + recent.len() => Group::Variation,
+        None => Group::Recent,
+    };
+    let groups: std::sync::Mutex<BTreeMap<Group, Observations>> = std::sync::Mutex::default();
+    let folded: Vec<Result<(), String>> = futures_util::stream::iter(all.iter().enumerate().map(|(i, q)| {
+        let groups = &groups;
+        async move {
+            let latency = is_latency(q);
+            let mut fold = |s: TimeSeries| {
+                let mut groups = groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                observations::add_series(groups.entry(group(i)).or_default(), &s, latency);
+            };
+            platform.time_series_each(project, q, &mut fold).await.map_err(|e| e.to_string())
+        }
     }))
     .buffered(QUERY_CONCURRENCY)
     .collect()
     .await;
-    // Grouped as the sums need them: each anchor's sum, the hours one by one, the
-    // recent periods and the older 10-minute counts.
-    let mut groups: BTreeMap<Option<u64>, Observations> = BTreeMap::new();
-    let (mut fine, mut older) = (Observations::new(), Observations::new());
-    for (i, read) in answers.into_iter().enumerate() {
-        let into = match hours.get(i) {
-            Some((anchor, _)) => groups.entry(*anchor).or_default(),
-            None if i >= hours.len() + recent.len() => &mut older,
-            None => &mut fine,
-        };
-        observations::merge(into, read?);
-    }
+    folded.into_iter().collect::<Result<(), String>>()?;
+    let mut groups = groups.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let fine = groups.remove(&Group::Recent).unwrap_or_default();
+    let older = groups.remove(&Group::Variation).unwrap_or_default();
+    let groups: BTreeMap<Option<u64>, Observations> = groups
+        .into_iter()
+        .filter_map(|(g, read)| match g {
+            Group::Hours(anchor) => Some((anchor, read)),
+            _ => None,
+        })
+        .collect();
     let mut sums = HourSums::new();
     let mut anchored = Vec::new();
     for (anchor, read) in groups {

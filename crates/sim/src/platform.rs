@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use canary_core::analysis::wire::TimeSeries;
+use canary_core::cloudrun::service::ServiceView;
 use canary_core::platform::{Clock, CloudRun, Monitoring, Probe, ProbeAnswer, Prober};
 use canary_core::transport::ApiFailure;
 use canary_inprocess::InProcess;
@@ -165,10 +166,8 @@ impl CloudRun for Reconciler {
         }
         let mut services = self.world.list_services(project, region).await?;
         for service in &mut services {
-            let name =
-                serde_json::from_str::<Value>(service.get()).ok().and_then(|s| Some(s["name"].as_str()?.to_owned()));
-            if let Some(name) = name
-                && let Some(old) = self.stale(&name)
+            let name = ServiceView::read(service.clone()).name;
+            if let Some(old) = self.stale(&name)
                 && let Ok(old) = serde_json::value::to_raw_value(&old)
             {
                 self.note(format!("LIST: stale {}", short(&name)));

@@ -120,14 +120,14 @@ pub(crate) fn needs_latency(rollout: &CanaryRollout) -> bool {
 pub struct Totals {
     pub total: u64,
     pub server_errors: u64,
-    pub latency: Option<Distribution>,
+    pub latency: Option<Box<Distribution>>,
 }
 
 impl Totals {
     pub fn add(&mut self, m: &Minute) {
         self.total += m.total;
         self.server_errors += m.server_errors;
-        super::observations::add_latency(&mut self.latency, m.latency.as_ref());
+        super::observations::add_latency(&mut self.latency, m.latency.as_deref());
     }
 
     fn of<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {
@@ -149,7 +149,7 @@ impl Totals {
 /// is not counted), and all requests.
 fn slower_than(d: &Distribution, limit: f64) -> (u64, u64) {
     let first = d.options.first_at_or_above(limit);
-    (d.counts.iter().skip(first).sum(), d.counts.iter().sum())
+    (d.in_buckets_from(first), d.in_buckets())
 }
 
 /// How a rollout's budget is shared: one equal part per (stage, check). The period
@@ -785,10 +785,11 @@ impl Evidence {
 /// The smallest bucket bound that stable's p95 is, with confidence 1 − `alpha`, under:
 /// the first bound with fewer than 5% of requests above it, by the confidence sequence.
 fn p95_upper_bound(d: &Distribution, alpha: f64) -> Option<f64> {
-    let n: u64 = d.counts.iter().sum();
+    let n = d.in_buckets();
     let start = d.percentile(1.0 - TAIL)?;
     let mut above = n;
-    for (i, c) in d.counts.iter().enumerate() {
+    // Empty buckets below the first used one have `above = n`: none can be the bound.
+    for (i, c) in d.buckets() {
         above -= c;
         let upper = d.options.bounds(i).1;
         if upper.is_finite() && upper >= start && stats::rate_bounds(above, n, alpha).1 < TAIL {

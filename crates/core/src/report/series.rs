@@ -8,7 +8,6 @@ use crate::time::epoch_secs;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::analysis::distribution::Distribution;
 use crate::analysis::observations::{Minute, Observations};
 use crate::manifest::types::CanaryRollout;
 
@@ -49,24 +48,13 @@ pub(crate) struct Totals {
 }
 
 fn totals<'a>(minutes: impl Iterator<Item = &'a Minute>) -> Totals {
-    let (mut requests, mut errors) = (0u64, 0u64);
-    let mut latency: Option<Distribution> = None;
-    for m in minutes {
-        requests += m.total;
-        errors += m.server_errors;
-        if let Some(d) = &m.latency {
-            match &mut latency {
-                Some(sum) => {
-                    sum.merge(d);
-                }
-                None => latency = Some(d.clone()),
-            }
-        }
-    }
+    let mut sum = Minute::default();
+    minutes.for_each(|m| sum.add(m));
+    let requests = sum.total;
     Totals {
         requests,
-        error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
-        p95: latency.and_then(|d| d.percentile(0.95)),
+        error_rate: (requests > 0).then(|| sum.server_errors as f64 / requests as f64),
+        p95: sum.latency.and_then(|d| d.percentile(0.95)),
     }
 }
 

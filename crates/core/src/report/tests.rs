@@ -61,8 +61,8 @@ fn rolled_back() -> RolloutState {
 
 fn latency_around(ms: f64, count: u64) -> Distribution {
     let mut d = Distribution::empty(BucketOptions::latency());
-    let bucket = (1..d.counts.len()).find(|&i| d.options.bounds(i).1 > ms).unwrap_or(1);
-    d.counts[bucket] = count;
+    let bucket = (1..d.options.len()).find(|&i| d.options.bounds(i).1 > ms).unwrap_or(1);
+    d.add_to_bucket(bucket, count);
     d.count = count;
     d.mean = ms;
     d
