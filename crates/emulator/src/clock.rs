@@ -59,7 +59,12 @@ pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
 
 /// RFC 3339 with microseconds, as Google's APIs write timestamps.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
+    rfc3339_text(t).to_string()
+}
+
+/// [`rfc3339`] as text to write, not yet a string.
+pub fn rfc3339_text(t: SystemTime) -> impl std::fmt::Display {
+    humantime::format_rfc3339_micros(t)
 }
 
 /// Parses an RFC 3339 timestamp (fractional seconds optional).

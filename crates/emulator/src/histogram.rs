@@ -3,7 +3,8 @@
 //! 20% wide), so this is its own small encoding, not the product's general reader: the two
 //! meet only on the wire, which keeps the emulator an independent check of canary's parser.
 
-use serde_json::{Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 /// Cloud Run latencies here: 100 finite buckets, each 1.2× the one before, from 1 ms.
 const FINITE: usize = 100;
@@ -78,20 +79,63 @@ impl Histogram {
 
     /// The wire form; trailing empty buckets are left out, as Cloud Monitoring does.
     pub fn to_wire(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Written straight to the answer's text (a page can hold a hundred thousand of them):
+/// counts as decimal strings, as int64 is sent in JSON.
+impl Serialize for Histogram {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Layout;
+        impl Serialize for Layout {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut options = serializer.serialize_map(Some(1))?;
+                options.serialize_entry("exponentialBuckets", &Exponential)?;
+                options.end()
+            }
+        }
+        struct Exponential;
+        impl Serialize for Exponential {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut layout = serializer.serialize_map(Some(3))?;
+                layout.serialize_entry("numFiniteBuckets", &FINITE)?;
+                layout.serialize_entry("growthFactor", &GROWTH)?;
+                layout.serialize_entry("scale", &SCALE)?;
+                layout.end()
+            }
+        }
+        struct Counts<'a>(&'a [u64]);
+        impl Serialize for Counts<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(|c| Text(*c)))
+            }
+        }
         let used = self.counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
-        json!({
-            "count": self.count.to_string(),
-            "mean": self.mean,
-            "sumOfSquaredDeviation": self.sum_of_squared_deviation,
-            "bucketOptions": {"exponentialBuckets": {"numFiniteBuckets": FINITE, "growthFactor": GROWTH, "scale": SCALE}},
-            "bucketCounts": self.counts[..used].iter().map(u64::to_string).collect::<Vec<_>>(),
-        })
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("count", &Text(self.count))?;
+        map.serialize_entry("mean", &self.mean)?;
+        map.serialize_entry("sumOfSquaredDeviation", &self.sum_of_squared_deviation)?;
+        map.serialize_entry("bucketOptions", &Layout)?;
+        map.serialize_entry("bucketCounts", &Counts(&self.counts[..used]))?;
+        map.end()
+    }
+}
+
+/// Written as a JSON string of its `Display` text (an int64 as decimal, a timestamp),
+/// without building the string first.
+pub(crate) struct Text<T>(pub(crate) T);
+
+impl<T: std::fmt::Display> Serialize for Text<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn edges_follow_the_documented_exponential_layout() {

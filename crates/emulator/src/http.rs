@@ -176,14 +176,16 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 fn answer(result: Result<Value, ApiError>, query: &Query) -> Response {
     match result {
         Ok(mut value) => {
-            let ints = proto::wants_int_enums(Some(
-                &query.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"),
-            ));
-            proto::encode(&mut value, ints);
+            proto::encode(&mut value, wants_int_enums(query));
             (StatusCode::OK, axum::Json(value)).into_response()
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Whether the request asks for enums as numbers (`$alt=json;enum-encoding=int`).
+fn wants_int_enums(query: &Query) -> bool {
+    proto::wants_int_enums(Some(&query.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")))
 }
 
 fn service_name(p: &str, l: &str, s: &str) -> String {
@@ -357,12 +359,22 @@ async fn wait_operation(
 async fn list_time_series(State(e): State<Shared>, Path(p): Path<String>, RawQuery(q): RawQuery) -> Response {
     let query = Query::parse(q.as_deref());
     let result = monitoring::Query::parse(&query.0)
-        .and_then(|parsed| e.with_world(|w, now| monitoring::list(w, &p, &parsed, now)));
-    let points = result.as_ref().map_or(0, |answer| {
-        let series = answer["timeSeries"].as_array().map_or(&[][..], Vec::as_slice);
-        series.iter().map(|s| s["points"].as_array().map_or(0, Vec::len) as u64).sum()
-    });
-    let mut response = answer(result, &query);
+        .and_then(|parsed| e.with_world(|w, now| monitoring::page(w, &p, &parsed, now)));
+    let page = match result {
+        Ok(page) => page,
+        Err(err) => return err.into_response(),
+    };
+    let points = page.points();
+    // Written out here, outside the world's lock; a page that asks for enums as
+    // numbers goes through the JSON tree that rewrites them.
+    let mut response = if wants_int_enums(&query) {
+        answer(serde_json::to_value(&page).map_err(|e| ApiError::new(500, e.to_string())), &query)
+    } else {
+        match serde_json::to_vec(&page) {
+            Ok(body) => ([("content-type", "application/json")], body).into_response(),
+            Err(err) => ApiError::new(500, err.to_string()).into_response(),
+        }
+    };
     response.extensions_mut().insert(Points(points));
     response
 }

@@ -7,14 +7,15 @@ use super::clock::epoch_secs;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::api_error::ApiError;
-use super::clock::{parse_rfc3339, rfc3339};
-use super::proto::{camel, object};
+use super::clock::{parse_rfc3339, rfc3339_text};
+use super::proto::camel;
 use super::traffic::{MinuteCounts, at, minutes};
 use super::world::{RevisionLabels, World};
-use crate::histogram::Histogram;
+use crate::histogram::{Histogram, Text};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
 const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
@@ -137,14 +138,6 @@ enum Val {
 }
 
 impl Val {
-    fn wire(&self) -> Value {
-        match self {
-            Val::Int(i) => object([("int64Value", i.to_string().into())]),
-            Val::Double(d) => object([("doubleValue", (*d).into())]),
-            Val::Dist(d) => object([("distributionValue", d.to_wire())]),
-        }
-    }
-
     fn number(&self) -> Option<f64> {
         match self {
             Val::Int(i) => Some(*i as f64),
@@ -288,12 +281,52 @@ impl Query {
     }
 }
 
-/// Answers a query against the world at `now`.
+/// Answers a query against the world at `now`, as JSON.
 pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) -> Result<Value, ApiError> {
+    page(world, project, query, now).map(|page| serde_json::to_value(&page).unwrap_or(Value::Null))
+}
+
+/// One page of a query's answer: the series it holds, shared with the kept answer,
+/// and written out by [`Page`]'s `Serialize` — outside the world's lock, and straight
+/// to text (a page can hold 100,000 points).
+#[derive(Debug, Clone)]
+pub struct Page {
+    series: std::sync::Arc<Vec<Series>>,
+    from: usize,
+    taken: usize,
+    metric: Metric,
+    headers_only: bool,
+    next_page_token: Option<String>,
+}
+
+impl Page {
+    /// Points on the page (none with view=HEADERS).
+    pub fn points(&self) -> u64 {
+        if self.headers_only {
+            return 0;
+        }
+        self.series().iter().map(|s| s.points.len() as u64).sum()
+    }
+
+    fn series(&self) -> &[Series] {
+        &self.series[self.from..self.from + self.taken]
+    }
+}
+
+/// Answers a query against the world at `now`, one page of it.
+pub fn page(world: &mut World, project: &str, query: &Query, now: SystemTime) -> Result<Page, ApiError> {
+    let empty = |query: &Query| Page {
+        series: std::sync::Arc::new(Vec::new()),
+        from: 0,
+        taken: 0,
+        metric: query.metric,
+        headers_only: query.headers_only,
+        next_page_token: None,
+    };
     if let Some(c) = query.conditions.iter().find(|c| c.field == "resource.type")
         && (c.op == Op::Eq) != (c.value == RESOURCE_TYPE)
     {
-        return Ok(json!({"timeSeries": [], "executionErrors": []}));
+        return Ok(empty(query));
     }
     let key = query.key(project);
     let kept = query.cursor.and_then(|id| world.cursors.get(id, &key).map(|o| (id, o)));
@@ -304,8 +337,9 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
     // A page holds at most `pageSize` points (series, with view=HEADERS), as Cloud
     // Monitoring counts them; a series is never split, and a page holds at least one.
     let limit = query.page_size.max(1);
+    let from = query.offset.min(output.len());
     let (mut taken, mut used) = (0, 0);
-    for s in output.iter().skip(query.offset) {
+    for s in &output[from..] {
         let size = if query.headers_only { 1 } else { s.points.len() };
         if taken > 0 && used + size > limit {
             break;
@@ -313,19 +347,111 @@ pub fn list(world: &mut World, project: &str, query: &Query, now: SystemTime) ->
         taken += 1;
         used += size;
     }
-    let page: Vec<Value> = output.iter().skip(query.offset).take(taken).map(|s| series_json(s, query)).collect();
-    let mut out = object([("timeSeries", Value::Array(page)), ("executionErrors", Value::Array(Vec::new()))]);
-    let rest = query.offset + taken;
+    let rest = from + taken;
+    let mut next_page_token = None;
     if rest < output.len() {
         let id = match cursor {
             Some(id) => id,
             None => world.cursors.keep(key, output.clone()),
         };
-        out["nextPageToken"] = format!("c{id}.{rest}").into();
+        next_page_token = Some(format!("c{id}.{rest}"));
     } else if let Some(id) = cursor {
         world.cursors.forget(id);
     }
-    Ok(out)
+    Ok(Page { series: output, from, taken, metric: query.metric, headers_only: query.headers_only, next_page_token })
+}
+
+impl Serialize for Page {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let series: Vec<SeriesText<'_>> = self.series().iter().map(|s| SeriesText { s, page: self }).collect();
+        map.serialize_entry("timeSeries", &series)?;
+        map.serialize_entry("executionErrors", &[(); 0])?;
+        if let Some(token) = &self.next_page_token {
+            map.serialize_entry("nextPageToken", token)?;
+        }
+        map.end()
+    }
+}
+
+/// One series as the answer writes it.
+struct SeriesText<'a> {
+    s: &'a Series,
+    page: &'a Page,
+}
+
+impl Serialize for SeriesText<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Typed<'a>(&'a str, &'a BTreeMap<String, String>);
+        impl Serialize for Typed<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("type", self.0)?;
+                map.serialize_entry("labels", self.1)?;
+                map.end()
+            }
+        }
+        let (s, metric) = (self.s, self.page.metric);
+        let metric_type = match metric {
+            Metric::RequestCount => REQUEST_COUNT,
+            Metric::RequestLatencies => REQUEST_LATENCIES,
+        };
+        let unit = if metric == Metric::RequestLatencies && s.value_type == "DISTRIBUTION" { "ms" } else { "1" };
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("metric", &Typed(metric_type, &s.metric_labels))?;
+        map.serialize_entry("resource", &Typed(RESOURCE_TYPE, &s.resource_labels))?;
+        map.serialize_entry("metricKind", s.kind)?;
+        map.serialize_entry("valueType", s.value_type)?;
+        map.serialize_entry("unit", unit)?;
+        if !self.page.headers_only {
+            // Newest first, as Cloud Monitoring returns them.
+            let points: Vec<PointText<'_>> = s
+                .points
+                .iter()
+                .rev()
+                .map(|(end, (start, value))| PointText { start: *start, end: *end, value })
+                .collect();
+            map.serialize_entry("points", &points)?;
+        }
+        map.end()
+    }
+}
+
+/// One point as the answer writes it.
+struct PointText<'a> {
+    start: u64,
+    end: u64,
+    value: &'a Val,
+}
+
+impl Serialize for PointText<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Interval(u64, u64);
+        impl Serialize for Interval {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("startTime", &Text(rfc3339_text(at(self.0))))?;
+                map.serialize_entry("endTime", &Text(rfc3339_text(at(self.1))))?;
+                map.end()
+            }
+        }
+        struct Measured<'a>(&'a Val);
+        impl Serialize for Measured<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(1))?;
+                match self.0 {
+                    Val::Int(i) => map.serialize_entry("int64Value", &Text(i))?,
+                    Val::Double(d) => map.serialize_entry("doubleValue", d)?,
+                    Val::Dist(d) => map.serialize_entry("distributionValue", d)?,
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("interval", &Interval(self.start, self.end))?;
+        map.serialize_entry("value", &Measured(self.value))?;
+        map.end()
+    }
 }
 
 /// Every series of a query's answer, in order, before paging.
@@ -649,39 +775,6 @@ fn percentile_of(values: &[f64], q: f64) -> f64 {
     let rank = q * (sorted.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
-}
-
-fn series_json(s: &Series, query: &Query) -> Value {
-    let metric_type = match query.metric {
-        Metric::RequestCount => REQUEST_COUNT,
-        Metric::RequestLatencies => REQUEST_LATENCIES,
-    };
-    let labels = |m: &BTreeMap<String, String>| {
-        Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
-    };
-    let unit = if query.metric == Metric::RequestLatencies && s.value_type == "DISTRIBUTION" { "ms" } else { "1" };
-    let mut out = object([
-        ("metric", object([("type", metric_type.into()), ("labels", labels(&s.metric_labels))])),
-        ("resource", object([("type", RESOURCE_TYPE.into()), ("labels", labels(&s.resource_labels))])),
-        ("metricKind", s.kind.into()),
-        ("valueType", s.value_type.into()),
-        ("unit", unit.into()),
-    ]);
-    if !query.headers_only {
-        // Newest first, as Cloud Monitoring returns them.
-        let points: Vec<Value> = s
-            .points
-            .iter()
-            .rev()
-            .map(|(end, (start, v))| {
-                let interval =
-                    object([("startTime", rfc3339(at(*start)).into()), ("endTime", rfc3339(at(*end)).into())]);
-                object([("interval", interval), ("value", v.wire())])
-            })
-            .collect();
-        out["points"] = Value::Array(points);
-    }
-    out
 }
 
 fn op_text(op: &Op) -> &'static str {
