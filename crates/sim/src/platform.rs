@@ -7,7 +7,7 @@
 //! write that lands is handed to the invariants with the service as it was before.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -72,6 +72,8 @@ pub(crate) struct Reconciler {
     crash: Option<Crash>,
     calls: Cell<usize>,
     crashed: Cell<bool>,
+    /// `timeSeries.list` calls made, by project.
+    monitoring: RefCell<BTreeMap<String, usize>>,
 }
 
 fn failure(method: &str, path: &str, status: u16, code: &str, message: &str) -> ApiFailure {
@@ -98,11 +100,24 @@ fn dead(method: &str, path: &str) -> ApiFailure {
 
 impl Reconciler {
     pub(crate) fn new(world: InProcess, shared: Handle, id: usize, crash: Option<Crash>) -> Reconciler {
-        Reconciler { world, shared, id, crash, calls: Cell::new(0), crashed: Cell::new(false) }
+        Reconciler {
+            world,
+            shared,
+            id,
+            crash,
+            calls: Cell::new(0),
+            crashed: Cell::new(false),
+            monitoring: RefCell::default(),
+        }
     }
 
     pub(crate) fn crashed(&self) -> bool {
         self.crashed.get()
+    }
+
+    /// The `timeSeries.list` calls this pass made, by project.
+    pub(crate) fn monitoring_calls(&self) -> BTreeMap<String, usize> {
+        self.monitoring.borrow().clone()
     }
 
     fn note(&self, line: String) {
@@ -254,6 +269,7 @@ impl Monitoring for Reconciler {
         each: &mut (dyn FnMut(TimeSeries) + Send),
     ) -> Result<(), ApiFailure> {
         let path = format!("projects/{project}/timeSeries");
+        *self.monitoring.borrow_mut().entry(project.to_owned()).or_default() += 1;
         let index = self.turn("GET", &path).await?;
         if self.roll(0.04) {
             self.note("timeSeries → 503".to_owned());

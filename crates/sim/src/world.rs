@@ -310,6 +310,9 @@ impl Sim {
         });
         let outcomes = self.runtime.block_on(futures_util::future::join_all(passes));
         self.passes += n;
+        for (platform, ..) in &runs {
+            self.check_monitoring_calls(platform);
+        }
         for ((platform, ..), outcomes) in runs.iter().zip(&outcomes) {
             if platform.crashed() {
                 continue;
@@ -323,6 +326,23 @@ impl Sim {
                 if let Some(e) = &o.error {
                     self.log(format!("    {}: error {}", o.name, o.error_text().unwrap_or_else(|| format!("{e:?}"))));
                 }
+            }
+        }
+    }
+
+    /// A pass reads each project's metrics in a bounded number of queries, however many
+    /// rollouts it judges and however long their holds (the read quota is per project).
+    fn check_monitoring_calls(&mut self, platform: &Reconciler) {
+        let bound = canary_core::analysis::observations::MAX_QUERIES_PER_PROJECT;
+        for (project, calls) in platform.monitoring_calls() {
+            if calls > bound {
+                let v = Violation {
+                    invariant: "monitoring_calls_are_bounded",
+                    message: format!("a pass made {calls} timeSeries.list calls for {project}, more than {bound}"),
+                };
+                let mut shared = self.shared.borrow_mut();
+                shared.trace.line(format!("VIOLATION {}: {}", v.invariant, v.message));
+                shared.violations.push(v);
             }
         }
     }
@@ -453,6 +473,7 @@ impl Sim {
         self.shared.borrow_mut().trace.at(self.world.0.now());
         let outcomes = self.runtime.block_on(reconcile::pass_with_invalid(&platform, &rollouts, &invalid, Mode::Apply));
         self.passes += 1;
+        self.check_monitoring_calls(&platform);
         for o in &outcomes {
             if let Some(plan) = &o.plan
                 && plan.action != canary_core::decide::Action::None

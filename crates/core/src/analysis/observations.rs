@@ -233,6 +233,12 @@ pub const VARIATION_HOURS: u64 = 4;
 /// hours one by one (a query per metric, a point per hour and series) and sums them.
 pub(crate) const MAX_HOUR_ANCHORS: usize = 4;
 
+/// The most `timeSeries.list` queries one project's metrics cost a pass, however many
+/// rollouts and hours: two per hour anchor (request counts and latencies) or two for
+/// the hours one by one, two each for the recent 10-minute periods and minutes, and the
+/// variation query. A large answer takes more than one page of its query.
+pub const MAX_QUERIES_PER_PROJECT: usize = 2 * (MAX_HOUR_ANCHORS + 2) + 1;
+
 /// The counts query, and the latency one when `latency`, over (`from`, `to`] in
 /// periods of `period` seconds.
 fn pair(from: u64, to: u64, period: u64, latency: bool) -> Vec<Vec<(String, String)>> {

@@ -63,6 +63,39 @@ fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
     assert_eq!((hours[0].0, param(&hours[0].1, "aggregation.alignmentPeriod")), (None, "3600s".to_owned()));
 }
 
+proptest::proptest! {
+    /// However many rollouts (anchors), however old their stages and whatever they need
+    /// of the newest minutes, one project's read is at most `MAX_QUERIES_PER_PROJECT`
+    /// queries — and exactly that many at the worst case.
+    #[test]
+    fn a_projects_read_is_a_bounded_number_of_queries(
+        hours_in in 0u64..48,
+        minutes in 1u64..120,
+        anchors in proptest::collection::btree_set(0u64..48, 0..12),
+        latency: bool,
+    ) {
+        let now = DAY + 2 * 24 * HOUR + 37 * 60 + 20;
+        let plan = ReadPlan::at(at(now), Duration::from_secs(minutes * 60));
+        let anchors: std::collections::BTreeSet<u64> = anchors.iter().map(|h| DAY + h * HOUR).collect();
+        let start = at(now - hours_in * HOUR);
+        let count = plan.hour_queries(&anchors, latency).len()
+            + plan.recent_queries(start, at(now), latency).len()
+            + plan.variation_query().len();
+        proptest::prop_assert!(count <= observations::MAX_QUERIES_PER_PROJECT, "{count} queries");
+    }
+}
+
+#[test]
+fn the_worst_read_is_the_bound() {
+    let now = DAY + 2 * 24 * HOUR + 37 * 60 + 20;
+    let plan = ReadPlan::at(at(now), Duration::from_secs(20 * 60));
+    let anchors: std::collections::BTreeSet<u64> = (1..=4).map(|h| DAY + h * HOUR).collect();
+    let count = plan.hour_queries(&anchors, true).len()
+        + plan.recent_queries(at(DAY), at(now), true).len()
+        + plan.variation_query().len();
+    assert_eq!(count, observations::MAX_QUERIES_PER_PROJECT);
+}
+
 #[test]
 fn an_aligned_point_is_one_period_as_long_as_its_interval() {
     let series = json!({
