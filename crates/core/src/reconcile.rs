@@ -422,22 +422,14 @@ async fn read_project<P: Monitoring>(
     .collect()
     .await;
     folded.into_iter().collect::<Result<(), String>>()?;
-    let mut groups = groups.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let fine = groups.remove(&Group::Recent).unwrap_or_default();
-    let older = groups.remove(&Group::Variation).unwrap_or_default();
-    let groups: BTreeMap<Option<u64>, Observations> = groups
-        .into_iter()
-        .filter_map(|(g, read)| match g {
-            Group::Hours(anchor) => Some((anchor, read)),
-            _ => None,
-        })
-        .collect();
-    let mut sums = HourSums::new();
-    let mut anchored = Vec::new();
-    for (anchor, read) in groups {
-        match anchor {
-            Some(a) => anchored.push((a, read)),
-            None => sums = observations::sum_hours(&read, &anchors, plan.hours_until),
+    let (mut fine, mut older) = (Observations::new(), Observations::new());
+    let (mut sums, mut anchored) = (HourSums::new(), Vec::new());
+    for (group, read) in groups.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        match group {
+            Group::Hours(Some(anchor)) => anchored.push((anchor, read)),
+            Group::Hours(None) => sums = observations::sum_hours(&read, &anchors, plan.hours_until),
+            Group::Recent => fine = read,
+            Group::Variation => older = read,
         }
     }
     if !anchored.is_empty() {

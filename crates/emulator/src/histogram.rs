@@ -6,6 +6,8 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+use crate::proto::Text;
+
 /// Cloud Run latencies here: 100 finite buckets, each 1.2× the one before, from 1 ms.
 const FINITE: usize = 100;
 const GROWTH: f64 = 1.2;
@@ -119,16 +121,6 @@ impl Serialize for Histogram {
         map.serialize_entry("bucketOptions", &Layout)?;
         map.serialize_entry("bucketCounts", &Counts(&self.counts[..used]))?;
         map.end()
-    }
-}
-
-/// Written as a JSON string of its `Display` text (an int64 as decimal, a timestamp),
-/// without building the string first.
-pub(crate) struct Text<T>(pub(crate) T);
-
-impl<T: std::fmt::Display> Serialize for Text<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
     }
 }
 

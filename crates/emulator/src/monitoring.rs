@@ -14,7 +14,8 @@ use super::clock::{parse_rfc3339, rfc3339_text};
 use super::proto::camel;
 use super::traffic::{MinuteCounts, at, minutes};
 use super::world::{RevisionLabels, World};
-use crate::histogram::{Histogram, Text};
+use crate::histogram::Histogram;
+use crate::proto::Text;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 const REQUEST_COUNT: &str = "run.googleapis.com/request_count";

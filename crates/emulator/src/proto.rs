@@ -9,6 +9,16 @@ use super::api_error::ApiError;
 
 type Table = &'static [(&'static str, i64)];
 
+/// Written as a JSON string of its `Display` text (an int64 as decimal, a timestamp),
+/// without building the string first.
+pub(crate) struct Text<T>(pub(crate) T);
+
+impl<T: std::fmt::Display> serde::Serialize for Text<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
 /// A JSON object of owned values. `json!` copies every value it is given by serialising
 /// it again (`to_value(&v)`), which for a page of services or time series is megabytes
 /// copied per answer; this moves them in.

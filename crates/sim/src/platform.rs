@@ -53,6 +53,12 @@ impl Shared {
     pub(crate) fn pick(&mut self, n: usize) -> usize {
         if n == 0 { 0 } else { self.rng.random_range(0..n) }
     }
+
+    /// Records a broken rule, in the trace and among the seed's violations.
+    pub(crate) fn violate(&mut self, v: Violation) {
+        self.trace.line(format!("VIOLATION {}: {}", v.invariant, v.message));
+        self.violations.push(v);
+    }
 }
 
 /// Where a reconciler's pass dies, by the index of its API call.
@@ -239,10 +245,7 @@ impl CloudRun for Reconciler {
                 let phase = service["annotations"]["canary/phase"].as_str().unwrap_or("-").to_owned();
                 let reason = service["annotations"]["canary/reason"].as_str().unwrap_or_default().to_owned();
                 shared.trace.call(self.id, format!("PATCH {who} → ok: {phase}: {reason}"));
-                for v in found {
-                    shared.trace.line(format!("VIOLATION {}: {}", v.invariant, v.message));
-                    shared.violations.push(v);
-                }
+                found.into_iter().for_each(|v| shared.violate(v));
                 shared.previous.insert(name.clone(), before);
             }
             (Err(e), _) => self.note(format!("PATCH {who} → {} {}: {}", e.status.unwrap_or(0), e.code, e.message)),

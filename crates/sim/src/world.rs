@@ -340,9 +340,7 @@ impl Sim {
                     invariant: "monitoring_calls_are_bounded",
                     message: format!("a pass made {calls} timeSeries.list calls for {project}, more than {bound}"),
                 };
-                let mut shared = self.shared.borrow_mut();
-                shared.trace.line(format!("VIOLATION {}: {}", v.invariant, v.message));
-                shared.violations.push(v);
+                self.shared.borrow_mut().violate(v);
             }
         }
     }
@@ -366,8 +364,7 @@ impl Sim {
         let mut shared = self.shared.borrow_mut();
         for v in found {
             if !shared.violations.contains(&v) {
-                shared.trace.line(format!("VIOLATION {}: {}", v.invariant, v.message));
-                shared.violations.push(v);
+                shared.violate(v);
             }
         }
     }
@@ -440,9 +437,7 @@ impl Sim {
                                 d.name, state.phase, state.reason
                             ),
                         };
-                        let mut shared = self.shared.borrow_mut();
-                        shared.trace.line(format!("VIOLATION {}: {}", v.invariant, v.message));
-                        shared.violations.push(v);
+                        self.shared.borrow_mut().violate(v);
                     }
                 } else {
                     *count = 0;
@@ -460,9 +455,7 @@ impl Sim {
             invariant: "rollouts_come_to_rest",
             message: format!("after {passes} quiet passes: {}", restless.join("; ")),
         };
-        let mut shared = self.shared.borrow_mut();
-        shared.trace.line(format!("VIOLATION {}: {}", v.invariant, v.message));
-        shared.violations.push(v);
+        self.shared.borrow_mut().violate(v);
     }
 
     fn round_quiet(&mut self) {
