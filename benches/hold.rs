@@ -108,7 +108,7 @@ fn run(n: usize, hours: &[u64]) {
         if at > now {
             emulator.advance(at.duration_since(now).unwrap());
         }
-        warm(&emulator, n);
+        warm(&emulator, n, started);
         emulator.clear_requests();
         reset_own_peak_rss();
         let emulator_cpu = own_cpu_seconds();
@@ -158,7 +158,7 @@ fn run(n: usize, hours: &[u64]) {
 /// Asks the emulator once for every published hour of every revision, and the 10-minute
 /// periods of the last hours and the last minutes, so the simulated traffic so far is drawn (and kept, as
 /// Cloud Monitoring has it stored) before a pass is timed.
-fn warm(emulator: &Emulator, n: usize) {
+fn warm(emulator: &Emulator, n: usize, stage_started: SystemTime) {
     // Hour-aligned, so each period is one whole hour the emulator keeps.
     let secs = emulator.now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
@@ -167,19 +167,29 @@ fn warm(emulator: &Emulator, n: usize) {
     // And the 10-minute periods of the last seven hours, and the last minutes.
     let tens_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(300) / 600 * 600);
     let minutes_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(180) / 60 * 60);
-    let reads = [
-        (start, end, "3600s"),
-        (tens_end - Duration::from_secs(7 * 3600), tens_end, "600s"),
-        (minutes_end - Duration::from_secs(40 * 60), minutes_end, "60s"),
+    let mut reads = vec![
+        (start, end, "3600s".to_owned()),
+        (tens_end - Duration::from_secs(7 * 3600), tens_end, "600s".to_owned()),
+        (minutes_end - Duration::from_secs(40 * 60), minutes_end, "60s".to_owned()),
     ];
+    // And a sum to the hour from each 10-minute boundary around the stage's start, as
+    // every pass of a hold asks (the rollouts' anchors): the 10-minute periods such a sum
+    // starts with stay kept while passes ask for them, however old.
+    let started = stage_started.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() / 600 * 600;
+    for anchor in (started.saturating_sub(600)..=started + 1200).step_by(600) {
+        let anchor = SystemTime::UNIX_EPOCH + Duration::from_secs(anchor);
+        if let Some(span) = end.duration_since(anchor).ok().map(|s| s.as_secs()).filter(|s| *s >= 60) {
+            reads.push((anchor, end, format!("{span}s")));
+        }
+    }
     for project in 0..PROJECTS.min(n) {
         for metric in ["run.googleapis.com/request_count", "run.googleapis.com/request_latencies"] {
-            for (from, to, period) in reads {
+            for (from, to, period) in &reads {
                 let params = vec![
                     ("filter".to_owned(), format!("metric.type=\"{metric}\"")),
-                    ("interval.startTime".to_owned(), rfc(from)),
-                    ("interval.endTime".to_owned(), rfc(to)),
-                    ("aggregation.alignmentPeriod".to_owned(), period.to_owned()),
+                    ("interval.startTime".to_owned(), rfc(*from)),
+                    ("interval.endTime".to_owned(), rfc(*to)),
+                    ("aggregation.alignmentPeriod".to_owned(), period.clone()),
                     ("aggregation.perSeriesAligner".to_owned(), "ALIGN_DELTA".to_owned()),
                     ("pageSize".to_owned(), "100000".to_owned()),
                 ];

@@ -640,3 +640,42 @@ async fn long_periods_sum_exactly_the_minutes_they_hold_before_and_after_their_h
     let before_gap: u64 = bucketed(&minutes, end, 60).values().map(|v| v[0]).sum();
     assert_eq!(before_gap, total(&minutes, "2xx") + total(&minutes, "5xx") + total(&minutes, "4xx"));
 }
+
+#[tokio::test]
+async fn a_sum_asked_for_pass_after_pass_from_an_old_anchor_keeps_its_first_ten_minutes() {
+    let f = Fixture::new();
+    f.shop().await;
+    f.load(20.0).await;
+    // To 35 minutes past an hour: each sum ends with new 10-minute cells, whose keeping
+    // drops the old ones nobody asks for.
+    let into_hour = super::clock::epoch_secs(f.now()) % 3600;
+    f.advance(2 * 3600 + (3600 + 35 * 60 - into_hour) % 3600);
+    // A 10-minute boundary that is not an hour: the sum from it starts with four
+    // 10-minute cells, then whole hours.
+    let hour = super::clock::epoch_secs(f.now()) / 3600 * 3600;
+    let anchor = SystemTime::UNIX_EPOCH + Duration::from_secs(hour - 3600 + 20 * 60);
+    let first_cells: Vec<u64> = (0..4).map(|i| hour - 3600 + (20 + 10 * i) * 60).collect();
+    let mut first = None;
+    for _ in 0..12 {
+        f.advance(3600);
+        let period = format!("{}s", f.now().duration_since(anchor).unwrap().as_secs());
+        let extra = [("aggregation.alignmentPeriod", period.as_str()), ("aggregation.perSeriesAligner", "ALIGN_DELTA")];
+        let sum = f.series(REQUEST_COUNT, anchor, &extra).await;
+        let minutes = f
+            .series(
+                REQUEST_COUNT,
+                anchor,
+                &[("aggregation.alignmentPeriod", "60s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")],
+            )
+            .await;
+        assert_eq!(total(&sum, "2xx"), total(&minutes, "2xx"), "the sum is its minutes'");
+        first.get_or_insert(total(&sum, "2xx"));
+    }
+    // Twelve hours on, far past how long 10-minute cells are kept unasked, the ones the
+    // sum keeps asking for are still kept (not drawn again from minutes every pass).
+    let kept = f.emulator.with_world(|w, _| Ok::<_, ()>(w.kept_starts(600))).unwrap();
+    for start in first_cells {
+        assert!(kept.contains(&start), "the 10-minute cell at {start} is kept: {kept:?}");
+    }
+    assert!(kept.first().is_some_and(|k| *k >= hour - 3600), "no older cell is: {kept:?}");
+}

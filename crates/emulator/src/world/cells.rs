@@ -24,6 +24,9 @@ fn kept_for(span: u64) -> u64 {
 pub(super) struct Cell {
     counts: Option<MinuteCounts>,
     latency: Option<Option<Compact>>,
+    /// The latest end of a range it was read for: a cell a query keeps asking for (the
+    /// first 10 minutes of a sum from an anchor, hours back) stays however old it is.
+    asked: u64,
 }
 
 /// A histogram without its leading and trailing empty buckets.
@@ -68,6 +71,7 @@ impl World {
         while m < to {
             if let Some(cell) = cell_at(m, to) {
                 sum.add(&self.cell_counts(revision, m, cell));
+                self.asked(revision, m, cell, to);
                 m += cell;
             } else {
                 if !self.in_gap(revision, m) {
@@ -93,6 +97,7 @@ impl World {
                 if let Some(h) = self.cell_latency(revision, m, cell) {
                     add(h);
                 }
+                self.asked(revision, m, cell, to);
                 m += cell;
             } else {
                 if !self.in_gap(revision, m)
@@ -129,15 +134,24 @@ impl World {
         sum
     }
 
+    /// Notes that a range read up to `to` used the cell at (`start`, `span`).
+    fn asked(&mut self, revision: &str, start: u64, span: u64, to: u64) {
+        if let Some(cell) = self.cells.get_mut(revision).and_then(|c| c.get_mut(&(start, span))) {
+            cell.asked = cell.asked.max(to);
+        }
+    }
+
     /// The cell of `revision` at (`start`, `span`), made if new. Keeping a 10-minute cell
-    /// or a minute drops that revision's cells of its length older than [`kept_for`]:
-    /// older minutes are read in hours, and a long-running emulator must not grow with time.
+    /// or a minute drops that revision's cells of its length older than [`kept_for`] that
+    /// no range has asked for since: older minutes are read in hours, and a long-running
+    /// emulator must not grow with time.
     fn keep(&mut self, revision: &str, start: u64, span: u64) -> &mut Cell {
         let cells = self.cells.entry(revision.to_owned()).or_default();
         if span < CELLS[0] && !cells.contains_key(&(start, span)) {
+            let horizon = start.saturating_sub(kept_for(span));
             let old: Vec<(u64, u64)> = cells
-                .range(..(start.saturating_sub(kept_for(span)), 0))
-                .filter(|((_, s), _)| *s == span)
+                .range(..(horizon, 0))
+                .filter(|((_, s), c)| *s == span && c.asked < horizon)
                 .map(|(k, _)| *k)
                 .collect();
             for k in old {
@@ -212,6 +226,11 @@ impl World {
         for cells in self.cells.values_mut() {
             cells.retain(|(start, span), _| start + span <= t);
         }
+    }
+
+    /// The starts of the kept cells `span` long, of every revision (for tests).
+    pub fn kept_starts(&self, span: u64) -> std::collections::BTreeSet<u64> {
+        self.cells.values().flat_map(|c| c.keys().filter(|(_, s)| *s == span).map(|(start, _)| *start)).collect()
     }
 
     /// How many revision-hours are kept (for tests and the emulator's own benchmarks).
