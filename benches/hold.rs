@@ -7,10 +7,13 @@
 //! rollout (from the emulator's request log).
 //!
 //! Then, at up to 1,000 rollouts (`CANARY_BENCH_WATCH=1` for more, `0` for none), `canary
-//! watch` over them for three minutes: its CPU and RSS.
+//! watch` over them for three minutes with the emulator's clock moving at real speed:
+//! its CPU and RSS.
 //!
 //! `CANARY_BENCH_SIZES` (comma-separated, default `1000,10000`) and
-//! `CANARY_BENCH_HOURS` (default `1,23`) choose what runs; `CANARY_BENCH_BIN` measures
+//! `CANARY_BENCH_HOURS` (default `1,23`) choose what runs; `CANARY_BENCH_STAGGER=1`
+//! starts the rollouts' stage 2 in six 10-minute periods (more anchors than a pass sums
+//! one by one); `CANARY_BENCH_BIN` measures
 //! another build of canary (to compare two builds).
 //!
 //! Before each timed pass the emulator is asked once for the hours, recent 10-minute
@@ -45,12 +48,14 @@ fn main() {
     };
     let sizes = list("CANARY_BENCH_SIZES", "1000,10000");
     let hours = list("CANARY_BENCH_HOURS", "1,23");
+    // `CANARY_BENCH_STAGGER=1`: the rollouts' stages start in six 10-minute periods.
+    let staggered = std::env::var("CANARY_BENCH_STAGGER").is_ok_and(|v| v == "1");
     for n in sizes {
-        run(n as usize, &hours);
+        run(n as usize, &hours, staggered);
     }
 }
 
-fn run(n: usize, hours: &[u64]) {
+fn run(n: usize, hours: &[u64], staggered: bool) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (emulator, addr) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -91,6 +96,18 @@ fn run(n: usize, hours: &[u64]) {
     canary(&addr, &once, dir.path());
     emulator.advance(Duration::from_secs(14 * 60));
     let mut started = emulator.now();
+    let first_started = started;
+    // Staggered: a sixth of the rollouts (`--shard`) enters stage 2 in each of six
+    // 10-minute periods, as rollouts started at different times do, so a project's pass
+    // has more anchors than it reads one sum each for and reads the older minutes in
+    // 10-minute periods.
+    if staggered {
+        for shard in 0..6 {
+            let only = format!("{shard}/6");
+            canary(&addr, &["reconcile", "--once", "-o", "json", "--shard", &only], dir.path());
+            emulator.advance(Duration::from_secs(600));
+        }
+    }
     for _ in 0..6 {
         started = emulator.now();
         canary(&addr, &once, dir.path());
@@ -108,7 +125,7 @@ fn run(n: usize, hours: &[u64]) {
         if at > now {
             emulator.advance(at.duration_since(now).unwrap());
         }
-        warm(&emulator, n, started);
+        warm(&emulator, n, (first_started, started), staggered);
         emulator.clear_requests();
         reset_own_peak_rss();
         let emulator_cpu = own_cpu_seconds();
@@ -120,8 +137,9 @@ fn run(n: usize, hours: &[u64]) {
             requests.iter().filter(|r| r["path"].as_str().unwrap_or_default().contains("timeSeries")).collect();
         let sum = |key: &str| series.iter().map(|r| r[key].as_u64().unwrap_or(0)).sum::<u64>();
         let patches = requests.iter().filter(|r| r["method"] == "PATCH").count();
+        let how = if staggered { ", staggered" } else { "" };
         println!(
-            "{n:>6} rollouts, hour {hour:>2}: wall {:>6.2} s | canary CPU {:>6.2} s, peak RSS {:>7.1} MB | emulator CPU {:>6.2} s, peak RSS {:>7.1} MB | Monitoring calls/project {:>4.1} | per rollout {:>6.0} points, {:>8.0} bytes | {} PATCH",
+            "{n:>6} rollouts{how}, hour {hour:>2}: wall {:>6.2} s | canary CPU {:>6.2} s, peak RSS {:>7.1} MB | emulator CPU {:>6.2} s, peak RSS {:>7.1} MB | Monitoring calls/project {:>4.1} | per rollout {:>6.0} points, {:>8.0} bytes | {} PATCH",
             run.wall,
             run.cpu,
             run.rss_mb,
@@ -141,12 +159,24 @@ fn run(n: usize, hours: &[u64]) {
         wait_ready(&base);
         let window = Duration::from_secs(180);
         let (cpu0, _, _) = usage(child.id());
-        std::thread::sleep(window);
+        // The clock moves as a real one does (a second a second), so each pass has new
+        // minutes to read and, every 10 minutes and hour, new periods.
+        let moving = std::sync::atomic::AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while moving.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_secs(1));
+                    emulator.advance(Duration::from_secs(1));
+                }
+            });
+            std::thread::sleep(window);
+            moving.store(false, std::sync::atomic::Ordering::Relaxed);
+        });
         let (cpu1, rss, peak) = usage(child.id());
         signal(&child, "TERM");
         let _ = child.wait();
         println!(
-            "{n:>6} rollouts, watch at hour {}: CPU {:.2}% of a core over {} s (a pass a minute) | RSS {rss:.1} MB (peak {peak:.1} MB) (targets < 2%, < 150 MB)",
+            "{n:>6} rollouts, watch from hour {}: CPU {:.2}% of a core over {} s (a pass a minute, the clock moving) | RSS {rss:.1} MB (peak {peak:.1} MB) (targets < 2%, < 150 MB)",
             hours.last().copied().unwrap_or(0),
             (cpu1 - cpu0) / window.as_secs_f64() * 100.0,
             window.as_secs(),
@@ -158,7 +188,7 @@ fn run(n: usize, hours: &[u64]) {
 /// Asks the emulator once for every published hour of every revision, and the 10-minute
 /// periods of the last hours and the last minutes, so the simulated traffic so far is drawn (and kept, as
 /// Cloud Monitoring has it stored) before a pass is timed.
-fn warm(emulator: &Emulator, n: usize, stage_started: SystemTime) {
+fn warm(emulator: &Emulator, n: usize, (first_started, stage_started): (SystemTime, SystemTime), staggered: bool) {
     // Hour-aligned, so each period is one whole hour the emulator keeps.
     let secs = emulator.now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
     let end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
@@ -169,14 +199,25 @@ fn warm(emulator: &Emulator, n: usize, stage_started: SystemTime) {
     let minutes_end = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.saturating_sub(180) / 60 * 60);
     let mut reads = vec![
         (start, end, "3600s".to_owned()),
-        (tens_end - Duration::from_secs(7 * 3600), tens_end, "600s".to_owned()),
+        // (From the first stage start, when rollouts started theirs at different times:
+        // a project with many anchors reads its older minutes in 10-minute periods.)
+        (
+            if staggered {
+                first_started - Duration::from_secs(1200)
+            } else {
+                tens_end - Duration::from_secs(7 * 3600)
+            },
+            tens_end,
+            "600s".to_owned(),
+        ),
         (minutes_end - Duration::from_secs(40 * 60), minutes_end, "60s".to_owned()),
     ];
     // And a sum to the hour from each 10-minute boundary around the stage's start, as
     // every pass of a hold asks (the rollouts' anchors): the 10-minute periods such a sum
     // starts with stay kept while passes ask for them, however old.
-    let started = stage_started.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() / 600 * 600;
-    for anchor in (started.saturating_sub(600)..=started + 1200).step_by(600) {
+    let secs_of = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() / 600 * 600;
+    let (first, started) = (secs_of(first_started), secs_of(stage_started));
+    for anchor in (first.saturating_sub(600)..=started + 1200).step_by(600) {
         let anchor = SystemTime::UNIX_EPOCH + Duration::from_secs(anchor);
         if let Some(span) = end.duration_since(anchor).ok().map(|s| s.as_secs()).filter(|s| *s >= 60) {
             reads.push((anchor, end, format!("{span}s")));

@@ -561,11 +561,11 @@ fn summed(
         }
         match query.metric {
             Metric::RequestCount => {
-                let counts = world.range_counts(&revision.full, from, to);
+                let counts = world.range_counts(&revision.full, from, to, last);
                 add_counts(&mut by_class, &resource_labels, counts, (b.saturating_sub(period), b));
             }
             Metric::RequestLatencies => {
-                if let Some(d) = world.range_latency(&revision.full, from, to) {
+                if let Some(d) = world.range_latency(&revision.full, from, to, last) {
                     latency.points.insert(b, (b.saturating_sub(period), Val::Dist(d)));
                 }
             }

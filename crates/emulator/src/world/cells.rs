@@ -24,8 +24,9 @@ fn kept_for(span: u64) -> u64 {
 pub(super) struct Cell {
     counts: Option<MinuteCounts>,
     latency: Option<Option<Compact>>,
-    /// The latest end of a range it was read for: a cell a query keeps asking for (the
-    /// first 10 minutes of a sum from an anchor, hours back) stays however old it is.
+    /// The latest end of a query it was read for: a cell queries keep asking for (the
+    /// first 10 minutes of a sum from an anchor, or the 10-minute periods of a project
+    /// with many anchors, hours back) stays however old it is.
     asked: u64,
 }
 
@@ -65,13 +66,15 @@ impl Compact {
 impl World {
     /// `revision`'s request counts over the minutes starting in `[from, to)` (aligned
     /// epoch seconds; gaps left out). `to` must not be later than the published minutes.
-    pub(crate) fn range_counts(&mut self, revision: &str, from: u64, to: u64) -> MinuteCounts {
+    /// `asked` is the end of the whole query the range is part of: the kept cells it uses
+    /// are noted as asked for until then.
+    pub(crate) fn range_counts(&mut self, revision: &str, from: u64, to: u64, asked: u64) -> MinuteCounts {
         let mut sum = MinuteCounts::default();
         let mut m = from;
         while m < to {
             if let Some(cell) = cell_at(m, to) {
                 sum.add(&self.cell_counts(revision, m, cell));
-                self.asked(revision, m, cell, to);
+                self.asked(revision, m, cell, asked);
                 m += cell;
             } else {
                 if !self.in_gap(revision, m) {
@@ -85,7 +88,7 @@ impl World {
 
     /// `revision`'s latency distribution over the minutes starting in `[from, to)`, as
     /// [`World::range_counts`]; `None` when no request was served.
-    pub(crate) fn range_latency(&mut self, revision: &str, from: u64, to: u64) -> Option<Histogram> {
+    pub(crate) fn range_latency(&mut self, revision: &str, from: u64, to: u64, asked: u64) -> Option<Histogram> {
         let mut sum: Option<Histogram> = None;
         let mut add = |h: Histogram| match &mut sum {
             Some(s) => s.add(&h),
@@ -97,7 +100,7 @@ impl World {
                 if let Some(h) = self.cell_latency(revision, m, cell) {
                     add(h);
                 }
-                self.asked(revision, m, cell, to);
+                self.asked(revision, m, cell, asked);
                 m += cell;
             } else {
                 if !self.in_gap(revision, m)
@@ -134,10 +137,10 @@ impl World {
         sum
     }
 
-    /// Notes that a range read up to `to` used the cell at (`start`, `span`).
-    fn asked(&mut self, revision: &str, start: u64, span: u64, to: u64) {
+    /// Notes that a query ending at `asked` used the cell at (`start`, `span`).
+    fn asked(&mut self, revision: &str, start: u64, span: u64, asked: u64) {
         if let Some(cell) = self.cells.get_mut(revision).and_then(|c| c.get_mut(&(start, span))) {
-            cell.asked = cell.asked.max(to);
+            cell.asked = cell.asked.max(asked);
         }
     }
 
