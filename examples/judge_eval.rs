@@ -501,7 +501,7 @@ impl Sim<'_> {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let plan = ReadPlan::at(at(now), judge::minutes_needed(self.rollout, false));
         let window = Window { plan, ..window.clone() };
-        let anchors = judge::anchors(self.rollout, &window);
+        let anchors = judge::hour_anchors(self.rollout, &window);
         let canary = self.canary_read.read(&plan, &anchors);
         let stable = self.stable_read.read(&plan, &anchors);
         let variation = self.stable_read.variation(&plan);

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 
 use crate::analysis::judge::{self, Window};
-use crate::analysis::observations::{self, AnchorSums, Minute, Observations, Older, ReadPlan};
+use crate::analysis::observations::{self, HourSums, Minute, Observations, ReadPlan};
 use crate::analysis::verdict::{Smoke, Verdict};
 use crate::analysis::wire::TimeSeries;
 use crate::cloudrun::service::ServiceView;
@@ -358,31 +358,20 @@ struct Needed<'a> {
 }
 
 /// One project's metrics as a pass read them: the newest minutes and 10-minute periods,
-/// the sums from each anchor (or, past `MAX_ANCHORS`, the older 10-minute periods), and
-/// the plan they were read by.
+/// the hour sums from each anchor, and the plan they were read by.
 pub(crate) struct Read {
     recent: Observations,
     /// Older 10-minute periods (request counts), read for stable's variation alone.
     variation: Observations,
-    older: OlderRead,
+    sums: HourSums,
     plan: ReadPlan,
-}
-
-/// What a project's pass read of the minutes before its plan's `hours_until`.
-enum OlderRead {
-    Sums(AnchorSums),
-    Periods(Observations),
 }
 
 impl Read {
     /// One revision's periods as `window`'s judgement reads them.
     fn periods(&self, rollout: &CanaryRollout, window: &Window, revision: &str) -> BTreeMap<u64, Minute> {
-        let anchors = judge::anchors(rollout, window);
-        let older = match &self.older {
-            OlderRead::Sums(sums) => sums.get(revision).map(Older::Sums),
-            OlderRead::Periods(periods) => periods.get(revision).map(Older::Periods),
-        };
-        observations::periods(self.recent.get(revision), older, &anchors, self.plan.hours_until)
+        let anchors = judge::hour_anchors(rollout, window);
+        observations::periods(self.recent.get(revision), self.sums.get(revision), &anchors, self.plan.hours_until)
     }
 }
 
@@ -396,24 +385,24 @@ async fn read_project<P: Monitoring>(
 ) -> Result<Read, String> {
     let plan = ReadPlan::at(now, n.minutes);
     let anchors: BTreeSet<u64> =
-        n.windows.iter().flat_map(|(r, w)| judge::anchors(r, &Window { plan, ..w.clone() })).collect();
-    let hours = plan.anchor_queries(&anchors, n.latency);
+        n.windows.iter().flat_map(|(r, w)| judge::hour_anchors(r, &Window { plan, ..w.clone() })).collect();
+    let hours = plan.hour_queries(&anchors, n.latency);
     let recent = plan.recent_queries(n.start, now, n.latency);
     let variation = plan.variation_query();
     let all: Vec<&Vec<(String, String)>> = hours.iter().map(|(_, q)| q).chain(&recent).chain(&variation).collect();
     let is_latency = |q: &[(String, String)]| q.iter().any(|(_, v)| v.contains("request_latencies"));
     // Each answer folded page by page straight into the periods of its group — each
-    // anchor's sum, the older periods one by one, the recent periods, the older counts
+    // anchor's sum, the hours one by one, the recent periods, the older 10-minute counts
     // — so a pass holds those periods once, never an answer's as well. A few queries at
     // once, so one's answer is read while the server works on the next.
     #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
     enum Group {
-        Older(Option<u64>),
+        Hours(Option<u64>),
         Recent,
         Variation,
     }
     let group = |i: usize| match hours.get(i) {
-        Some((anchor, _)) => Group::Older(*anchor),
+        Some((anchor, _)) => Group::Hours(*anchor),
         None if i >= hours.len() + recent.len() => Group::Variation,
         None => Group::Recent,
     };
@@ -434,20 +423,19 @@ async fn read_project<P: Monitoring>(
     .await;
     folded.into_iter().collect::<Result<(), String>>()?;
     let (mut fine, mut older) = (Observations::new(), Observations::new());
-    let (mut periods, mut anchored) = (None, Vec::new());
+    let (mut sums, mut anchored) = (HourSums::new(), Vec::new());
     for (group, read) in groups.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         match group {
-            Group::Older(Some(anchor)) => anchored.push((anchor, read)),
-            Group::Older(None) => periods = Some(read),
+            Group::Hours(Some(anchor)) => anchored.push((anchor, read)),
+            Group::Hours(None) => sums = observations::sum_hours(&read, &anchors, plan.hours_until),
             Group::Recent => fine = read,
             Group::Variation => older = read,
         }
     }
-    let older_read = match periods {
-        Some(periods) => OlderRead::Periods(periods),
-        None => OlderRead::Sums(observations::sums_of(anchored)),
-    };
-    Ok(Read { recent: fine, variation: older, older: older_read, plan })
+    if !anchored.is_empty() {
+        sums = observations::sums_of(anchored);
+    }
+    Ok(Read { recent: fine, variation: older, sums, plan })
 }
 
 /// The revisions and minutes to judge, when the rollout has traffic to judge.

@@ -5,10 +5,10 @@
 //!
 //! A pass reads a stage's history at three resolutions ([`ReadPlan`]): the newest
 //! minutes one by one, the hour or two before them in 10-minute periods, and everything
-//! older as one sum from each anchor (a 10-minute boundary where a check's sample
-//! starts), each aligned to the clock. Cloud Monitoring adds them up server-side, so a
-//! pass 23 hours into a hold reads about as much as one an hour in, and what it reads
-//! never depends on when the previous pass ran.
+//! older in hours, each aligned to the clock (periods end on a whole minute, 10 minutes
+//! or hour). Cloud Monitoring adds them up server-side, so a pass 23 hours into a hold
+//! reads about as much as one an hour in, and what it reads never depends on when the
+//! previous pass ran.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -95,28 +95,30 @@ pub struct ReadPlan {
 pub enum Anchor {
     /// At the minute itself (recent enough to be read minute by minute).
     Minute(u64),
-    /// At the next 10-minute boundary: read from 10-minute periods, then from an
-    /// anchor's sum, the same sample to the end of the stage.
+    /// At the next 10-minute boundary.
     TenMinutes(u64),
+    /// At the next hour.
+    Hour(u64),
 }
 
 impl Anchor {
     /// Epoch seconds.
     pub fn at(self) -> u64 {
         match self {
-            Anchor::Minute(t) | Anchor::TenMinutes(t) => t,
+            Anchor::Minute(t) | Anchor::TenMinutes(t) | Anchor::Hour(t) => t,
         }
     }
 
     /// The share of a check's budget the samples starting at this kind of anchor have
-    /// when passes read by [`ReadPlan::at`]: a stage's sample may be read from each kind
-    /// in turn, so their shares add up to 1. Most goes to the sample a hold's decision
-    /// is read from; the one read to the minute serves a stage's first half hour at
-    /// most, when only a clearly bad canary can be told apart anyway.
+    /// when passes read by [`ReadPlan::at`]: one sample per kind may be read over a
+    /// stage, so their shares add up to 1. Most goes where a long hold's decision is
+    /// made (an hour anchor: a stage hours old), then a one-hour hold's (10 minutes); a
+    /// sample read to the minute serves only a stage's first quarter of an hour.
     pub fn share(self) -> f64 {
         match self {
             Anchor::Minute(_) => 0.2,
-            Anchor::TenMinutes(_) => 0.8,
+            Anchor::TenMinutes(_) => 0.3,
+            Anchor::Hour(_) => 0.5,
         }
     }
 }
@@ -136,19 +138,6 @@ impl ReadPlan {
         ReadPlan { hours_until: 0, minutes_from: 0 }
     }
 
-    /// Where a sample of the minutes starting at or after `t` (epoch seconds) starts as
-    /// this plan reads it: at `t` (to the minute) while it is read minute by minute,
-    /// else at the next 10-minute boundary, however old the stage — 10-minute periods
-    /// and an anchor's sum read the same sample from there on.
-    pub fn anchor(&self, t: u64) -> Anchor {
-        let minute = t.div_ceil(MINUTE) * MINUTE;
-        if minute >= self.minutes_from {
-            Anchor::Minute(minute)
-        } else {
-            Anchor::TenMinutes(minute.div_ceil(TEN_MINUTES) * TEN_MINUTES)
-        }
-    }
-
     /// The share of a check's budget a sample starting at `anchor` has under this plan:
     /// all of it when every minute is read one by one (the sample never moves), else
     /// [`Anchor::share`].
@@ -156,10 +145,25 @@ impl ReadPlan {
         if self.minutes_from == 0 { 1.0 } else { anchor.share() }
     }
 
+    /// Where a sample of the minutes starting at or after `t` (epoch seconds) starts as
+    /// this plan reads it: at `t` (to the minute) while it is read minute by minute, else
+    /// at the first boundary of the periods that hold it.
+    pub fn anchor(&self, t: u64) -> Anchor {
+        let minute = t.div_ceil(MINUTE) * MINUTE;
+        if minute >= self.minutes_from {
+            return Anchor::Minute(minute);
+        }
+        let ten = minute.div_ceil(TEN_MINUTES) * TEN_MINUTES;
+        if ten >= self.hours_until {
+            return Anchor::TenMinutes(ten);
+        }
+        Anchor::Hour(minute.div_ceil(HOUR) * HOUR)
+    }
+
     /// The `timeSeries.list` queries that read the newest part of [`start`, `now`] by
     /// this plan — 10-minute periods, then minutes — for request counts (by revision and
     /// response class) and, when `latency`, latency distributions (by revision), across
-    /// every service of a project. The older part is read as [`AnchorSums`].
+    /// every service of a project. The older part is read as [`HourSums`].
     pub(crate) fn recent_queries(
         &self,
         start: SystemTime,
@@ -179,17 +183,16 @@ impl ReadPlan {
         periods.into_iter().flat_map(|(from, to, period)| pair(from, to, period, latency)).collect()
     }
 
-    /// The queries that read the minutes before `hours_until`: one sum per anchor (an
+    /// The queries that read the hours before `hours_until`: one sum per anchor (an
     /// aligned period from the anchor to `hours_until`) while there are at most
-    /// [`MAX_ANCHORS`], else every 10-minute period from the first anchor (each rollout's
-    /// own anchors then sum them, [`Older::Periods`]). Each comes with the anchor it sums
-    /// from, `None` for the 10-minute periods.
-    pub(crate) fn anchor_queries(&self, anchors: &BTreeSet<u64>, latency: bool) -> Vec<(Option<u64>, Query)> {
+    /// [`MAX_HOUR_ANCHORS`], else every hour from the first anchor (summed here).
+    /// Each comes with the anchor it sums from, `None` for the hours.
+    pub(crate) fn hour_queries(&self, anchors: &BTreeSet<u64>, latency: bool) -> Vec<(Option<u64>, Query)> {
         let anchors: Vec<u64> = anchors.iter().copied().filter(|a| *a < self.hours_until).collect();
         match anchors.first() {
             None => Vec::new(),
-            Some(&first) if anchors.len() > MAX_ANCHORS => {
-                pair(first, self.hours_until, TEN_MINUTES, latency).into_iter().map(|q| (None, q)).collect()
+            Some(&first) if anchors.len() > MAX_HOUR_ANCHORS => {
+                pair(first, self.hours_until, HOUR, latency).into_iter().map(|q| (None, q)).collect()
             }
             Some(_) => anchors
                 .iter()
@@ -226,15 +229,15 @@ impl ReadPlan {
 /// How many hours of older 10-minute periods a pass reads for stable's variation.
 pub const VARIATION_HOURS: u64 = 4;
 
-/// How many anchors a project's pass reads one sum each for; beyond, it reads the
-/// 10-minute periods one by one (a query per metric, six points per hour and series).
-pub(crate) const MAX_ANCHORS: usize = 4;
+/// How many hour anchors a project's pass reads one sum each for; beyond, it reads the
+/// hours one by one (a query per metric, a point per hour and series) and sums them.
+pub(crate) const MAX_HOUR_ANCHORS: usize = 4;
 
 /// The most `timeSeries.list` queries one project's metrics cost a pass, however many
-/// rollouts and hours: two per anchor (request counts and latencies) or two for
-/// the older 10-minute periods one by one, two each for the recent 10-minute periods and minutes, and the
+/// rollouts and hours: two per hour anchor (request counts and latencies) or two for
+/// the hours one by one, two each for the recent 10-minute periods and minutes, and the
 /// variation query. A large answer takes more than one page of its query.
-pub const MAX_QUERIES_PER_PROJECT: usize = 2 * (MAX_ANCHORS + 2) + 1;
+pub const MAX_QUERIES_PER_PROJECT: usize = 2 * (MAX_HOUR_ANCHORS + 2) + 1;
 
 /// The counts query, and the latency one when `latency`, over (`from`, `to`] in
 /// periods of `period` seconds.
@@ -244,22 +247,30 @@ fn pair(from: u64, to: u64, period: u64, latency: bool) -> Vec<Vec<(String, Stri
     if latency { vec![counts, latencies] } else { vec![counts] }
 }
 
-/// Per revision, the sum of its minutes from each anchor to the plan's `hours_until`
-/// (epoch seconds → the sum, a period `hours_until − anchor` long).
-pub type AnchorSums = BTreeMap<String, BTreeMap<u64, Minute>>;
+/// Per revision, the sum of its whole hours from each anchor to the plan's
+/// `hours_until` (epoch seconds → the sum, a period `hours_until − anchor` long).
+pub type HourSums = BTreeMap<String, BTreeMap<u64, Minute>>;
 
-/// One revision's minutes before the plan's `hours_until`, as a pass read them.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Older<'a> {
-    /// A sum from each anchor ([`AnchorSums`]).
-    Sums(&'a BTreeMap<u64, Minute>),
-    /// Aligned periods (10 minutes) from the project's first anchor, by end.
-    Periods(&'a BTreeMap<u64, Minute>),
+/// [`HourSums`] for `anchors` out of hours read one by one.
+pub(crate) fn sum_hours(hours: &Observations, anchors: &BTreeSet<u64>, until: u64) -> HourSums {
+    let mut sums = HourSums::new();
+    for (revision, periods) in hours {
+        for &anchor in anchors.iter().filter(|a| **a < until) {
+            let mut sum = Minute { span: until - anchor, ..Minute::default() };
+            for (_, m) in periods.range(anchor + HOUR..=until) {
+                sum.add(m);
+            }
+            if sum.total > 0 {
+                sums.entry(revision.clone()).or_default().insert(anchor, sum);
+            }
+        }
+    }
+    sums
 }
 
-/// [`AnchorSums`] out of the answers to one sum per anchor.
-pub(crate) fn sums_of(read: Vec<(u64, Observations)>) -> AnchorSums {
-    let mut sums = AnchorSums::new();
+/// [`HourSums`] out of the answers to one sum per anchor.
+pub(crate) fn sums_of(read: Vec<(u64, Observations)>) -> HourSums {
+    let mut sums = HourSums::new();
     for (anchor, observations) in read {
         for (revision, periods) in observations {
             for (_, m) in periods {
@@ -270,38 +281,25 @@ pub(crate) fn sums_of(read: Vec<(u64, Observations)>) -> AnchorSums {
     sums
 }
 
-/// One revision's periods as a judgement reads them: its minutes between consecutive
-/// `anchors` as one period each (the difference of two anchor sums, or the sum of the
-/// 10-minute periods between them, so a sample starting at an anchor is exact), then
-/// the 10-minute periods and minutes read after `until`.
+/// One revision's periods as a judgement reads them: its hours between consecutive
+/// `anchors` (each the difference of two hour sums, so a sample starting at an anchor
+/// is exact), then the 10-minute periods and minutes read after `until`.
 pub(crate) fn periods(
     recent: Option<&BTreeMap<u64, Minute>>,
-    older: Option<Older<'_>>,
+    sums: Option<&BTreeMap<u64, Minute>>,
     anchors: &BTreeSet<u64>,
     until: u64,
 ) -> BTreeMap<u64, Minute> {
     let mut out: BTreeMap<u64, Minute> =
         recent.map(|r| r.range(until + 1..).map(|(e, m)| (*e, m.clone())).collect()).unwrap_or_default();
-    let Some(older) = older else { return out };
+    let Some(sums) = sums else { return out };
     let anchors: Vec<u64> = anchors.iter().copied().filter(|a| *a < until).collect();
     for (i, &anchor) in anchors.iter().enumerate() {
         let next = anchors.get(i + 1).copied().unwrap_or(until);
-        let mut period = match older {
-            Older::Sums(sums) => {
-                let Some(mut period) = sums.get(&anchor).cloned() else { continue };
-                if let Some(later) = sums.get(&next) {
-                    period.subtract(later);
-                }
-                period
-            }
-            Older::Periods(periods) => {
-                let mut sum = Minute::default();
-                // Aligned to 10 minutes, as the anchors are: a period ending in
-                // (anchor, next] lies wholly within it.
-                periods.range(anchor + 1..=next).for_each(|(_, m)| sum.add(m));
-                sum
-            }
-        };
+        let Some(mut period) = sums.get(&anchor).cloned() else { continue };
+        if let Some(later) = sums.get(&next) {
+            period.subtract(later);
+        }
         period.span = next - anchor;
         if period.total > 0 {
             out.insert(next, period);
@@ -342,12 +340,12 @@ pub(crate) fn queries(
 /// answers): for simulations that judge as passes do (`examples/judge_eval.rs`).
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    /// By end; only the last few hours are kept (older minutes are read as sums).
+    /// By end; only the last few hours are kept (older minutes are read in hours).
     minutes: BTreeMap<u64, Minute>,
     /// 10-minute periods by end, the last few hours of them.
     tens: BTreeMap<u64, Minute>,
-    /// At each 10-minute period's end: the sum of every period published up to it.
-    cumulative: BTreeMap<u64, Minute>,
+    /// At each hour's end: the sum of every whole hour published up to it.
+    hours: BTreeMap<u64, Minute>,
 }
 
 /// How long a [`History`] keeps minutes and 10-minute periods.
@@ -362,10 +360,14 @@ impl History {
             for (_, m) in self.minutes.range(end - TEN_MINUTES + 1..=end) {
                 ten.add(m);
             }
-            let mut sum = self.cumulative.values().next_back().cloned().unwrap_or_default();
-            sum.add(&ten);
-            self.cumulative.insert(end, sum);
             self.tens.insert(end, ten);
+        }
+        if end.is_multiple_of(HOUR) {
+            let mut sum = self.hours.values().next_back().cloned().unwrap_or_default();
+            for (_, m) in self.tens.range(end - HOUR + 1..=end) {
+                sum.add(m);
+            }
+            self.hours.insert(end, sum);
         }
         let keep = end.saturating_sub(HISTORY_KEPT);
         self.minutes = self.minutes.split_off(&keep);
@@ -380,18 +382,18 @@ impl History {
     }
 
     /// The periods a pass reading by `plan` sees, with its older minutes summed from
-    /// each of `anchors` (`judge::anchors`).
+    /// each of `anchors` (`judge::hour_anchors`).
     pub fn read(&self, plan: &ReadPlan, anchors: &BTreeSet<u64>) -> BTreeMap<u64, Minute> {
         let until = plan.hours_until;
         let mut recent: BTreeMap<u64, Minute> =
             self.tens.range(until + 1..=plan.minutes_from).map(|(e, m)| (*e, m.clone())).collect();
         recent.extend(self.minutes.range(plan.minutes_from + 1..).map(|(e, m)| (*e, m.clone())));
-        let total = self.cumulative.range(..=until).next_back().map(|(_, m)| m);
+        let total = self.hours.range(..=until).next_back().map(|(_, m)| m);
         let mut sums = BTreeMap::new();
         for &anchor in anchors.iter().filter(|a| **a < until) {
             let Some(total) = total else { break };
             let mut sum = total.clone();
-            if let Some((_, before)) = self.cumulative.range(..=anchor).next_back() {
+            if let Some((_, before)) = self.hours.range(..=anchor).next_back() {
                 sum.subtract(before);
             }
             sum.span = until - anchor;
@@ -399,7 +401,7 @@ impl History {
                 sums.insert(anchor, sum);
             }
         }
-        periods(Some(&recent), Some(Older::Sums(&sums)), anchors, until)
+        periods(Some(&recent), Some(&sums), anchors, until)
     }
 }
 

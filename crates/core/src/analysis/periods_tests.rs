@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::judge::{self, Window};
-use super::observations::{self, Anchor, Minute, Older, ReadPlan};
+use super::observations::{self, Anchor, Minute, Observations, ReadPlan};
 use super::verdict::{Check, Outcome};
 use crate::manifest::types::CanaryRollout;
 
@@ -28,23 +28,18 @@ fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
     assert_eq!(plan.minutes_from, DAY + 10 * HOUR + 10 * 60);
     assert_eq!(plan.hours_until, DAY + 9 * HOUR);
     assert_eq!(plan.anchor(DAY + 10 * HOUR + 15 * 60 + 30), Anchor::Minute(DAY + 10 * HOUR + 16 * 60));
-    // Once older than the minutes read, a sample starts at the next 10-minute boundary
-    // however old it grows: read from 10-minute periods, then from an anchor's sum.
-    for t in [DAY + 9 * HOUR + 43 * 60 + 10, DAY + 7 * HOUR + 5 * 60] {
-        assert_eq!(plan.anchor(t), Anchor::TenMinutes(t.div_ceil(600) * 600));
-        let later = ReadPlan::at(at(now + 20 * HOUR), Duration::from_secs(20 * 60));
-        assert_eq!(later.anchor(t), plan.anchor(t));
-    }
+    assert_eq!(plan.anchor(DAY + 9 * HOUR + 43 * 60 + 10), Anchor::TenMinutes(DAY + 9 * HOUR + 50 * 60));
+    assert_eq!(plan.anchor(DAY + 7 * HOUR + 5 * 60), Anchor::Hour(DAY + 8 * HOUR));
     assert_eq!(ReadPlan::every_minute().anchor(DAY + 7), Anchor::Minute(DAY + 60));
-    let shares: f64 = [Anchor::Minute(0), Anchor::TenMinutes(0)].iter().map(|a| a.share()).sum();
+    let shares: f64 = [Anchor::Minute(0), Anchor::TenMinutes(0), Anchor::Hour(0)].iter().map(|a| a.share()).sum();
     assert!((shares - 1.0).abs() < 1e-12, "one sample per kind of anchor: {shares}");
-    assert_eq!(plan.share(Anchor::TenMinutes(0)), Anchor::TenMinutes(0).share());
+    assert_eq!(plan.share(Anchor::Hour(0)), Anchor::Hour(0).share());
     // Read every minute, a sample never moves: it has the whole budget.
     assert_eq!(ReadPlan::every_minute().share(ReadPlan::every_minute().anchor(DAY + 7)), 1.0);
 
     let anchors = std::collections::BTreeSet::from([DAY + 6 * HOUR, DAY + 7 * HOUR]);
     let mut queries: Vec<Vec<(String, String)>> =
-        plan.anchor_queries(&anchors, true).into_iter().map(|(_, q)| q).collect();
+        plan.hour_queries(&anchors, true).into_iter().map(|(_, q)| q).collect();
     queries.extend(plan.recent_queries(at(DAY + 6 * HOUR + 30 * 60), at(now), true));
     let param = |q: &Vec<(String, String)>, key: &str| q.iter().find(|(k, _)| k == key).unwrap().1.clone();
     let read: Vec<(String, String, String)> = queries
@@ -61,13 +56,11 @@ fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
     // Without latency, one query per sum and resolution; a young stage reads minutes only.
     assert_eq!(plan.recent_queries(at(DAY + 6 * HOUR), at(now), false).len(), 2);
     assert_eq!(plan.recent_queries(at(DAY + 10 * HOUR + 20 * 60), at(now), true).len(), 2);
-    // Past the most sums a pass reads, the 10-minute periods one by one from the first
-    // anchor.
-    let many: std::collections::BTreeSet<u64> = (1..=5).map(|h| DAY + h * HOUR + 10 * 60).collect();
-    let older = plan.anchor_queries(&many, false);
-    assert_eq!(older.len(), 1);
-    assert_eq!((older[0].0, param(&older[0].1, "aggregation.alignmentPeriod")), (None, "600s".to_owned()));
-    assert_eq!(param(&older[0].1, "interval.startTime"), t(1, 10));
+    // Past the most sums a pass reads, the hours one by one from the first anchor.
+    let many: std::collections::BTreeSet<u64> = (1..=5).map(|h| DAY + h * HOUR).collect();
+    let hours = plan.hour_queries(&many, false);
+    assert_eq!(hours.len(), 1);
+    assert_eq!((hours[0].0, param(&hours[0].1, "aggregation.alignmentPeriod")), (None, "3600s".to_owned()));
 }
 
 proptest::proptest! {
@@ -85,7 +78,7 @@ proptest::proptest! {
         let plan = ReadPlan::at(at(now), Duration::from_secs(minutes * 60));
         let anchors: std::collections::BTreeSet<u64> = anchors.iter().map(|h| DAY + h * HOUR).collect();
         let start = at(now - hours_in * HOUR);
-        let count = plan.anchor_queries(&anchors, latency).len()
+        let count = plan.hour_queries(&anchors, latency).len()
             + plan.recent_queries(start, at(now), latency).len()
             + plan.variation_query().len();
         proptest::prop_assert!(count <= observations::MAX_QUERIES_PER_PROJECT, "{count} queries");
@@ -97,7 +90,7 @@ fn the_worst_read_is_the_bound() {
     let now = DAY + 2 * 24 * HOUR + 37 * 60 + 20;
     let plan = ReadPlan::at(at(now), Duration::from_secs(20 * 60));
     let anchors: std::collections::BTreeSet<u64> = (1..=4).map(|h| DAY + h * HOUR).collect();
-    let count = plan.anchor_queries(&anchors, true).len()
+    let count = plan.hour_queries(&anchors, true).len()
         + plan.recent_queries(at(DAY), at(now), true).len()
         + plan.variation_query().len();
     assert_eq!(count, observations::MAX_QUERIES_PER_PROJECT);
@@ -133,7 +126,13 @@ fn rollout(analysis: &str) -> CanaryRollout {
 fn read(plan: ReadPlan, from: u64, to: u64, minute: impl Fn(u64) -> (u64, u64)) -> BTreeMap<u64, Minute> {
     let mut out: BTreeMap<u64, Minute> = BTreeMap::new();
     for m in (from..to).step_by(60) {
-        let span = if m + 60 <= plan.minutes_from { 600 } else { 60 };
+        let span = if m + 60 <= plan.hours_until {
+            HOUR
+        } else if m + 60 <= plan.minutes_from {
+            600
+        } else {
+            60
+        };
         let end = m / span * span + span;
         let (total, errors) = minute(m);
         let period = out.entry(end).or_insert_with(|| Minute { span, ..Minute::default() });
@@ -171,15 +170,15 @@ impl Stage {
             plan: self.plan,
         };
         let from = DAY - 2 * HOUR;
-        // As a pass reads them: the older minutes summed from the anchors the judgement
-        // needs (from 10-minute periods, as a project with many anchors reads them), then
+        // As a pass reads them: hour sums from the anchors the judgement needs, then
         // 10-minute periods and minutes.
-        let anchors = judge::anchors(r, &window);
+        let anchors = judge::hour_anchors(r, &window);
         let until = self.plan.hours_until;
         let as_read = |minute: &dyn Fn(u64) -> (u64, u64)| {
-            let older = read(self.plan, from, until, minute);
+            let hours: Observations = BTreeMap::from([("x".to_owned(), read(self.plan, from, until, minute))]);
             let recent = read(self.plan, until, self.now - 180, minute);
-            observations::periods(Some(&recent), Some(Older::Periods(&older)), &anchors, until)
+            let sums = observations::sum_hours(&hours, &anchors, until);
+            observations::periods(Some(&recent), sums.get("x"), &anchors, until)
         };
         judge::judge(r, &window, &as_read(&canary), &as_read(&stable), &BTreeMap::new())
     }
@@ -266,53 +265,4 @@ fn stable_variation_is_estimated_from_older_ten_minute_periods_too() {
     };
     assert_eq!(factor(&BTreeMap::new()), 1.0, "too few pairs of their own");
     assert!(factor(&swinging) > 10.0, "{}", factor(&swinging));
-}
-
-proptest::proptest! {
-    /// However old the stage when a pass reads it, and whichever way the older minutes
-    /// come (one sum per anchor, or 10-minute periods summed between the rollout's own
-    /// anchors), the gates' sample is exactly the minutes from where `ReadPlan::anchor`
-    /// puts its start: stable's totals over it are the sum of those minutes.
-    #[test]
-    fn a_gate_sample_is_the_minutes_from_its_anchor_at_any_age(
-        start_minute in 0u64..600,
-        age_minutes in 1u64..(30 * 60),
-        counts in proptest::collection::vec((1u64..50, 0u64..3), 64),
-    ) {
-        let r = rollout("    promotion: {maxErrorRateIncrease: 0.5%}\n    rollback: [{metric: errorRate, above: 5%}]\n");
-        let started = DAY + start_minute * 60;
-        let now = started + age_minutes * 60 + 30;
-        let plan = ReadPlan::at(at(now), judge::minutes_needed(&r, false));
-        let window = Window {
-            canary: "r/c".into(),
-            stable: "r/s".into(),
-            stage_started: at(started),
-            previous_stage_started: None,
-            weight: 50,
-            plan,
-        };
-        let minute = |m: u64| counts[(m / 60 % 64) as usize];
-        let published = now / 60 * 60 - 180;
-        let anchors = judge::anchors(&r, &window);
-        let until = plan.hours_until;
-        let from = DAY - 2 * HOUR;
-        let recent = read(plan, until.max(from), published, minute);
-        let tens = read(plan, from, until, minute);
-        let mut sums: BTreeMap<u64, Minute> = BTreeMap::new();
-        for &a in anchors.iter().filter(|a| **a < until) {
-            let sum = sums.entry(a).or_insert_with(|| Minute { span: until - a, ..Minute::default() });
-            for m in (a..until).step_by(60) {
-                let (total, errors) = minute(m);
-                sum.total += total;
-                sum.server_errors += errors;
-            }
-        }
-        let gate_from = plan.anchor(started + 120).at();
-        let expected: u64 = (gate_from..published).step_by(60).map(|m| minute(m).0).sum();
-        for older in [Older::Sums(&sums), Older::Periods(&tens)] {
-            let periods = observations::periods(Some(&recent), Some(older), &anchors, until);
-            let evidence = judge::evidence(&r, &window, (&periods, &periods), &BTreeMap::new(), judge::Method::Robust);
-            proptest::prop_assert_eq!(evidence.stable_totals().total, expected, "{:?} from {}", older, gate_from);
-        }
-    }
 }
