@@ -212,9 +212,9 @@ fn warm(emulator: &Emulator, n: usize, (first_started, stage_started): (SystemTi
         ),
         (minutes_end - Duration::from_secs(40 * 60), minutes_end, "60s".to_owned()),
     ];
-    // And a sum to the hour from each 10-minute boundary around the stage's start, as
-    // every pass of a hold asks (the rollouts' anchors): the 10-minute periods such a sum
-    // starts with stay kept while passes ask for them, however old.
+    // And a sum to the hour from each 10-minute boundary around the stages' starts, where
+    // a pass's anchors lie: the 10-minute periods a sum off the hour starts with stay
+    // kept while passes ask for them, however old.
     let secs_of = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() / 600 * 600;
     let (first, started) = (secs_of(first_started), secs_of(stage_started));
     for anchor in (first.saturating_sub(600)..=started + 1200).step_by(600) {

@@ -70,25 +70,27 @@ pub(crate) fn window_start(rollout: &CanaryRollout, window: &Window, now: System
     from_stage.min(from_triggers)
 }
 
-/// The hours a judgement of `window` needs its older minutes summed from (the pass reads
-/// one sum from each, see `observations::HourSums`): where the triggers' minutes start
-/// (errors from the stage's start, latency after warm-up), where the gates' sample
-/// starts, and at 100% where stable's reference from the stage before starts and ends.
-/// Only hours before the plan's `hours_until` (later minutes are read finer).
+/// The anchors a judgement of `window` needs its older minutes summed from (the pass
+/// reads one sum from each, see `observations::HourSums`): the 10-minute boundaries (hours
+/// in a `coarse` plan) where the triggers' minutes start (errors from the stage's start,
+/// latency after warm-up), where the gates' sample starts, and at 100% where stable's
+/// reference from the stage before starts and ends. Only those before the plan's
+/// `hours_until` (later minutes are read finer).
 pub fn hour_anchors(rollout: &CanaryRollout, window: &Window) -> BTreeSet<u64> {
-    let hour = |t: u64| t.div_ceil(3600) * 3600;
+    let grid = window.plan.anchor_grid();
+    let up = |t: u64| t.div_ceil(grid) * grid;
     let warmup = rollout.spec.analysis.warmup.as_secs();
     let started = epoch_secs(window.stage_started);
     let warm = started + warmup;
     // A period counts for a trigger when its first minute ends after the trigger's start.
-    let mut anchors = BTreeSet::from([hour(started.saturating_sub(59)), hour(warm)]);
-    if let Anchor::Hour(h) = window.plan.anchor(warm) {
+    let mut anchors = BTreeSet::from([up(started.saturating_sub(59)), up(warm)]);
+    if let Anchor::Hour(h) | Anchor::TenMinutes(h) = window.plan.anchor(warm) {
         anchors.insert(h);
     }
     if window.weight >= 100 {
         let from = window.previous_stage_started.map_or(started, epoch_secs) + warmup;
-        anchors.insert(window.plan.anchor(from).at().div_ceil(3600) * 3600);
-        anchors.insert(started / 3600 * 3600);
+        anchors.insert(up(window.plan.anchor(from).at()));
+        anchors.insert(started / grid * grid);
     }
     anchors.retain(|a| *a < window.plan.hours_until);
     anchors

@@ -83,11 +83,14 @@ const HOUR: u64 = 3600;
 /// Which periods a pass reads: minutes ending after `minutes_from`, 10-minute periods
 /// ending in (`hours_until`, `minutes_from`], hours ending at or before `hours_until`.
 /// Both bounds are aligned (to 10 minutes and to the hour) and depend only on the time
-/// of the pass, so every pass at the same moment reads the same periods.
+/// of the pass, so every pass at the same moment reads the same periods. Anchors lie on
+/// 10-minute boundaries, unless `coarse`: then on hours (a project with more anchors
+/// than [`MAX_HOUR_ANCHORS`] reads its older minutes hour by hour).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadPlan {
     pub hours_until: u64,
     pub minutes_from: u64,
+    pub coarse: bool,
 }
 
 /// Where a sample that should start at some moment does start, as a pass reads it.
@@ -95,9 +98,10 @@ pub struct ReadPlan {
 pub enum Anchor {
     /// At the minute itself (recent enough to be read minute by minute).
     Minute(u64),
-    /// At the next 10-minute boundary.
+    /// At the next 10-minute boundary: read from 10-minute periods, then from an
+    /// anchor's sum, the same sample to the end of the stage.
     TenMinutes(u64),
-    /// At the next hour.
+    /// At the next hour, once older than the 10-minute periods, in a `coarse` plan.
     Hour(u64),
 }
 
@@ -111,8 +115,9 @@ impl Anchor {
 
     /// The share of a check's budget the samples starting at this kind of anchor have
     /// when passes read by [`ReadPlan::at`]: one sample per kind may be read over a
-    /// stage, so their shares add up to 1. Most goes where a long hold's decision is
-    /// made (an hour anchor: a stage hours old), then a one-hour hold's (10 minutes); a
+    /// stage (whether a project's plan is `coarse` depends on its other rollouts, and can
+    /// change over a stage), so their shares add up to 1. Most goes where a long hold's
+    /// decision is made in a coarse plan (an hour anchor), then to the 10-minute one; a
     /// sample read to the minute serves only a stage's first quarter of an hour.
     pub fn share(self) -> f64 {
         match self {
@@ -130,12 +135,12 @@ impl ReadPlan {
         let end = epoch_secs(now) / MINUTE * MINUTE;
         let minutes_from = end.saturating_sub(minutes.as_secs()) / TEN_MINUTES * TEN_MINUTES;
         let hours_until = minutes_from.saturating_sub(HOUR) / HOUR * HOUR;
-        ReadPlan { hours_until, minutes_from }
+        ReadPlan { hours_until, minutes_from, coarse: false }
     }
 
     /// Every minute one by one (what a judge fed minute by minute sees).
     pub fn every_minute() -> ReadPlan {
-        ReadPlan { hours_until: 0, minutes_from: 0 }
+        ReadPlan { hours_until: 0, minutes_from: 0, coarse: false }
     }
 
     /// The share of a check's budget a sample starting at `anchor` has under this plan:
@@ -147,17 +152,23 @@ impl ReadPlan {
 
     /// Where a sample of the minutes starting at or after `t` (epoch seconds) starts as
     /// this plan reads it: at `t` (to the minute) while it is read minute by minute, else
-    /// at the first boundary of the periods that hold it.
+    /// at the next 10-minute boundary (for the rest of the stage), or, in a `coarse`
+    /// plan once that is older than the 10-minute periods, at the next hour.
     pub fn anchor(&self, t: u64) -> Anchor {
         let minute = t.div_ceil(MINUTE) * MINUTE;
         if minute >= self.minutes_from {
             return Anchor::Minute(minute);
         }
         let ten = minute.div_ceil(TEN_MINUTES) * TEN_MINUTES;
-        if ten >= self.hours_until {
+        if ten >= self.hours_until || !self.coarse {
             return Anchor::TenMinutes(ten);
         }
         Anchor::Hour(minute.div_ceil(HOUR) * HOUR)
+    }
+
+    /// The boundaries anchors lie on: 10 minutes, or hours when `coarse`.
+    pub fn anchor_grid(&self) -> u64 {
+        if self.coarse { HOUR } else { TEN_MINUTES }
     }
 
     /// The `timeSeries.list` queries that read the newest part of [`start`, `now`] by
@@ -183,10 +194,11 @@ impl ReadPlan {
         periods.into_iter().flat_map(|(from, to, period)| pair(from, to, period, latency)).collect()
     }
 
-    /// The queries that read the hours before `hours_until`: one sum per anchor (an
+    /// The queries that read the minutes before `hours_until`: one sum per anchor (an
     /// aligned period from the anchor to `hours_until`) while there are at most
-    /// [`MAX_HOUR_ANCHORS`], else every hour from the first anchor (summed here).
-    /// Each comes with the anchor it sums from, `None` for the hours.
+    /// [`MAX_HOUR_ANCHORS`], else every hour from the first anchor (summed here; the
+    /// anchors are then a `coarse` plan's, on hours). Each comes with the anchor it sums
+    /// from, `None` for the hours.
     pub(crate) fn hour_queries(&self, anchors: &BTreeSet<u64>, latency: bool) -> Vec<(Option<u64>, Query)> {
         let anchors: Vec<u64> = anchors.iter().copied().filter(|a| *a < self.hours_until).collect();
         match anchors.first() {
@@ -231,7 +243,7 @@ pub const VARIATION_HOURS: u64 = 4;
 
 /// How many hour anchors a project's pass reads one sum each for; beyond, it reads the
 /// hours one by one (a query per metric, a point per hour and series) and sums them.
-pub(crate) const MAX_HOUR_ANCHORS: usize = 4;
+pub const MAX_HOUR_ANCHORS: usize = 4;
 
 /// The most `timeSeries.list` queries one project's metrics cost a pass, however many
 /// rollouts and hours: two per hour anchor (request counts and latencies) or two for
@@ -340,12 +352,12 @@ pub(crate) fn queries(
 /// answers): for simulations that judge as passes do (`examples/judge_eval.rs`).
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    /// By end; only the last few hours are kept (older minutes are read in hours).
+    /// By end; only the last few hours are kept (older minutes are read as sums).
     minutes: BTreeMap<u64, Minute>,
     /// 10-minute periods by end, the last few hours of them.
     tens: BTreeMap<u64, Minute>,
-    /// At each hour's end: the sum of every whole hour published up to it.
-    hours: BTreeMap<u64, Minute>,
+    /// At each 10-minute period's end: the sum of every period published up to it.
+    cumulative: BTreeMap<u64, Minute>,
 }
 
 /// How long a [`History`] keeps minutes and 10-minute periods.
@@ -360,14 +372,10 @@ impl History {
             for (_, m) in self.minutes.range(end - TEN_MINUTES + 1..=end) {
                 ten.add(m);
             }
+            let mut sum = self.cumulative.values().next_back().cloned().unwrap_or_default();
+            sum.add(&ten);
+            self.cumulative.insert(end, sum);
             self.tens.insert(end, ten);
-        }
-        if end.is_multiple_of(HOUR) {
-            let mut sum = self.hours.values().next_back().cloned().unwrap_or_default();
-            for (_, m) in self.tens.range(end - HOUR + 1..=end) {
-                sum.add(m);
-            }
-            self.hours.insert(end, sum);
         }
         let keep = end.saturating_sub(HISTORY_KEPT);
         self.minutes = self.minutes.split_off(&keep);
@@ -388,12 +396,12 @@ impl History {
         let mut recent: BTreeMap<u64, Minute> =
             self.tens.range(until + 1..=plan.minutes_from).map(|(e, m)| (*e, m.clone())).collect();
         recent.extend(self.minutes.range(plan.minutes_from + 1..).map(|(e, m)| (*e, m.clone())));
-        let total = self.hours.range(..=until).next_back().map(|(_, m)| m);
+        let total = self.cumulative.range(..=until).next_back().map(|(_, m)| m);
         let mut sums = BTreeMap::new();
         for &anchor in anchors.iter().filter(|a| **a < until) {
             let Some(total) = total else { break };
             let mut sum = total.clone();
-            if let Some((_, before)) = self.hours.range(..=anchor).next_back() {
+            if let Some((_, before)) = self.cumulative.range(..=anchor).next_back() {
                 sum.subtract(before);
             }
             sum.span = until - anchor;

@@ -29,7 +29,12 @@ fn a_plan_reads_minutes_then_ten_minutes_then_hours_all_aligned() {
     assert_eq!(plan.hours_until, DAY + 9 * HOUR);
     assert_eq!(plan.anchor(DAY + 10 * HOUR + 15 * 60 + 30), Anchor::Minute(DAY + 10 * HOUR + 16 * 60));
     assert_eq!(plan.anchor(DAY + 9 * HOUR + 43 * 60 + 10), Anchor::TenMinutes(DAY + 9 * HOUR + 50 * 60));
-    assert_eq!(plan.anchor(DAY + 7 * HOUR + 5 * 60), Anchor::Hour(DAY + 8 * HOUR));
+    // Older than the 10-minute periods: the 10-minute boundary still (an anchor's sum
+    // reads from it), or the next hour in a coarse plan (hours read one by one).
+    assert_eq!(plan.anchor(DAY + 7 * HOUR + 5 * 60), Anchor::TenMinutes(DAY + 7 * HOUR + 10 * 60));
+    let coarse = ReadPlan { coarse: true, ..plan };
+    assert_eq!(coarse.anchor(DAY + 7 * HOUR + 5 * 60), Anchor::Hour(DAY + 8 * HOUR));
+    assert_eq!(coarse.anchor(DAY + 9 * HOUR + 43 * 60 + 10), Anchor::TenMinutes(DAY + 9 * HOUR + 50 * 60));
     assert_eq!(ReadPlan::every_minute().anchor(DAY + 7), Anchor::Minute(DAY + 60));
     let shares: f64 = [Anchor::Minute(0), Anchor::TenMinutes(0), Anchor::Hour(0)].iter().map(|a| a.share()).sum();
     assert!((shares - 1.0).abs() < 1e-12, "one sample per kind of anchor: {shares}");
@@ -152,7 +157,8 @@ impl Stage {
     /// 20 hours into stage 2 (which started at 00:07), read as a pass then reads it.
     fn deep() -> Stage {
         let (started, now) = (DAY + 7 * 60, DAY + 20 * HOUR + 7 * 60 + 30);
-        Stage { started, now, plan: ReadPlan::at(at(now), Duration::from_secs(20 * 60)) }
+        // Coarse, as a project with many rollouts reads it: its hours one by one.
+        Stage { started, now, plan: ReadPlan { coarse: true, ..ReadPlan::at(at(now), Duration::from_secs(20 * 60)) } }
     }
 
     fn judge(

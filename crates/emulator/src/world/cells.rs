@@ -25,8 +25,8 @@ pub(super) struct Cell {
     counts: Option<MinuteCounts>,
     latency: Option<Option<Compact>>,
     /// The latest end of a query it was read for: a cell queries keep asking for (the
-    /// first 10 minutes of a sum from an anchor, or the 10-minute periods of a project
-    /// with many anchors, hours back) stays however old it is.
+    /// start of a sum off the hour, or 10-minute periods reaching hours back) stays
+    /// however old it is.
     asked: u64,
 }
 
