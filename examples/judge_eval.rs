@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use canary_core::analysis::distribution::Distribution;
 use canary_core::analysis::judge::{self, Blame, Dispersion, Evidence, Method, Totals, Window};
-use canary_core::analysis::observations::{self, History, Minute, ReadPlan};
+use canary_core::analysis::observations::{History, Minute, ReadPlan};
 use canary_core::analysis::stats;
 use canary_core::analysis::verdict::Outcome;
 use canary_core::manifest::types::CanaryRollout;
@@ -499,15 +499,10 @@ impl Sim<'_> {
     /// The evidence a pass at `now` has: what it reads of both histories by its plan.
     fn as_read(&self, window: &Window, now: u64) -> Evidence {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        // As `reconcile` decides for a project of this one rollout.
-        let mut plan = ReadPlan::at(at(now), judge::minutes_needed(self.rollout, false));
-        let mut window = Window { plan, ..window.clone() };
-        let mut anchors = judge::hour_anchors(self.rollout, &window);
-        if anchors.len() > observations::MAX_HOUR_ANCHORS {
-            plan.coarse = true;
-            window.plan = plan;
-            anchors = judge::hour_anchors(self.rollout, &window);
-        }
+        // As `reconcile` plans for a project of this one rollout.
+        let (plan, anchors) = ReadPlan::at(at(now), judge::minutes_needed(self.rollout, false))
+            .for_anchors(|plan| judge::hour_anchors(self.rollout, &Window { plan, ..window.clone() }));
+        let window = Window { plan, ..window.clone() };
         let canary = self.canary_read.read(&plan, &anchors);
         let stable = self.stable_read.read(&plan, &anchors);
         let variation = self.stable_read.variation(&plan);

@@ -8,7 +8,7 @@
 //! - One rollout's error never stops another.
 //! - A metrics error is not a failed check: nothing advances on missing data.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -383,18 +383,9 @@ async fn read_project<P: Monitoring>(
     n: Needed<'_>,
     now: SystemTime,
 ) -> Result<Read, String> {
-    // Anchors on 10-minute boundaries, each read as one sum, while there are few enough;
-    // else on hours, read hour by hour (10-minute periods one by one would cost six
-    // points per hour and series).
-    let anchors_by = |plan: ReadPlan| -> BTreeSet<u64> {
+    let (plan, anchors) = ReadPlan::at(now, n.minutes).for_anchors(|plan| {
         n.windows.iter().flat_map(|(r, w)| judge::hour_anchors(r, &Window { plan, ..w.clone() })).collect()
-    };
-    let mut plan = ReadPlan::at(now, n.minutes);
-    let mut anchors = anchors_by(plan);
-    if anchors.len() > observations::MAX_HOUR_ANCHORS {
-        plan.coarse = true;
-        anchors = anchors_by(plan);
-    }
+    });
     let hours = plan.hour_queries(&anchors, n.latency);
     let recent = plan.recent_queries(n.start, now, n.latency);
     let variation = plan.variation_query();

@@ -43,6 +43,16 @@ impl Fixture {
         assert_eq!(body["executionErrors"], json!([]));
         body["timeSeries"].as_array().cloned().unwrap_or_default()
     }
+
+    /// [`Fixture::series`] summed by `ALIGN_DELTA` over periods of `period` (`"60s"`, …).
+    async fn deltas(&self, filter: &str, start: SystemTime, period: &str) -> Vec<Value> {
+        self.series(
+            filter,
+            start,
+            &[("aggregation.alignmentPeriod", period), ("aggregation.perSeriesAligner", "ALIGN_DELTA")],
+        )
+        .await
+    }
 }
 
 fn int(point: &Value) -> u64 {
@@ -559,13 +569,7 @@ async fn long_periods_sum_exactly_the_minutes_they_hold_before_and_after_their_h
     f.advance(5 * 3600 + 37 * 60 + 13);
     let end = super::clock::epoch_secs(f.now());
     for metric in [REQUEST_COUNT, LATENCIES] {
-        let minutes = f
-            .series(
-                metric,
-                start,
-                &[("aggregation.alignmentPeriod", "60s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")],
-            )
-            .await;
+        let minutes = f.deltas(metric, start, "60s").await;
         let busiest = minutes.iter().map(|s| s["points"].as_array().unwrap().len()).max();
         assert!(busiest > Some(300), "minute points over 5 h: {busiest:?}");
         for period in [3600u64, 7200, 600, 4 * 3600 + 60, 86_400] {
@@ -598,13 +602,7 @@ async fn long_periods_sum_exactly_the_minutes_they_hold_before_and_after_their_h
         })
         .unwrap();
     let extra = [("aggregation.alignmentPeriod", "3600s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")];
-    let minutes = f
-        .series(
-            REQUEST_COUNT,
-            start,
-            &[("aggregation.alignmentPeriod", "60s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")],
-        )
-        .await;
+    let minutes = f.deltas(REQUEST_COUNT, start, "60s").await;
     let hours = f.series(REQUEST_COUNT, start, &extra).await;
     assert_eq!(total(&hours, "2xx"), total(&minutes, "2xx"));
     assert_eq!(total(&hours, "5xx"), total(&minutes, "5xx"));
@@ -659,15 +657,8 @@ async fn a_sum_asked_for_pass_after_pass_from_an_old_anchor_keeps_its_first_ten_
     for _ in 0..12 {
         f.advance(3600);
         let period = format!("{}s", f.now().duration_since(anchor).unwrap().as_secs());
-        let extra = [("aggregation.alignmentPeriod", period.as_str()), ("aggregation.perSeriesAligner", "ALIGN_DELTA")];
-        let sum = f.series(REQUEST_COUNT, anchor, &extra).await;
-        let minutes = f
-            .series(
-                REQUEST_COUNT,
-                anchor,
-                &[("aggregation.alignmentPeriod", "60s"), ("aggregation.perSeriesAligner", "ALIGN_DELTA")],
-            )
-            .await;
+        let sum = f.deltas(REQUEST_COUNT, anchor, &period).await;
+        let minutes = f.deltas(REQUEST_COUNT, anchor, "60s").await;
         assert_eq!(total(&sum, "2xx"), total(&minutes, "2xx"), "the sum is its minutes'");
         first.get_or_insert(total(&sum, "2xx"));
     }

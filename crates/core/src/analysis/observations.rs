@@ -166,6 +166,20 @@ impl ReadPlan {
         Anchor::Hour(minute.div_ceil(HOUR) * HOUR)
     }
 
+    /// This plan for a project whose rollouts need `anchors_of(plan)`, and those anchors:
+    /// on 10-minute boundaries while there are at most [`MAX_HOUR_ANCHORS`], else
+    /// `coarse` (on hours, read hour by hour: 10-minute periods one by one would cost six
+    /// points per hour and series).
+    pub fn for_anchors(self, anchors_of: impl Fn(ReadPlan) -> BTreeSet<u64>) -> (ReadPlan, BTreeSet<u64>) {
+        let fine = ReadPlan { coarse: false, ..self };
+        let anchors = anchors_of(fine);
+        if anchors.len() <= MAX_HOUR_ANCHORS {
+            return (fine, anchors);
+        }
+        let coarse = ReadPlan { coarse: true, ..self };
+        (coarse, anchors_of(coarse))
+    }
+
     /// The boundaries anchors lie on: 10 minutes, or hours when `coarse`.
     pub fn anchor_grid(&self) -> u64 {
         if self.coarse { HOUR } else { TEN_MINUTES }
@@ -243,7 +257,7 @@ pub const VARIATION_HOURS: u64 = 4;
 
 /// How many hour anchors a project's pass reads one sum each for; beyond, it reads the
 /// hours one by one (a query per metric, a point per hour and series) and sums them.
-pub const MAX_HOUR_ANCHORS: usize = 4;
+pub(crate) const MAX_HOUR_ANCHORS: usize = 4;
 
 /// The most `timeSeries.list` queries one project's metrics cost a pass, however many
 /// rollouts and hours: two per hour anchor (request counts and latencies) or two for

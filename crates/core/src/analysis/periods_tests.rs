@@ -272,3 +272,21 @@ fn stable_variation_is_estimated_from_older_ten_minute_periods_too() {
     assert_eq!(factor(&BTreeMap::new()), 1.0, "too few pairs of their own");
     assert!(factor(&swinging) > 10.0, "{}", factor(&swinging));
 }
+
+#[test]
+fn a_project_with_more_anchors_than_it_sums_one_by_one_is_read_coarse() {
+    let plan = ReadPlan::at(at(DAY + 20 * HOUR), Duration::from_secs(20 * 60));
+    // One rollout's anchors per 10-minute slot, as `judge::hour_anchors` puts them.
+    let slots = |n: u64| {
+        move |p: ReadPlan| -> std::collections::BTreeSet<u64> {
+            let grid = p.anchor_grid();
+            (0..n).map(|i| (DAY + HOUR + i * 600 + 120).div_ceil(grid) * grid).collect()
+        }
+    };
+    let (fine, anchors) = plan.for_anchors(slots(4));
+    assert!(!fine.coarse);
+    assert_eq!(anchors.len(), 4, "{anchors:?}");
+    let (coarse, anchors) = plan.for_anchors(slots(5));
+    assert!(coarse.coarse, "five anchors are more than a pass sums one by one");
+    assert!(anchors.iter().all(|a| a % HOUR == 0), "on hours: {anchors:?}");
+}
