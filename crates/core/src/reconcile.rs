@@ -9,6 +9,7 @@
 //! - A metrics error is not a failed check: nothing advances on missing data.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -305,9 +306,12 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
     // Judge: metrics only where a decision needs them, a few aligned queries per project
     // (the newest minutes, 10-minute periods, hours: `observations::ReadPlan`).
     let mut needed: BTreeMap<&str, Needed> = BTreeMap::new();
-    for (r, o) in rollouts.iter().zip(&observed) {
-        if let Ok(o) = o
-            && let Some(window) = metrics_window(r, o, now)
+    type Job = (usize, Result<Observed, PassError>, Option<Arc<Result<Read, String>>>);
+    let mut waiting: BTreeMap<&str, Vec<Job>> = BTreeMap::new();
+    let mut ready: Vec<Job> = Vec::new();
+    for (i, (r, o)) in rollouts.iter().zip(observed).enumerate() {
+        if let Ok(observed) = &o
+            && let Some(window) = metrics_window(r, observed, now)
         {
             let n = needed.entry(r.spec.project.as_str()).or_insert_with(|| Needed {
                 start: now,
@@ -317,33 +321,51 @@ async fn run_pass<P: CloudRun + Monitoring + Clock + Prober, F: Fn(&RolloutOutco
             });
             n.start = n.start.min(judge::window_start(r, &window, now));
             n.latency |= judge::needs_latency(r);
-            let shared = matches!(o, Observed::Service(s) if s.state().pause == Some(state::Pause::SharedIncident));
+            let shared =
+                matches!(observed, Observed::Service(s) if s.state().pause == Some(state::Pause::SharedIncident));
             n.minutes = n.minutes.max(judge::minutes_needed(r, shared));
             n.windows.push((r, window));
+            waiting.entry(r.spec.project.as_str()).or_default().push((i, o, None));
+        } else {
+            ready.push((i, o, None));
         }
     }
-    let metrics: BTreeMap<String, Result<Read, String>> = futures_util::stream::iter(needed)
-        .map(|(project, n)| async move { (project.to_owned(), read_project(platform, project, n, now).await) })
-        .buffer_unordered(LIST_CONCURRENCY)
-        .collect()
-        .await;
     // Decide and act: each rollout on its own, a bounded number at a time, so a slow
-    // one never holds up the others for longer than its own calls take.
-    let metrics = &metrics;
-    let mut outcomes: Vec<(usize, RolloutOutcome)> =
-        futures_util::stream::iter(rollouts.iter().zip(observed).enumerate())
-            .map(|(i, (r, o))| async move {
-                let frozen = originals.get(i).and_then(Option::as_deref);
-                let outcome = match o {
-                    Err(e) => failed(r, e, now),
-                    Ok(o) => one(platform, r, o, metrics.get(&r.spec.project), frozen, mode, now).await,
-                };
-                report(&outcome);
-                (i, outcome)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+    // one never holds up the others for longer than its own calls take. A rollout that
+    // needs no metrics goes at once; the others as soon as their project's metrics are
+    // read, while the next projects are still being read.
+    let (read_tx, read_rx) = tokio::sync::mpsc::unbounded_channel::<(&str, Result<Read, String>)>();
+    let reads = futures_util::stream::iter(needed)
+        .map(|(project, n)| async move { (project, read_project(platform, project, n, now).await) })
+        .buffer_unordered(LIST_CONCURRENCY)
+        .for_each(move |read| {
+            // The receiver outlives the reads (both are joined below).
+            let _ = read_tx.send(read);
+            std::future::ready(())
+        });
+    let read_jobs = futures_util::stream::unfold((read_rx, waiting), |(mut rx, mut waiting)| async move {
+        let (project, read) = rx.recv().await?;
+        let read = Arc::new(read);
+        let jobs = waiting.remove(project).unwrap_or_default();
+        let jobs: Vec<Job> = jobs.into_iter().map(|(i, o, _)| (i, o, Some(read.clone()))).collect();
+        Some((futures_util::stream::iter(jobs), (rx, waiting)))
+    })
+    .flatten();
+    let decide = futures_util::stream::iter(ready)
+        .chain(read_jobs)
+        .map(|(i, o, read)| async move {
+            let r = &rollouts[i];
+            let frozen = originals.get(i).and_then(Option::as_deref);
+            let outcome = match o {
+                Err(e) => failed(r, e, now),
+                Ok(o) => one(platform, r, o, read.as_deref(), frozen, mode, now).await,
+            };
+            report(&outcome);
+            (i, outcome)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<(usize, RolloutOutcome)>>();
+    let ((), mut outcomes) = futures_util::future::join(reads, decide).await;
     outcomes.sort_by_key(|(i, _)| *i);
     outcomes.into_iter().map(|(_, o)| o).collect()
 }
