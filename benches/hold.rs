@@ -14,7 +14,9 @@
 //! `CANARY_BENCH_HOURS` (default `1,23`) choose what runs; `CANARY_BENCH_STAGGER=1`
 //! starts the rollouts' stage 2 in six 10-minute periods (more anchors than a pass sums
 //! one by one); `CANARY_BENCH_BIN` measures
-//! another build of canary (to compare two builds).
+//! another build of canary (to compare two builds); `CANARY_BENCH_PERF=DIR` records each
+//! timed pass machine-wide with `perf record` (canary and the emulator alike) into
+//! `DIR/pass-N-hH.data`, for `perf report`.
 //!
 //! Before each timed pass the emulator is asked once for the hours, recent 10-minute
 //! periods and minutes so far (what Cloud Monitoring has stored by then), so the pass measures
@@ -56,7 +58,10 @@ fn main() {
 }
 
 fn run(n: usize, hours: &[u64], staggered: bool) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    // A worker per core, as `canary emulator` serves (Cloud Monitoring answers a
+    // project's concurrent queries concurrently): with one, the server's answers were
+    // written out one at a time and the pass waited on them.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (emulator, addr) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -129,8 +134,13 @@ fn run(n: usize, hours: &[u64], staggered: bool) {
         emulator.clear_requests();
         reset_own_peak_rss();
         let emulator_cpu = own_cpu_seconds();
+        let profile = profile(n, hour);
         let run = canary(&addr, &once, dir.path());
         let emulator_cpu = own_cpu_seconds() - emulator_cpu;
+        if let Some(perf) = profile {
+            signal(&perf, "INT");
+            perf.wait_with_output().unwrap();
+        }
         let emulator_rss = own_peak_rss_mb();
         let requests = emulator.requests();
         let series: Vec<&Value> =
@@ -241,4 +251,20 @@ fn warm(emulator: &Emulator, n: usize, (first_started, stage_started): (SystemTi
             }
         }
     }
+}
+
+/// `perf record` over the whole machine while the timed pass at `hour` of `n` rollouts
+/// runs, when `CANARY_BENCH_PERF` names a directory.
+fn profile(n: usize, hour: u64) -> Option<std::process::Child> {
+    let dir = std::env::var("CANARY_BENCH_PERF").ok()?;
+    let out = format!("{dir}/pass-{n}-h{hour}.data");
+    let child = std::process::Command::new("perf")
+        .args(["record", "-a", "-F", "199", "--call-graph", "dwarf,16384", "-o", &out])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("CANARY_BENCH_PERF needs `perf` on PATH");
+    // perf takes a moment to start recording; a pass is seconds long.
+    std::thread::sleep(Duration::from_millis(500));
+    Some(child)
 }

@@ -149,10 +149,14 @@ impl Val {
 }
 
 /// A series: its labels and its points (end time in epoch seconds → value).
+/// A series' labels, shared rather than copied between the series that carry them.
+type Labels = std::sync::Arc<BTreeMap<String, String>>;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Series {
     metric_labels: BTreeMap<String, String>,
-    resource_labels: BTreeMap<String, String>,
+    /// Shared by a revision's series (one per response class, and latency).
+    resource_labels: Labels,
     points: BTreeMap<u64, (u64, Val)>,
     kind: &'static str,
     value_type: &'static str,
@@ -418,6 +422,21 @@ impl Serialize for SeriesText<'_> {
     }
 }
 
+/// `f` of epoch seconds `t` as RFC 3339 text: every series of an answer has points at the
+/// same few times, so each is formatted once per thread, not once per point.
+fn with_rfc3339<R>(t: u64, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static TEXT: std::cell::RefCell<std::collections::HashMap<u64, Box<str>>> = Default::default();
+    }
+    TEXT.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= 1 << 16 {
+            cache.clear();
+        }
+        f(cache.entry(t).or_insert_with(|| rfc3339_text(at(t)).to_string().into_boxed_str()))
+    })
+}
+
 /// One point as the answer writes it.
 struct PointText<'a> {
     start: u64,
@@ -431,8 +450,8 @@ impl Serialize for PointText<'_> {
         impl Serialize for Interval {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut map = serializer.serialize_map(Some(2))?;
-                map.serialize_entry("startTime", &Text(rfc3339_text(at(self.0))))?;
-                map.serialize_entry("endTime", &Text(rfc3339_text(at(self.1))))?;
+                with_rfc3339(self.0, |text| map.serialize_entry("startTime", text))?;
+                with_rfc3339(self.1, |text| map.serialize_entry("endTime", text))?;
                 map.end()
             }
         }
@@ -535,7 +554,7 @@ fn answer(world: &mut World, project: &str, query: &Query, now: SystemTime) -> R
 fn summed(
     world: &mut World,
     revision: &RevisionLabels,
-    resource_labels: BTreeMap<String, String>,
+    resource_labels: Labels,
     query: &Query,
     period: u64,
     until: SystemTime,
@@ -582,7 +601,7 @@ fn summed(
 /// points over (`start`, `end`]; a class with no requests gets no point.
 fn add_counts(
     by_class: &mut BTreeMap<&'static str, Series>,
-    resource_labels: &BTreeMap<String, String>,
+    resource_labels: &Labels,
     counts: MinuteCounts,
     (start, end): (u64, u64),
 ) {
@@ -606,14 +625,14 @@ fn add_counts(
     }
 }
 
-fn resource_labels(r: &RevisionLabels) -> BTreeMap<String, String> {
-    BTreeMap::from([
+fn resource_labels(r: &RevisionLabels) -> Labels {
+    Labels::new(BTreeMap::from([
         ("project_id".to_owned(), r.project.clone()),
         ("service_name".to_owned(), r.service.clone()),
         ("revision_name".to_owned(), r.revision.clone()),
         ("location".to_owned(), r.location.clone()),
         ("configuration_name".to_owned(), r.service.clone()),
-    ])
+    ]))
 }
 
 fn matches(c: &Condition, labels: &BTreeMap<String, String>, prefix: &str) -> bool {
@@ -690,6 +709,14 @@ fn reduce(series: Vec<Series>, query: &Query) -> Result<Vec<Series>, ApiError> {
                 ));
             }
         };
+        let mut members = members;
+        // A group of one summed is that series itself (the usual group by revision and
+        // class): its points are moved, not copied.
+        if query.reducer == Reducer::Sum && members.len() == 1 {
+            let Some(only) = members.pop() else { continue };
+            out.push(Series { points: only.points, ..grouped(query, key, kind, out_type) });
+            continue;
+        }
         let mut by_end: BTreeMap<u64, (u64, Vec<Val>)> = BTreeMap::new();
         for s in &members {
             for (end, (start, v)) in &s.points {
@@ -719,18 +746,23 @@ fn reduce(series: Vec<Series>, query: &Query) -> Result<Vec<Series>, ApiError> {
             };
             points.insert(end, (start, value));
         }
-        let mut metric_labels = BTreeMap::new();
-        let mut resource_labels = BTreeMap::new();
-        for (field, value) in query.group_by.iter().zip(key) {
-            if let Some(name) = field.strip_prefix("metric.labels.") {
-                metric_labels.insert(name.to_owned(), value);
-            } else if let Some(name) = field.strip_prefix("resource.labels.") {
-                resource_labels.insert(name.to_owned(), value);
-            }
-        }
-        out.push(Series { metric_labels, resource_labels, points, kind, value_type: out_type });
+        out.push(Series { points, ..grouped(query, key, kind, out_type) });
     }
     Ok(out)
+}
+
+/// A reduced series without points: the group's labels (its `groupBy` fields' values).
+fn grouped(query: &Query, key: Vec<String>, kind: &'static str, value_type: &'static str) -> Series {
+    let mut metric_labels = BTreeMap::new();
+    let mut resource_labels = BTreeMap::new();
+    for (field, value) in query.group_by.iter().zip(key) {
+        if let Some(name) = field.strip_prefix("metric.labels.") {
+            metric_labels.insert(name.to_owned(), value);
+        } else if let Some(name) = field.strip_prefix("resource.labels.") {
+            resource_labels.insert(name.to_owned(), value);
+        }
+    }
+    Series { metric_labels, resource_labels: Labels::new(resource_labels), points: BTreeMap::new(), kind, value_type }
 }
 
 fn label_of(s: &Series, field: &str) -> String {
