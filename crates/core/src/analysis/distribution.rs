@@ -277,7 +277,7 @@ impl Distribution {
     /// A `distributionValue` as [`crate::analysis::wire`] read it; `None` when its bucket
     /// layout is not one canary knows.
     pub fn from_parts(wire: &crate::analysis::wire::WireDistribution) -> Option<Distribution> {
-        let options = BucketOptions::from_wire(&wire.bucket_options)?;
+        let options = wire.bucket_options.clone()?;
         let counts = &wire.bucket_counts.0;
         let in_buckets = || counts.iter().take(options.len()).sum();
         let count = wire.count.unwrap_or_else(in_buckets);

@@ -3,11 +3,10 @@
 //! and latency distributions — no JSON tree in between (a pass reads hundreds of
 //! thousands of points), and anything else in the answer skipped unread.
 
+use crate::analysis::distribution::BucketOptions;
+use crate::time::{epoch_secs, parse_rfc3339};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
-use serde_json::Value;
-
-use crate::time::{epoch_secs, parse_rfc3339};
 
 /// One series of an answer.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,8 +76,11 @@ pub struct WireDistribution {
     pub count: Option<u64>,
     pub mean: Option<f64>,
     pub sum_of_squared_deviation: Option<f64>,
-    /// Small (a layout's three numbers, or a list of bounds): read as JSON.
-    pub bucket_options: Value,
+    /// The bucket layout, when it is one canary knows (read straight from the answer:
+    /// a JSON tree for each of a pass's hundreds of thousands of distributions cost
+    /// more than the rest of the distribution).
+    #[serde(deserialize_with = "buckets")]
+    pub(crate) bucket_options: Option<BucketOptions>,
     pub bucket_counts: Counts,
 }
 
@@ -146,6 +148,217 @@ fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Ok(text.and_then(|t| parse_rfc3339(&t)).map(epoch_secs))
 }
 
+/// `bucketOptions` as one of the three layouts Cloud Monitoring sends: exponential
+/// first, then linear, then explicit bounds; a layout's numbers as JSON numbers or
+/// decimal strings, bounds as numbers. Anything else (a wrong type anywhere, a missing
+/// number) reads as `None`, never as an error for the whole page.
+fn buckets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BucketOptions>, D::Error> {
+    let layouts: Layouts = d.deserialize_any(MapOrNothing(std::marker::PhantomData))?;
+    if let Some(e) = layouts.exponential {
+        let (Some(n), Some(growth), Some(scale)) = (e.num_finite, e.growth, e.scale) else { return Ok(None) };
+        return Ok(Some(BucketOptions::Exponential { num_finite: n as usize, growth, scale }));
+    }
+    if let Some(l) = layouts.linear {
+        let (Some(n), Some(width)) = (l.num_finite, l.width) else { return Ok(None) };
+        return Ok(Some(BucketOptions::Linear { num_finite: n as usize, width, offset: l.offset.unwrap_or(0.0) }));
+    }
+    Ok(layouts.explicit.and_then(|e| e.bounds).map(|bounds| BucketOptions::Explicit { bounds }))
+}
+
+/// The `Visitor` methods of a tolerant reader for the JSON values it does not read:
+/// each skipped, as `$none`.
+macro_rules! otherwise {
+    ($t:ty, $none:expr, $($skip:ident),*) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<$t, E> {
+            Ok($none)
+        }
+        otherwise!(@more $t, $none, $($skip),*);
+    };
+    (@more $t:ty, $none:expr, $($skip:ident),*) => {
+        $(otherwise!(@one $skip, $t, $none);)*
+    };
+    (@one numbers, $t:ty, $none:expr) => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$t, E> {
+            Ok($none)
+        }
+    };
+    (@one strings, $t:ty, $none:expr) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<$t, E> {
+            Ok($none)
+        }
+    };
+    (@one lists, $t:ty, $none:expr) => {
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<$t, A::Error> {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok($none)
+        }
+    };
+    (@one maps, $t:ty, $none:expr) => {
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<$t, A::Error> {
+            while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+            Ok($none)
+        }
+    };
+}
+
+/// A map read field by field into `T`; any other JSON value is skipped and reads as
+/// `T::default()`.
+trait FromMap: Default {
+    fn field<'de, A: de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+}
+
+struct MapOrNothing<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: FromMap> Deserialize<'de> for MapOrNothingValue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MapOrNothing(std::marker::PhantomData)).map(MapOrNothingValue)
+    }
+}
+
+/// [`MapOrNothing`]'s value, to read as a map's field.
+struct MapOrNothingValue<T>(T);
+
+impl<'de, T: FromMap> Visitor<'de> for MapOrNothing<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut out = T::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            out.field(&key, &mut map)?;
+        }
+        Ok(out)
+    }
+    otherwise!(T, T::default(), lists, numbers, strings);
+}
+
+#[derive(Default)]
+struct Layouts {
+    exponential: Option<Layout>,
+    linear: Option<Layout>,
+    explicit: Option<Explicit>,
+}
+
+impl FromMap for Layouts {
+    fn field<'de, A: de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "exponentialBuckets" => self.exponential = Some(map.next_value::<MapOrNothingValue<Layout>>()?.0),
+            "linearBuckets" => self.linear = Some(map.next_value::<MapOrNothingValue<Layout>>()?.0),
+            "explicitBuckets" => self.explicit = Some(map.next_value::<MapOrNothingValue<Explicit>>()?.0),
+            _ => {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Layout {
+    num_finite: Option<f64>,
+    growth: Option<f64>,
+    scale: Option<f64>,
+    width: Option<f64>,
+    offset: Option<f64>,
+}
+
+impl FromMap for Layout {
+    fn field<'de, A: de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        let slot = match key {
+            "numFiniteBuckets" => &mut self.num_finite,
+            "growthFactor" => &mut self.growth,
+            "scale" => &mut self.scale,
+            "width" => &mut self.width,
+            "offset" => &mut self.offset,
+            _ => {
+                map.next_value::<de::IgnoredAny>()?;
+                return Ok(());
+            }
+        };
+        *slot = map.next_value::<Number<true>>()?.0;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Explicit {
+    bounds: Option<Vec<f64>>,
+}
+
+impl FromMap for Explicit {
+    fn field<'de, A: de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        if key == "bounds" {
+            self.bounds = map.next_value::<Bounds>()?.0;
+        } else {
+            map.next_value::<de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// A list of bounds: its numbers (anything else in it left out); `None` when not a list.
+struct Bounds(Option<Vec<f64>>);
+
+impl<'de> Deserialize<'de> for Bounds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bounds, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Bounds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of bounds")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bounds, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(Number::<false>(v)) = seq.next_element()? {
+                    out.extend(v);
+                }
+                Ok(Bounds(Some(out)))
+            }
+            otherwise!(Bounds, Bounds(None), maps, numbers, strings);
+        }
+        d.deserialize_any(List)
+    }
+}
+
+/// A number, or with `STRINGS` a decimal string too; `None` for anything else.
+struct Number<const STRINGS: bool>(Option<f64>);
+
+impl<'de, const STRINGS: bool> Deserialize<'de> for Number<STRINGS> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Number<STRINGS>, D::Error> {
+        struct Scalar<const S: bool>;
+        impl<'de, const S: bool> Visitor<'de> for Scalar<S> {
+            type Value = Number<S>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number<S>, E> {
+                Ok(Number(Some(v as f64)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number<S>, E> {
+                Ok(Number(Some(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number<S>, E> {
+                Ok(Number(Some(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Number<S>, E> {
+                Ok(Number(if S { v.parse().ok() } else { None }))
+            }
+            otherwise!(Number<S>, Number(None), lists, maps);
+        }
+        d.deserialize_any(Scalar::<STRINGS>)
+    }
+}
+
 /// One page of an answer.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -184,5 +397,26 @@ mod tests {
         assert_eq!(p[2].value.int64_value, None);
         let d = p[3].value.distribution_value.as_ref().unwrap();
         assert_eq!((d.count, d.bucket_counts.0.clone()), (Some(3), vec![1, 2, 0]));
+    }
+
+    #[test]
+    fn bucket_layouts_read_as_the_json_tree_read_them_and_odd_ones_as_none() {
+        let layouts = [
+            r#"{"exponentialBuckets": {"numFiniteBuckets": "100", "growthFactor": 1.4, "scale": 1}, "linearBuckets": {"numFiniteBuckets": 3, "width": 1}}"#,
+            r#"{"linearBuckets": {"numFiniteBuckets": 3, "width": "10", "extra": [1, {"x": 2}]}}"#,
+            r#"{"explicitBuckets": {"bounds": [1, "2", 4.5, null, [3]]}}"#,
+            r#"{"exponentialBuckets": {"numFiniteBuckets": 100, "growthFactor": "fast", "scale": 1}}"#,
+            r#"{"exponentialBuckets": [1, 2, 3]}"#,
+            r#"{"explicitBuckets": {"bounds": {"a": 1}}}"#,
+            r#""buckets""#,
+            r#"null"#,
+            r#"{}"#,
+        ];
+        for layout in layouts {
+            let text = format!(r#"{{"count": "1", "bucketOptions": {layout}, "bucketCounts": ["1"]}}"#);
+            let read: WireDistribution = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{layout}: {e}"));
+            let tree: serde_json::Value = serde_json::from_str(layout).unwrap();
+            assert_eq!(read.bucket_options, BucketOptions::from_wire(&tree), "{layout}");
+        }
     }
 }
