@@ -116,14 +116,15 @@ impl Anchor {
     /// The share of a check's budget the samples starting at this kind of anchor have
     /// when passes read by [`ReadPlan::at`]: one sample per kind may be read over a
     /// stage (whether a project's plan is `coarse` depends on its other rollouts, and can
-    /// change over a stage), so their shares add up to 1. Most goes where a long hold's
-    /// decision is made in a coarse plan (an hour anchor), then to the 10-minute one; a
-    /// sample read to the minute serves only a stage's first quarter of an hour.
+    /// change over a stage), so their shares add up to 1. A sample read to the minute
+    /// serves only a stage's first quarter of an hour, where what it catches is a canary
+    /// far worse than stable, so a tenth does; the rest is split between the 10-minute
+    /// sample (the rest of the stage, unless the plan is coarse) and the hour one (a long
+    /// hold in a coarse plan). Measured by `make judge-eval`.
     pub fn share(self) -> f64 {
         match self {
-            Anchor::Minute(_) => 0.2,
-            Anchor::TenMinutes(_) => 0.3,
-            Anchor::Hour(_) => 0.5,
+            Anchor::Minute(_) => 0.1,
+            Anchor::TenMinutes(_) | Anchor::Hour(_) => 0.45,
         }
     }
 }

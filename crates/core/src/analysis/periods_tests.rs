@@ -290,3 +290,59 @@ fn a_project_with_more_anchors_than_it_sums_one_by_one_is_read_coarse() {
     assert!(coarse.coarse, "five anchors are more than a pass sums one by one");
     assert!(anchors.iter().all(|a| a % HOUR == 0), "on hours: {anchors:?}");
 }
+
+proptest::proptest! {
+    /// However old the stage when a pass reads it, and whichever way its project's plan
+    /// reads the older minutes (one sum per 10-minute anchor, or, `coarse`, the hours one
+    /// by one summed from hour anchors), the gates' sample is exactly the minutes from
+    /// where `ReadPlan::anchor` puts its start: stable's totals over it are the sum of
+    /// those minutes.
+    #[test]
+    fn a_gate_sample_is_the_minutes_from_its_anchor_at_any_age(
+        start_minute in 0u64..600,
+        age_minutes in 1u64..(30 * 60),
+        coarse: bool,
+        counts in proptest::collection::vec((1u64..50, 0u64..3), 64),
+    ) {
+        let r = rollout("    promotion: {maxErrorRateIncrease: 0.5%}\n    rollback: [{metric: errorRate, above: 5%}]\n");
+        let started = DAY + start_minute * 60;
+        let now = started + age_minutes * 60 + 30;
+        let plan = ReadPlan { coarse, ..ReadPlan::at(at(now), judge::minutes_needed(&r, false)) };
+        let window = Window {
+            canary: "r/c".into(),
+            stable: "r/s".into(),
+            stage_started: at(started),
+            previous_stage_started: None,
+            weight: 50,
+            plan,
+        };
+        let minute = |m: u64| counts[(m / 60 % 64) as usize];
+        let published = now / 60 * 60 - 180;
+        let anchors = judge::hour_anchors(&r, &window);
+        let until = plan.hours_until;
+        let from = DAY - 2 * HOUR;
+        let recent = read(plan, until.max(from), published, minute);
+        let sums = if coarse {
+            let hours: Observations = BTreeMap::from([("x".to_owned(), read(plan, from, until, minute))]);
+            observations::sum_hours(&hours, &anchors, until).remove("x").unwrap_or_default()
+        } else {
+            anchors
+                .iter()
+                .map(|&a| {
+                    let mut sum = Minute { span: until - a, ..Minute::default() };
+                    for m in (a..until).step_by(60) {
+                        let (total, errors) = minute(m);
+                        sum.total += total;
+                        sum.server_errors += errors;
+                    }
+                    (a, sum)
+                })
+                .collect()
+        };
+        let gate_from = plan.anchor(started + 120).at();
+        let expected: u64 = (gate_from..published).step_by(60).map(|m| minute(m).0).sum();
+        let periods = observations::periods(Some(&recent), Some(&sums), &anchors, until);
+        let evidence = judge::evidence(&r, &window, (&periods, &periods), &BTreeMap::new(), judge::Method::Robust);
+        proptest::prop_assert_eq!(evidence.stable_totals().total, expected, "coarse {} from {}", coarse, gate_from);
+    }
+}
