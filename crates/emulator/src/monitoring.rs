@@ -485,7 +485,7 @@ fn answer(world: &mut World, project: &str, query: &Query, now: SystemTime) -> R
         .find(|c| c.field == "resource.labels.service_name" && c.op == Op::Eq)
         .map(|c| c.value.clone());
     for revision in world.revisions_in(project, service.as_deref(), now) {
-        let resource_labels = resource_labels(&revision);
+        let resource_labels = revision.resource.clone();
         if !query
             .conditions
             .iter()
@@ -623,16 +623,6 @@ fn add_counts(
         });
         series.points.insert(end, (start, Val::Int(i64::try_from(n).unwrap_or(i64::MAX))));
     }
-}
-
-fn resource_labels(r: &RevisionLabels) -> Labels {
-    Labels::new(BTreeMap::from([
-        ("project_id".to_owned(), r.project.clone()),
-        ("service_name".to_owned(), r.service.clone()),
-        ("revision_name".to_owned(), r.revision.clone()),
-        ("location".to_owned(), r.location.clone()),
-        ("configuration_name".to_owned(), r.service.clone()),
-    ]))
 }
 
 fn matches(c: &Condition, labels: &BTreeMap<String, String>, prefix: &str) -> bool {

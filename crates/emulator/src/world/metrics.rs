@@ -90,7 +90,7 @@ impl World {
         project: &str,
         service: Option<&str>,
         now: SystemTime,
-    ) -> Vec<RevisionLabels> {
+    ) -> Vec<std::sync::Arc<RevisionLabels>> {
         let prefix = format!("projects/{project}/");
         let names: Vec<String> = self
             .services
@@ -109,18 +109,7 @@ impl World {
         } else {
             Box::new(self.revisions.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)))
         };
-        revisions
-            .filter_map(|(full, r)| {
-                let service = ServiceName::parse(&r.service)?;
-                Some(RevisionLabels {
-                    full: full.clone(),
-                    project: service.project,
-                    location: service.location,
-                    service: service.service,
-                    revision: r.short.clone(),
-                })
-            })
-            .collect()
+        revisions.map(|(_, r)| r.labels.clone()).collect()
     }
 
     /// Whether a gap hides `revision`'s minute starting at `minute` (epoch seconds).

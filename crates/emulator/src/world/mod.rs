@@ -95,14 +95,25 @@ impl Default for WorldConfig {
     }
 }
 
-/// A revision as Cloud Monitoring labels it.
+/// A revision as Cloud Monitoring labels it: its full name, and its monitored
+/// resource's labels (made once, with the revision, and shared by every answer's series).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RevisionLabels {
     pub(crate) full: String,
-    pub(crate) project: String,
-    pub(crate) location: String,
-    pub(crate) service: String,
-    pub(crate) revision: String,
+    pub(crate) resource: std::sync::Arc<BTreeMap<String, String>>,
+}
+
+impl RevisionLabels {
+    fn new(service: &ServiceName, short: &str) -> RevisionLabels {
+        let resource = BTreeMap::from([
+            ("project_id".to_owned(), service.project.clone()),
+            ("service_name".to_owned(), service.service.clone()),
+            ("revision_name".to_owned(), short.to_owned()),
+            ("location".to_owned(), service.location.clone()),
+            ("configuration_name".to_owned(), service.service.clone()),
+        ]);
+        RevisionLabels { full: format!("{}/revisions/{short}", service.full()), resource: resource.into() }
+    }
 }
 
 /// Minutes in which no metric points are published for matching revisions.
@@ -178,6 +189,7 @@ enum Outcome {
 struct RevisionRecord {
     short: String,
     service: String,
+    labels: std::sync::Arc<RevisionLabels>,
     template: Value,
     image: String,
     uid: String,

@@ -251,6 +251,7 @@ impl World {
             self.revisions.insert(
                 full,
                 RevisionRecord {
+                    labels: RevisionLabels::new(&record.name, &short).into(),
                     short: short.clone(),
                     service: record.name.full(),
                     template: planned.template,
