@@ -148,10 +148,10 @@ impl Val {
     }
 }
 
-/// A series: its labels and its points (end time in epoch seconds → value).
 /// A series' labels, shared rather than copied between the series that carry them.
 type Labels = std::sync::Arc<BTreeMap<String, String>>;
 
+/// A series: its labels and its points (end time in epoch seconds → value).
 #[derive(Debug, Clone)]
 pub(crate) struct Series {
     metric_labels: BTreeMap<String, String>,
@@ -685,7 +685,7 @@ fn reduce(series: Vec<Series>, query: &Query) -> Result<Vec<Series>, ApiError> {
         groups.entry(key).or_default().push(s);
     }
     let mut out = Vec::new();
-    for (key, members) in groups {
+    for (key, mut members) in groups {
         let value_type = members.first().map_or("INT64", |s| s.value_type);
         let (kind, out_type) = match (query.reducer, value_type) {
             (Reducer::Sum, t) => (members.first().map_or("GAUGE", |s| s.kind), t),
@@ -699,7 +699,6 @@ fn reduce(series: Vec<Series>, query: &Query) -> Result<Vec<Series>, ApiError> {
                 ));
             }
         };
-        let mut members = members;
         // A group of one summed is that series itself (the usual group by revision and
         // class): its points are moved, not copied.
         if query.reducer == Reducer::Sum && members.len() == 1 {

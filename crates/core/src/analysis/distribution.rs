@@ -2,6 +2,7 @@
 //! bounds, counts, and percentiles interpolated inside the bucket that holds the rank.
 //! Pure: no I/O, no clock.
 
+use serde::Deserialize;
 use serde_json::Value;
 #[cfg(test)]
 use serde_json::json;
@@ -74,26 +75,6 @@ impl BucketOptions {
             i += 1;
         }
         if i == 1 && lower(0) >= limit { 0 } else { i }
-    }
-
-    pub(crate) fn from_wire(options: &Value) -> Option<BucketOptions> {
-        let num = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_f64().or_else(|| x.as_str()?.parse().ok()));
-        if let Some(e) = options.get("exponentialBuckets") {
-            return Some(BucketOptions::Exponential {
-                num_finite: num(e, "numFiniteBuckets")? as usize,
-                growth: num(e, "growthFactor")?,
-                scale: num(e, "scale")?,
-            });
-        }
-        if let Some(l) = options.get("linearBuckets") {
-            return Some(BucketOptions::Linear {
-                num_finite: num(l, "numFiniteBuckets")? as usize,
-                width: num(l, "width")?,
-                offset: num(l, "offset").unwrap_or(0.0),
-            });
-        }
-        let bounds = options.get("explicitBuckets")?.get("bounds")?.as_array()?;
-        Some(BucketOptions::Explicit { bounds: bounds.iter().filter_map(|b| b.as_f64()).collect() })
     }
 
     #[cfg(test)]
@@ -290,22 +271,11 @@ impl Distribution {
         ))
     }
 
+    /// A `distributionValue` already read as JSON (the judge-eval, tests): read by the
+    /// same reader as an answer's, so the two never disagree.
     pub fn from_wire(value: &Value) -> Option<Distribution> {
-        let options = BucketOptions::from_wire(value.get("bucketOptions")?)?;
-        let parse = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok());
-        let counts: Vec<u64> = value
-            .get("bucketCounts")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(parse).collect())
-            .unwrap_or_default();
-        let count = value.get("count").and_then(parse).unwrap_or_else(|| counts.iter().sum());
-        Some(Distribution::new(
-            options,
-            &counts,
-            count,
-            value.get("mean").and_then(Value::as_f64).unwrap_or(0.0),
-            value.get("sumOfSquaredDeviation").and_then(Value::as_f64).unwrap_or(0.0),
-        ))
+        let wire = crate::analysis::wire::WireDistribution::deserialize(value).ok()?;
+        Distribution::from_parts(&wire)
     }
 
     #[cfg(test)]

@@ -401,22 +401,37 @@ mod tests {
 
     #[test]
     fn bucket_layouts_read_as_the_json_tree_read_them_and_odd_ones_as_none() {
+        // What the JSON-tree reader this replaced made of each (exponential before
+        // linear before explicit; strings as numbers except in bounds).
+        let exponential = BucketOptions::Exponential { num_finite: 100, growth: 1.4, scale: 1.0 };
         let layouts = [
-            r#"{"exponentialBuckets": {"numFiniteBuckets": "100", "growthFactor": 1.4, "scale": 1}, "linearBuckets": {"numFiniteBuckets": 3, "width": 1}}"#,
-            r#"{"linearBuckets": {"numFiniteBuckets": 3, "width": "10", "extra": [1, {"x": 2}]}}"#,
-            r#"{"explicitBuckets": {"bounds": [1, "2", 4.5, null, [3]]}}"#,
-            r#"{"exponentialBuckets": {"numFiniteBuckets": 100, "growthFactor": "fast", "scale": 1}}"#,
-            r#"{"exponentialBuckets": [1, 2, 3]}"#,
-            r#"{"explicitBuckets": {"bounds": {"a": 1}}}"#,
-            r#""buckets""#,
-            r#"null"#,
-            r#"{}"#,
+            (
+                r#"{"exponentialBuckets": {"numFiniteBuckets": "100", "growthFactor": 1.4, "scale": 1}, "linearBuckets": {"numFiniteBuckets": 3, "width": 1}}"#,
+                Some(exponential),
+            ),
+            (
+                r#"{"linearBuckets": {"numFiniteBuckets": 3, "width": "10", "extra": [1, {"x": 2}]}}"#,
+                Some(BucketOptions::Linear { num_finite: 3, width: 10.0, offset: 0.0 }),
+            ),
+            (
+                r#"{"explicitBuckets": {"bounds": [1, "2", 4.5, null, [3]]}}"#,
+                Some(BucketOptions::Explicit { bounds: vec![1.0, 4.5] }),
+            ),
+            (r#"{"exponentialBuckets": {"numFiniteBuckets": 100, "growthFactor": "fast", "scale": 1}}"#, None),
+            (r#"{"exponentialBuckets": [1, 2, 3]}"#, None),
+            (r#"{"explicitBuckets": {"bounds": {"a": 1}}}"#, None),
+            (r#""buckets""#, None),
+            (r#"null"#, None),
+            (r#"{}"#, None),
         ];
-        for layout in layouts {
+        for (layout, expected) in layouts {
             let text = format!(r#"{{"count": "1", "bucketOptions": {layout}, "bucketCounts": ["1"]}}"#);
             let read: WireDistribution = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{layout}: {e}"));
-            let tree: serde_json::Value = serde_json::from_str(layout).unwrap();
-            assert_eq!(read.bucket_options, BucketOptions::from_wire(&tree), "{layout}");
+            assert_eq!(read.bucket_options, expected, "{layout}");
+            // Read from a JSON tree (`Distribution::from_wire`), the same.
+            let tree: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let from_tree: WireDistribution = serde::Deserialize::deserialize(&tree).unwrap();
+            assert_eq!(from_tree.bucket_options, read.bucket_options, "{layout} from a tree");
         }
     }
 }
